@@ -1,0 +1,23 @@
+# Two commands do all the set-up on a fresh machine (see README):
+#   make workbook   create .venv, install, and run every notebook (ARGS="--smoke" for a quick run)
+#   make test       create .venv, install, and run the test suite
+# On a CUDA machine, `make ... CONSTRAINTS=` keeps pip from pinning the CPU build of torch.
+VENV ?= .venv
+CONSTRAINTS ?= -c constraints-cpu.txt
+ARGS ?=
+
+.PHONY: install workbook test
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints-cpu.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install $(CONSTRAINTS) -e ".[dev]"
+	touch $@
+
+workbook: install
+	$(VENV)/bin/workbook run $(ARGS)
+
+test: install
+	$(VENV)/bin/pytest

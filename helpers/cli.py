@@ -1,0 +1,82 @@
+"""The `workbook` command for instructors: list the notebooks' parameters, run notebooks with papermill."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .workbook import RUNS_DIR, list_notebooks, notebook_parameters, parameters_per_notebook, run_notebook, select_notebooks, write_summary
+
+
+def _parse_value(text: str) -> Any:
+    """A command-line value as YAML reads it: 3 -> int, 1e-4 -> float, true -> bool, text -> str."""
+    return yaml.safe_load(text) if text.strip() else ""
+
+
+def command_list(_: argparse.Namespace) -> int:
+    for path in list_notebooks():
+        print(path.stem)
+        for name, info in notebook_parameters(path).items():
+            print(f"    {name:<22} = {info['default']:<28} {info['help']}")
+    return 0
+
+
+def command_run(args: argparse.Namespace) -> int:
+    given: dict[str, Any] = {}
+    if args.file:
+        loaded = yaml.safe_load(Path(args.file).read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise SystemExit(f"{args.file}: a parameters file must be a mapping of names to values")
+        given.update(loaded)
+    given.update({name: _parse_value(value) for name, value in args.parameter})
+    try:
+        notebooks = select_notebooks(args.notebooks, list_notebooks())
+        plan = parameters_per_notebook(notebooks, given, args.smoke)
+    except ValueError as error:
+        print(f"workbook: {error}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out) if args.out else RUNS_DIR / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = out_dir / "work"
+    runs = []
+    for index, path in enumerate(notebooks, start=1):
+        print(f"[{index}/{len(notebooks)}] {path.stem} {plan[path] or ''}", flush=True)
+        result = run_notebook(path, out_dir, plan[path], work_dir)
+        runs.append(result)
+        write_summary(out_dir, runs)
+        if result.status != "ok":
+            print(f"workbook: {path.stem} failed: {result.error}", file=sys.stderr)
+            print(f"workbook: the executed copy is {result.executed}", file=sys.stderr)
+            return 1
+        print(f"      done in {result.seconds:.0f} s", flush=True)
+    print(f"summary: {out_dir / 'summary.md'} and {out_dir / 'summary.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbook", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="the notebooks and their parameters with defaults")
+    listing.set_defaults(handler=command_list)
+    run = commands.add_parser("run", help="execute notebooks in order with papermill")
+    run.add_argument("notebooks", nargs="*", help="names or numbers (default: all, in order)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    run.add_argument("-f", "--file", help="a YAML file of parameters (global names, or per-notebook mappings)")
+    run.add_argument("--smoke", action="store_true", help="fast settings (what CI runs)")
+    run.add_argument("--out", help="output folder (default: a fresh folder under runs/)")
+    run.set_defaults(handler=command_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

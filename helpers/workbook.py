@@ -1,0 +1,185 @@
+"""Running the workbook: where notebooks write, their parameters, their metrics, and papermill runs.
+
+Each notebook declares its knobs in a cell tagged `parameters` and writes `metrics.json` into its
+`output_dir`; the `workbook` command (helpers/cli.py) runs notebooks in order and gathers those files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+RUNS_DIR = PROJECT_ROOT / "runs"
+_NOTEBOOK_NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+
+
+def notebook_dirs(notebook: str, output_dir: str, work_dir: str) -> tuple[Path, Path]:
+    """The `output_dir` and `work_dir` a notebook uses; empty parameters get the defaults under runs/.
+
+    `output_dir` holds what one run of one notebook produced (metrics.json, figures); `work_dir` is shared by
+    the notebooks of a run (prepared data, fine-tuned models), so notebook 04 finds what 03 prepared.
+    """
+    output = Path(output_dir) if output_dir else RUNS_DIR / "notebooks" / notebook
+    work = Path(work_dir) if work_dir else RUNS_DIR / "work"
+    output.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    return output, work
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy of metrics: numpy scalars become floats, NaN becomes None."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any]) -> Path:
+    """Write `metrics.json` (the figures a notebook computed) into `output_dir` and return its path."""
+    path = Path(output_dir) / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_plain(metrics), indent=2, sort_keys=True), encoding="utf-8")
+    return path
+
+
+def list_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The workbook's notebooks (`NN_name.ipynb`) in reading order."""
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"no notebooks folder at {folder}: install the workbook in editable mode from its clone "
+            "(pip install -e .) so that the command finds its notebooks"
+        )
+    return sorted(path for path in folder.iterdir() if _NOTEBOOK_NAME.match(path.name))
+
+
+def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
+    """Name -> {default, type, help} of a notebook's `parameters` cell (papermill reads the comments)."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(path))
+    return {
+        name: {"default": info["default"], "type": info["inferred_type_name"], "help": info["help"]}
+        for name, info in found.items()
+    }
+
+
+def select_notebooks(names: Sequence[str], available: Sequence[Path]) -> list[Path]:
+    """Notebooks by name, number or file name (`04`, `04_training`, `04_training.ipynb`); all if none."""
+    if not names:
+        return list(available)
+    chosen = []
+    for name in names:
+        matches = [path for path in available if path.stem == name or path.name == name or path.stem.split("_")[0] == name]
+        if not matches:
+            raise ValueError(f"no notebook {name!r}; available: {', '.join(path.stem for path in available)}")
+        chosen.extend(match for match in matches if match not in chosen)
+    return sorted(chosen)
+
+
+def parameters_per_notebook(
+    notebooks: Sequence[Path], given: Mapping[str, Any], smoke: bool
+) -> dict[Path, dict[str, Any]]:
+    """Split the given parameters among the notebooks that declare them.
+
+    `given` holds global names (sent to every notebook that declares them) and, optionally, a mapping per
+    notebook stem (`{"04_training": {"epochs": 2}}`). A name that no chosen notebook declares is an error,
+    where papermill would only warn.
+    """
+    declared = {path: notebook_parameters(path) for path in notebooks}
+    stems = {path.stem: path for path in notebooks}
+    plan: dict[Path, dict[str, Any]] = {path: ({"smoke": True} if smoke else {}) for path in notebooks}
+    unknown = []
+    for name, value in given.items():
+        if name in stems and isinstance(value, Mapping):
+            for inner, inner_value in value.items():
+                if inner not in declared[stems[name]]:
+                    unknown.append(f"{name}.{inner}")
+                plan[stems[name]][inner] = inner_value
+            continue
+        takers = [path for path in notebooks if name in declared[path]]
+        if not takers:
+            unknown.append(name)
+        for path in takers:
+            plan[path][name] = value
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(sorted(unknown))}: no chosen notebook declares them "
+            "(see `workbook list`)"
+        )
+    return plan
+
+
+@dataclass
+class NotebookRun:
+    """Outcome of one notebook in a `workbook run`."""
+
+    notebook: str
+    status: str
+    seconds: float
+    executed: str
+    parameters: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def run_notebook(path: Path, out_dir: Path, parameters: Mapping[str, Any], work_dir: Path) -> NotebookRun:
+    """Execute one notebook with papermill into `out_dir/<stem>/`; never raises for a notebook error."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output_dir = out_dir / path.stem
+    output_dir.mkdir(parents=True, exist_ok=True)
+    executed = output_dir / path.name
+    full = {"output_dir": str(output_dir), "work_dir": str(work_dir), **parameters}
+    started = time.perf_counter()
+    status, error = "ok", ""
+    try:
+        papermill.execute_notebook(
+            str(path), str(executed), parameters=full, kernel_name="python3", progress_bar=True, cwd=str(path.parent)
+        )
+    except PapermillExecutionError as failure:
+        status, error = "failed", f"{failure.ename}: {failure.evalue}"
+    seconds = time.perf_counter() - started
+    metrics_file = output_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if status == "ok" and metrics_file.exists() else {}
+    return NotebookRun(path.stem, status, round(seconds, 1), str(executed), full, metrics, error)
+
+
+def write_summary(out_dir: Path, runs: Sequence[NotebookRun]) -> tuple[Path, Path]:
+    """`summary.json` (everything) and `summary.md` (a table per notebook) for a run."""
+    from dataclasses import asdict
+
+    json_path = out_dir / "summary.json"
+    json_path.write_text(json.dumps([asdict(run) for run in runs], indent=2), encoding="utf-8")
+    lines = ["# Workbook run", ""]
+    for run in runs:
+        lines += [f"## {run.notebook}: {run.status} in {run.seconds:.0f} s", ""]
+        if run.error:
+            lines += [f"Error: `{run.error}`", "", f"Executed copy: `{run.executed}`", ""]
+        scalar = {key: value for key, value in run.metrics.items() if not isinstance(value, dict)}
+        if scalar:
+            lines += ["| metric | value |", "|---|---|"]
+            lines += [f"| {key} | {_format(value)} |" for key, value in sorted(scalar.items())]
+            lines.append("")
+    md_path = out_dir / "summary.md"
+    md_path.write_text("\n".join(lines), encoding="utf-8")
+    return json_path, md_path
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_format(item) for item in value) + "]"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,83 @@
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import models as M
+
+
+def test_default_model_resolves_to_the_packaged_folder():
+    resolved = Path(M.resolve_model())
+    assert (resolved / "modules.json").exists()
+    assert M.resolve_model("sentence-transformers/all-MiniLM-L6-v2") == str(resolved)
+
+
+def test_local_folder_is_used_as_it_is(tmp_path):
+    assert M.resolve_model(str(tmp_path)) == str(tmp_path)
+
+
+def test_missing_local_folder_names_it():
+    with pytest.raises(M.ModelNotAvailableError, match="no/such/folder"):
+        M.resolve_model("./no/such/folder")
+
+
+def test_a_file_is_not_a_model(tmp_path):
+    file = tmp_path / "weights.bin"
+    file.write_text("x")
+    with pytest.raises(M.ModelNotAvailableError, match="is a file"):
+        M.resolve_model(str(file))
+
+
+def test_unknown_hub_id_offline_fails_fast_and_names_it(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    with pytest.raises(M.ModelNotAvailableError, match="acme/no-such-embedder"):
+        M.load_model("acme/no-such-embedder")
+    assert time.perf_counter() - started < 5
+
+
+def test_unknown_hub_id_without_network_fails_fast(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(M, "hub_reachable", lambda timeout_s=2.0: False)
+    with pytest.raises(M.ModelNotAvailableError, match="cannot be reached"):
+        M.resolve_model("acme/no-such-embedder")
+
+
+def test_hub_id_passes_through_when_the_hub_is_reachable(monkeypatch):
+    monkeypatch.setattr(M, "hub_reachable", lambda timeout_s=2.0: True)
+    assert M.resolve_model("BAAI/bge-base-en-v1.5") == "BAAI/bge-base-en-v1.5"
+
+
+def test_loading_the_default_model_makes_no_network_call(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network call attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    model = M.load_model(device="cpu")
+    assert model.encode(["Botulism food poisoning"]).shape == (1, model.get_embedding_dimension())
+
+
+def test_device_and_precision_on_cpu(monkeypatch):
+    monkeypatch.setattr(M.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(M.torch.backends.mps, "is_available", lambda: False)
+    assert M.choose_device() == "cpu"
+    assert M.choose_precision("cpu") == "fp32"
+    assert M.precision_flags("fp32") == {"bf16": False, "fp16": False}
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        M.choose_device("cuda")
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        M.choose_precision("cpu", "fp16")
+    with pytest.raises(ValueError, match="unknown device"):
+        M.choose_device("tpu")
+
+
+def test_precision_on_cuda_follows_bf16_support(monkeypatch):
+    monkeypatch.setattr(M.torch.cuda, "is_bf16_supported", lambda: True)
+    assert M.choose_precision("cuda") == "bf16"
+    monkeypatch.setattr(M.torch.cuda, "is_bf16_supported", lambda: False)
+    assert M.choose_precision("cuda:0") == "fp16"
+    assert M.precision_flags("fp16") == {"bf16": False, "fp16": True}
+    with pytest.raises(ValueError, match="does not support bf16"):
+        M.choose_precision("cuda", "bf16")

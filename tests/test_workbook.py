@@ -1,0 +1,114 @@
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from helpers import cli
+from helpers import workbook as W
+
+NOTEBOOKS = W.list_notebooks()
+
+
+def test_there_are_notebooks():
+    assert [path.stem[:2] for path in NOTEBOOKS] == sorted(path.stem[:2] for path in NOTEBOOKS) and NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_contract(path):
+    notebook = nbformat.read(path, as_version=4)
+    assert notebook.metadata["kernelspec"]["name"] == "python3"
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert not any(cell.get("outputs") or cell.get("execution_count") for cell in code), "commit notebooks without outputs"
+    tagged = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    parameters = W.notebook_parameters(path)
+    assert {"output_dir", "work_dir", "smoke"} <= set(parameters)
+    assert all(info["help"] for info in parameters.values()), "every parameter needs a comment"
+    first, last = notebook.cells[0].source, notebook.cells[-1].source
+    assert first.startswith("# ") and "Runtime on a laptop CPU" in first
+    assert "Key takeaways" in last and "<details>" in last
+    assert "write_metrics(" in "".join(cell.source for cell in code)
+
+
+def test_parameters_go_to_the_notebooks_that_declare_them():
+    plan = W.parameters_per_notebook(NOTEBOOKS, {"seed": 7}, smoke=True)
+    assert all(params == {"smoke": True, "seed": 7} for params in plan.values())
+    first = NOTEBOOKS[0]
+    declared = next(iter(W.notebook_parameters(first)))
+    plan = W.parameters_per_notebook(NOTEBOOKS, {first.stem: {declared: 1}}, smoke=False)
+    assert plan[first] == {declared: 1}
+
+
+def test_unknown_parameters_are_errors_not_warnings():
+    with pytest.raises(ValueError, match="no_such_param"):
+        W.parameters_per_notebook(NOTEBOOKS, {"no_such_param": 1}, smoke=False)
+    with pytest.raises(ValueError, match=f"{NOTEBOOKS[0].stem}.bogus"):
+        W.parameters_per_notebook(NOTEBOOKS, {NOTEBOOKS[0].stem: {"bogus": 1}}, smoke=False)
+
+
+def test_cli_run_names_an_unknown_parameter(capsys, tmp_path):
+    assert cli.main(["run", "-p", "no_such_param", "1", "--out", str(tmp_path)]) == 2
+    assert "no_such_param" in capsys.readouterr().err
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_cli_run_names_an_unknown_notebook(capsys):
+    assert cli.main(["run", "99_nothing"]) == 2
+    assert "no notebook '99_nothing'" in capsys.readouterr().err
+
+
+def test_cli_list_shows_every_parameter(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for path in NOTEBOOKS:
+        assert path.stem in out
+        for name in W.notebook_parameters(path):
+            assert re.search(rf"^\s+{name}\s+=", out, re.M), f"{path.stem}: {name} missing"
+
+
+def test_select_notebooks_by_number_and_name():
+    assert W.select_notebooks([NOTEBOOKS[0].stem[:2]], NOTEBOOKS) == [NOTEBOOKS[0]]
+    assert W.select_notebooks([NOTEBOOKS[-1].name, NOTEBOOKS[0].stem], NOTEBOOKS) == [NOTEBOOKS[0], NOTEBOOKS[-1]]
+
+
+def test_metrics_are_written_as_plain_json(tmp_path):
+    import numpy as np
+
+    path = W.write_metrics(tmp_path, {"ndcg": np.float32(0.5), "ci": (np.float64(0.1), 0.2), "nan": float("nan")})
+    assert json.loads(path.read_text()) == {"ndcg": 0.5, "ci": [0.1, 0.2], "nan": None}
+
+
+def test_environment_yml_agrees_with_pyproject():
+    root = W.PROJECT_ROOT
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    environment = yaml.safe_load((root / "environment.yml").read_text())
+    conda = [dep for dep in environment["dependencies"] if isinstance(dep, str)]
+    pip_section = next(dep["pip"] for dep in environment["dependencies"] if isinstance(dep, dict))
+    python = next(dep for dep in conda if dep.startswith("python"))
+    from packaging.specifiers import SpecifierSet
+
+    assert python.split("=")[-1] in SpecifierSet(project["requires-python"]) or (
+        python.split("=")[-1] + ".0" in SpecifierSet(project["requires-python"])
+    )
+    assert "pip" in conda
+    # conda installs the project itself with pip, so both files install the same pinned dependencies
+    assert any(line.replace(" ", "") in ("-e.[dev]", "-e.") for line in pip_section)
+    pinned = {re.split(r"[=<>!~ ]", dep)[0].lower(): dep.replace(" ", "") for dep in project["dependencies"]}
+    for line in pip_section:
+        name = re.split(r"[=<>!~ ]", line)[0].lower()
+        if name in pinned:
+            assert line.replace(" ", "") == pinned[name], f"environment.yml pins {line}, pyproject {pinned[name]}"
+
+
+def test_constraints_pin_the_cpu_torch_inside_the_pyproject_range():
+    from packaging.requirements import Requirement
+
+    root = W.PROJECT_ROOT
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    torch_range = next(Requirement(dep) for dep in project["dependencies"] if dep.startswith("torch"))
+    constraint = next(line for line in (root / "constraints-cpu.txt").read_text().splitlines() if line.startswith("torch"))
+    assert constraint.split("==")[1] in torch_range.specifier
