@@ -1,0 +1,278 @@
+import json
+import warnings
+
+import pytest
+
+from helpers import data as D
+from helpers.data import ContrastivePair, DataValidationError, LeakageError
+
+
+# ---- pairs_to_dataset ------------------------------------------------------------------------------
+
+
+def test_triplets_give_three_aligned_columns():
+    pairs = [ContrastivePair("a1", "p1", "n1"), ContrastivePair("a2", "p2", "n2")]
+    dataset = D.pairs_to_dataset(pairs)
+    assert dataset.column_names == ["anchor", "positive", "negative"]
+    assert dataset[1] == {"anchor": "a2", "positive": "p2", "negative": "n2"}
+
+
+def test_pairs_without_negatives_give_two_columns_and_optional_scores():
+    dataset = D.pairs_to_dataset([ContrastivePair("a1", "p1", score=0.5)], include_score=True)
+    assert dataset.column_names == ["anchor", "positive", "score"]
+    assert dataset[0]["score"] == 0.5
+
+
+def test_mixed_pairs_are_refused_instead_of_misaligned():
+    # The seed's version would build negative=["n2"] beside anchor=["a1", "a2"]: row 0 would get a2's negative.
+    pairs = [ContrastivePair("a1", "p1"), ContrastivePair("a2", "p2", "n2")]
+    with pytest.raises(DataValidationError, match="pair 0"):
+        D.pairs_to_dataset(pairs)
+    without, with_negative = D.split_by_negative(pairs)
+    assert [p.anchor for p in without] == ["a1"] and [p.anchor for p in with_negative] == ["a2"]
+
+
+def test_no_pairs_is_an_error():
+    with pytest.raises(DataValidationError, match="no pairs"):
+        D.pairs_to_dataset([])
+
+
+# ---- user data validation --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"anchor": "a"}], "no 'positive' column"),
+        ([{"anchor": "a", "positive": "p"}, {"anchor": "b"}], "row 1 has no 'positive' column"),
+        ([{"anchor": "a", "positive": "  "}], "row 0 has an empty"),
+        ([{"anchor": 3, "positive": "p"}], "non-string 'anchor'"),
+        ([{"anchor": "a", "positive": "p", "negative": 7}], "non-string 'negative'"),
+        ([{"anchor": "a", "positive": "p"}, {"anchor": "a", "positive": "p"}], "row 1 repeats .* row 0"),
+        ([{"anchor": "same", "positive": "same"}], "row 0: the anchor is identical"),
+        ([{"anchor": "a", "positive": "p", "score": "high"}], "row 0 has a non-numeric score"),
+        ([], "no rows"),
+    ],
+)
+def test_bad_rows_are_named(rows, message):
+    with pytest.raises(DataValidationError, match=message):
+        D.validate_pair_rows(rows)
+
+
+def test_empty_negative_means_none():
+    pairs = D.validate_pair_rows([{"anchor": "a", "positive": "p", "negative": ""}, {"anchor": "b", "positive": "q", "negative": "n"}])
+    assert [p.negative for p in pairs] == [None, "n"]
+
+
+def test_near_duplicates_and_long_texts_warn(base_model):
+    rows = [
+        {"anchor": "Chest pain", "positive": "Angina"},
+        {"anchor": "chest pain!", "positive": "angina"},
+        {"anchor": "fever", "positive": "word " * 400},
+    ]
+    with pytest.warns(UserWarning) as caught:
+        pairs = D.validate_pair_rows(rows, base_model.tokenizer, base_model.max_seq_length)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "near-duplicate" in messages and "rows [0, 1]" in messages
+    assert "longer than 256 tokens" in messages and "rows [2]" in messages
+    assert len(pairs) == 3
+
+
+def test_csv_and_jsonl_files_are_read(tmp_path):
+    (tmp_path / "pairs.csv").write_text("anchor,positive\nchest pain,Angina pectoris\n", encoding="utf-8")
+    assert D.read_pair_rows(tmp_path / "pairs.csv") == [{"anchor": "chest pain", "positive": "Angina pectoris"}]
+    (tmp_path / "bad.jsonl").write_text('{"anchor": "a"\n', encoding="utf-8")
+    with pytest.raises(DataValidationError, match="line 1 is not valid JSON"):
+        D.read_pair_rows(tmp_path / "bad.jsonl")
+    (tmp_path / "pairs.txt").write_text("chest pain -> angina", encoding="utf-8")
+    with pytest.raises(DataValidationError, match="use a .jsonl or .csv"):
+        D.read_pair_rows(tmp_path / "pairs.txt")
+
+
+# ---- splits and leakage ----------------------------------------------------------------------------
+
+
+def small_retrieval_data(policy=None):
+    documents = {f"d{i}": f"document number {i}" for i in range(40)}
+    pairs = [(f"query {i} variant {v}", f"d{i}") for i in range(40) for v in range(3)]
+    return D.assemble("toy", documents, pairs, policy or D.SplitPolicy(), seed=1, attribution="toy")
+
+
+def test_splits_are_disjoint_deterministic_and_unseen_documents_have_no_training_query():
+    data = small_retrieval_data()
+    assert data.qrels == small_retrieval_data().qrels
+    split_of = {}
+    for split, judged in data.qrels.items():
+        for query_id in judged:
+            assert query_id not in split_of, f"{query_id} is in {split_of.get(query_id)} and {split}"
+            split_of[query_id] = split
+    train_docs = {doc for docs in data.qrels["train"].values() for doc in docs}
+    unseen_docs = {doc for docs in data.qrels["test_unseen"].values() for doc in docs}
+    assert unseen_docs and not unseen_docs & train_docs
+    assert all(data.qrels[split] for split in ("train", "dev", "test", "test_unseen"))
+
+
+def test_document_policy_holds_out_whole_documents():
+    data = small_retrieval_data(D.SplitPolicy(by_document=True))
+    train_docs = {doc for docs in data.qrels["train"].values() for doc in docs}
+    test_docs = {doc for docs in data.qrels["test"].values() for doc in docs}
+    assert test_docs and not test_docs & train_docs and "test_unseen" not in data.qrels
+
+
+def test_assemble_merges_duplicates_and_drops_queries_equal_to_a_document():
+    documents = {"d1": "Botulism food poisoning", "d2": "Infant botulism"}
+    pairs = [("Botulism NOS", "d1"), ("botulism, NOS", "d2"), ("BOTULISM FOOD POISONING", "d1")]
+    data = D.assemble("toy", documents, pairs, D.SplitPolicy(0, 0, 0), 0, "", {"d1": ["d2"]})
+    assert list(data.queries.values()) == ["Botulism NOS"]
+    assert data.qrels["train"] == {"q0": {"d1": 1, "d2": 1}}
+    assert data.negatives == {}  # d2 is relevant itself, so it cannot be a negative
+
+
+def test_leakage_check_fails_on_a_copied_test_query():
+    data = small_retrieval_data()
+    D.check_split_leakage(data)
+    test_id = next(iter(data.qrels["test"]))
+    data.queries["copy"] = data.queries[test_id].upper() + "."
+    data.qrels["train"]["copy"] = data.qrels["test"][test_id]
+    with pytest.raises(LeakageError, match="1 test queries also occur"):
+        D.check_split_leakage(data)
+
+
+def test_leakage_check_also_covers_training_pairs():
+    data = small_retrieval_data()
+    test_text = next(iter(data.split_queries("test").values()))
+    with pytest.raises(LeakageError):
+        D.check_split_leakage(data, [ContrastivePair("other", test_text)])
+
+
+def test_subsample_keeps_needed_documents_and_refuses_a_too_small_corpus():
+    data = small_retrieval_data()
+    data.negatives = {next(iter(data.qrels["train"])): ["d39"]}
+    small = D.subsample(data, corpus_size=None, max_queries=20, seed=0)
+    assert sum(len(j) for j in small.qrels.values()) <= 22
+    sized = D.subsample(small, corpus_size=30, max_queries=None, seed=0)
+    needed = {doc for judged in sized.qrels.values() for docs in judged.values() for doc in docs}
+    assert len(sized.corpus) == 30 and needed <= set(sized.corpus)
+    with pytest.raises(DataValidationError, match="corpus_size=2 is smaller"):
+        D.subsample(data, corpus_size=2, max_queries=None, seed=0)
+
+
+# ---- BEIR layout -----------------------------------------------------------------------------------
+
+
+def test_beir_round_trip_and_beir_reader(tmp_path):
+    data = small_retrieval_data()
+    D.save_beir(data, tmp_path)
+    assert D.load_beir(tmp_path).qrels == data.qrels
+    from beir.datasets.data_loader import GenericDataLoader
+
+    corpus, queries, qrels = GenericDataLoader(str(tmp_path)).load(split="test")
+    assert set(qrels) == set(data.qrels["test"]) and len(corpus) == len(data.corpus)
+
+
+def test_beir_loading_names_unknown_documents_and_queries(tmp_path):
+    data = small_retrieval_data()
+    D.save_beir(data, tmp_path)
+    with (tmp_path / "qrels" / "test.tsv").open("a") as handle:
+        handle.write("q0\tmissing-doc\t1\n")
+    with pytest.raises(DataValidationError, match="'missing-doc'"):
+        D.load_beir(tmp_path)
+    D.save_beir(data, tmp_path)
+    with (tmp_path / "qrels" / "dev.tsv").open("a") as handle:
+        handle.write("ghost\td1\t1\n")
+    with pytest.raises(DataValidationError, match="query 'ghost'"):
+        D.load_beir(tmp_path)
+
+
+def test_beir_loading_refuses_leakage(tmp_path):
+    data = small_retrieval_data()
+    test_id = next(iter(data.qrels["test"]))
+    data.qrels["train"][test_id] = data.qrels["test"][test_id]
+    D.save_beir(data, tmp_path)
+    with pytest.raises(LeakageError):
+        D.load_beir(tmp_path)
+
+
+def test_not_a_beir_folder(tmp_path):
+    with pytest.raises(DataValidationError, match="corpus.jsonl is missing"):
+        D.load_beir(tmp_path)
+
+
+# ---- the shipped domains ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def icd_codes():
+    return {code.code: code for code in D.parse_icd10cm()}
+
+
+def test_icd10cm_inclusion_terms_and_excludes1(icd_codes):
+    botulism = icd_codes["A05.1"]
+    assert botulism.description == "Botulism food poisoning"
+    assert "Classical foodborne intoxication due to Clostridium botulinum" in botulism.inclusion_terms
+    assert {"A48.51", "A48.52"} <= set(botulism.excludes1_codes)
+    # the seed text's own example: type 2 diabetes excludes type 1, and subcodes inherit the note
+    assert "E10" in icd_codes["E11"].excludes1_codes and "E10" in icd_codes["E11.9"].excludes1_codes
+
+
+def test_icd10cm_dataset_shape():
+    data = D.build_icd10cm(D.SplitPolicy(), seed=42)
+    counts = data.counts()
+    assert counts["corpus"] == 46881
+    assert 11_000 < sum(len(j) for j in data.qrels.values()) < 13_000
+    assert counts["queries_with_curated_negative"] > 3000
+    D.validate_retrieval_data(data)
+
+
+def test_hpo_layperson_queries():
+    data = D.build_hpo(D.default_policy("hpo"), seed=42)
+    assert "Urinary incontinence" in data.corpus["HP:0000020"]
+    query_ids = [q for q, text in data.queries.items() if text == "Loss of bladder control"]
+    assert query_ids and any(query_ids[0] in judged and "HP:0000020" in judged[query_ids[0]] for judged in data.qrels.values())
+    assert "hp/releases/" in data.attribution and "Human Phenotype Ontology" in data.attribution
+    assert 6000 < len(data.queries) < 8000
+
+
+def test_zaragoza_faq():
+    data = D.build_dataset("zaragoza")
+    assert len(data.corpus) == 503 and "CC BY 4.0" in data.attribution
+
+
+def test_unknown_dataset_is_named():
+    with pytest.raises(DataValidationError, match="unknown dataset 'mimic'"):
+        D.build_dataset("mimic")
+
+
+def test_shipped_example_file_runs_end_to_end(tmp_path):
+    data = D.prepare_dataset(str(D.PROJECT_DATA / "example_pairs.jsonl"), tmp_path, seed=0)
+    assert data.qrels["train"] and data.qrels["test"]
+    sets = D.build_training_sets(data)
+    D.save_training_sets(sets, tmp_path)
+    dataset = D.load_training_dataset(tmp_path, with_negatives=True)
+    assert dataset.column_names == ["anchor", "positive", "negative"] and len(dataset) == len(sets.triplets)
+
+
+# ---- mined negatives -------------------------------------------------------------------------------
+
+
+def test_mined_negatives_respect_margin_and_known_positives(base_model):
+    corpus = ["Type 1 diabetes mellitus", "Type 2 diabetes mellitus", "Diabetes insipidus", "Fracture of femur",
+              "Essential hypertension", "Hypotension", "Migraine without aura", "Tension-type headache"]
+    pairs = [
+        ContrastivePair("adult onset diabetes", "Type 2 diabetes mellitus"),
+        ContrastivePair("adult onset diabetes", "Diabetes insipidus"),
+        ContrastivePair("high blood pressure", "Essential hypertension", "Hypotension"),
+        ContrastivePair("one-sided headache", "Migraine without aura"),
+    ]
+    filled, discarded = D.mine_negatives(pairs, corpus, base_model, relative_margin=0.05)
+    assert filled[2].negative == "Hypotension"  # a curated negative is kept as it is
+    positives = {"Type 2 diabetes mellitus", "Diabetes insipidus"}
+    for pair in filled:
+        if pair.negative is None:
+            continue
+        if pair.anchor == "adult onset diabetes":
+            assert pair.negative not in positives
+        sims = base_model.similarity(base_model.encode([pair.anchor]), base_model.encode([pair.positive, pair.negative]))[0]
+        if pair is not filled[2]:
+            assert float(sims[1]) <= 0.95 * float(sims[0]) + 1e-6
+    assert discarded >= 0
