@@ -1,0 +1,71 @@
+"""Training throughput of the workbook's helpers against a bare SentenceTransformerTrainer.
+
+Both train the same model on the same examples with the same settings (MNRL, no-duplicates batches, fp32 on
+CPU), alternating for several rounds so that drift of the machine hits both alike. Prints each round's
+examples/s as the trainer measures it, the medians, and last a line `ratio <ours/bare>` (>= 0.95 means the
+helpers add no overhead).
+
+    python benchmarks/bench_training.py [--rounds 3] [--steps 20] [--batch-size 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+
+from helpers import data as D
+from helpers import training as T
+from helpers.models import load_model
+
+
+def bare_run(dataset, batch_size: int, steps: int, output_dir: str) -> float:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.training_args import (
+        BatchSamplers,
+        SentenceTransformerTrainingArguments,
+    )
+
+    from helpers.models import packaged_default_model_path
+
+    model = SentenceTransformer(str(packaged_default_model_path()), device="cpu")
+    args = SentenceTransformerTrainingArguments(
+        output_dir=output_dir, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=1e-4,
+        warmup_steps=0.1, seed=42, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no",
+        report_to="none", use_cpu=True, logging_steps=1000, disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
+                                         loss=losses.MultipleNegativesRankingLoss(model))
+    return float(trainer.train().metrics["train_samples_per_second"])
+
+
+def ours_run(dataset, batch_size: int, steps: int, output_dir: str) -> float:
+    config = T.TrainingConfig(output_dir=output_dir, batch_size=batch_size, max_steps=steps, device="cpu",
+                              logging_steps=1000, save_steps=10 * steps)
+    return T.finetune(config, dataset).examples_per_second
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        folder = D.ensure_prepared("icd10cm", work, smoke=True)
+        dataset = D.load_training_dataset(folder, with_negatives=False)
+        load_model()  # warm the file cache before timing
+        ours, bare = [], []
+        for round_number in range(1, args.rounds + 1):
+            bare.append(bare_run(dataset, args.batch_size, args.steps, f"{work}/bare-{round_number}"))
+            ours.append(ours_run(dataset, args.batch_size, args.steps, f"{work}/ours-{round_number}"))
+            print(f"round {round_number}: bare {bare[-1]:.1f} examples/s, ours {ours[-1]:.1f} examples/s", flush=True)
+    print(f"median bare: {statistics.median(bare):.1f} examples/s")
+    print(f"median ours: {statistics.median(ours):.1f} examples/s")
+    print(f"ratio {statistics.median(ours) / statistics.median(bare):.3f}")
+
+
+if __name__ == "__main__":
+    main()
