@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +11,16 @@ from typing import Any
 
 import yaml
 
-from .workbook import RUNS_DIR, list_notebooks, notebook_parameters, parameters_per_notebook, run_notebook, select_notebooks, write_summary
+from .workbook import (
+    RUNS_DIR,
+    list_notebooks,
+    notebook_parameters,
+    parameters_per_notebook,
+    results_table,
+    run_notebook,
+    select_notebooks,
+    write_summary,
+)
 
 
 def _parse_value(text: str) -> Any:
@@ -58,6 +68,12 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_results(args: argparse.Namespace) -> int:
+    summary = json.loads((Path(args.run) / "summary.json").read_text(encoding="utf-8"))
+    print(results_table(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbook", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--smoke", action="store_true", help="fast settings (what CI runs)")
     run.add_argument("--out", help="output folder (default: a fresh folder under runs/)")
     run.set_defaults(handler=command_run)
+    results = commands.add_parser("results", help="the README's results table from a finished run")
+    results.add_argument("run", help="the run's folder (holding summary.json)")
+    results.set_defaults(handler=command_results)
     return parser
 
 

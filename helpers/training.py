@@ -30,12 +30,13 @@ class TrainingConfig:
     epochs: float = 1.0
     batch_size: int = 64
     mini_batch_size: int = 32  # cached_mnrl only: the chunk that must fit in memory
-    learning_rate: float = 1e-4
+    learning_rate: float = 2e-4
     warmup: float = 0.1  # fraction of the training steps
     seed: int = 42
     max_steps: int = -1  # > 0 stops early (smoke runs)
     eval_steps: int = 0  # 0: no evaluation during training
     save_steps: int = 0  # 0: one checkpoint per epoch
+    checkpoints: bool = True  # False: keep no checkpoints (short runs that never resume)
     logging_steps: int = 10
     device: str | None = None
     precision: str | None = None
@@ -123,7 +124,7 @@ def training_arguments(config: TrainingConfig, device: str, precision: str, has_
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         eval_strategy="steps" if evaluating else "no",
         eval_steps=config.eval_steps if evaluating else None,
-        save_strategy="steps" if config.save_steps > 0 else "epoch",
+        save_strategy="no" if not config.checkpoints else "steps" if config.save_steps > 0 else "epoch",
         save_steps=config.save_steps if config.save_steps > 0 else 500,
         save_total_limit=2,
         logging_steps=config.logging_steps,

@@ -183,3 +183,33 @@ def _format(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_format(item) for item in value) + "]"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
+    """The README's results table, rendered from a run's `summary.json` entries (never typed by hand)."""
+    by_name = {run["notebook"]: run for run in runs}
+    evaluation = by_name["05_evaluation"]["metrics"]
+    training = by_name.get("04_training", {}).get("metrics", {})
+    lines = [
+        "| split | queries | corpus | NDCG@10 off the shelf | NDCG@10 fine-tuned | relative gain | 95% CI of the difference | p (Fisher) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for split, suffix in (("test", ""), ("test_unseen", "_test_unseen")):
+        if f"base_ndcg@10{suffix}" not in evaluation:
+            continue
+        low, high = evaluation[f"ci95_ndcg@10_diff{suffix}"]
+        lines.append(
+            f"| {split} | {evaluation[f'{split}_queries']} | {evaluation['corpus_size']} "
+            f"| {evaluation[f'base_ndcg@10{suffix}']:.3f} | {evaluation[f'finetuned_ndcg@10{suffix}']:.3f} "
+            f"| {evaluation[f'relative_gain_ndcg@10{suffix}']:+.1%} | [{low:+.3f}, {high:+.3f}] "
+            f"| {evaluation[f'p_value_fisher{suffix}']:.4f} |"
+        )
+    if training:
+        lines += [
+            "",
+            f"Training: {training['train_examples']} examples ({'triplets' if training['hard_negatives'] else 'pairs'}), "
+            f"{training['loss']}, batch {training['batch_size']}, {training['epochs']} epoch(s), "
+            f"learning rate {training['learning_rate']}, {training['steps']} steps in {training['train_seconds']:.0f} s "
+            f"on {training['device']} ({training['precision']}).",
+        ]
+    return "\n".join(lines)
