@@ -50,7 +50,8 @@ def command_run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"workbook: {error}", file=sys.stderr)
         return 2
-    out_dir = Path(args.out) if args.out else RUNS_DIR / datetime.now().strftime("%Y%m%d-%H%M%S")
+    # absolute, since each notebook runs in the notebooks folder
+    out_dir = Path(args.out).resolve() if args.out else RUNS_DIR / datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = out_dir / "work"
     runs = []

@@ -134,20 +134,23 @@ def precision_flags(precision: Precision) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def load_model(name: str | os.PathLike[str] = DEFAULT_MODEL, device: str | None = None):
+def load_model(name: str | os.PathLike[str] = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype = torch.float32):
     """Load a SentenceTransformer by name (see `resolve_model`) on `device` (see `choose_device`).
 
-    Remote code is never trusted; a local folder is loaded with `local_files_only` so that no network call
-    is made.
+    Weights are loaded in `dtype`, fp32 by default whatever the checkpoint holds: transformers 5 would keep a
+    half-precision checkpoint in half precision, and training would then update half-precision weights (mixed
+    precision computes in bf16/fp16 but needs fp32 master weights). Remote code is never trusted; a local
+    folder is loaded with `local_files_only` so that no network call is made.
     """
+    resolved = resolve_model(name)  # before the slow import, so that a bad name fails at once
     from sentence_transformers import SentenceTransformer
 
-    resolved = resolve_model(name)
     return SentenceTransformer(
         resolved,
         device=choose_device(device),
         trust_remote_code=False,
         local_files_only=Path(resolved).exists() or _in_hub_cache(resolved),
+        model_kwargs={"dtype": dtype},
     )
 
 

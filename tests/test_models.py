@@ -81,3 +81,11 @@ def test_precision_on_cuda_follows_bf16_support(monkeypatch):
     assert M.precision_flags("fp16") == {"bf16": False, "fp16": True}
     with pytest.raises(ValueError, match="does not support bf16"):
         M.choose_precision("cuda", "bf16")
+
+
+def test_half_precision_checkpoints_load_in_fp32(tmp_path, base_model):
+    import copy
+
+    copy.deepcopy(base_model).half().save_pretrained(str(tmp_path / "fp16"))
+    reloaded = M.load_model(str(tmp_path / "fp16"), device="cpu")
+    assert {parameter.dtype for parameter in reloaded.parameters()} == {M.torch.float32}

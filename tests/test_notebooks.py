@@ -17,12 +17,19 @@ SANITIZE = Path(__file__).with_name("nbval_sanitize.cfg")
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def smoke_run(tmp_path_factory, monkeypatch_module):
     out = tmp_path_factory.mktemp("smoke-run")
-    status = cli.main(["run", "--smoke", "--out", str(out)])
+    monkeypatch_module.chdir(out.parent)  # a relative --out must not depend on the notebooks' folder
+    status = cli.main(["run", "--smoke", "--out", out.name])
     summary = json.loads((out / "summary.json").read_text())
     assert status == 0, f"workbook run failed: {[(r['notebook'], r['error']) for r in summary if r['error']]}"
     return out, {run["notebook"]: run for run in summary}
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
 
 
 def metrics_of(smoke_run, notebook):

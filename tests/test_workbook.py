@@ -112,3 +112,13 @@ def test_constraints_pin_the_cpu_torch_inside_the_pyproject_range():
     torch_range = next(Requirement(dep) for dep in project["dependencies"] if dep.startswith("torch"))
     constraint = next(line for line in (root / "constraints-cpu.txt").read_text().splitlines() if line.startswith("torch"))
     assert constraint.split("==")[1] in torch_range.specifier
+
+
+def test_readme_results_are_rendered_from_committed_runs():
+    """Every results table in the README is exactly what `workbook results` prints for the committed run."""
+    readme = (W.PROJECT_ROOT / "README.md").read_text()
+    blocks = re.findall(r"<!-- results: (\S+) -->\n(.*?)\n<!-- /results -->", readme, re.S)
+    assert blocks, "the README has no results table"
+    for summary_path, table in blocks:
+        runs = json.loads((W.PROJECT_ROOT / summary_path).read_text())
+        assert table.strip() == W.results_table(runs).strip(), f"README table differs from {summary_path}"
