@@ -43,7 +43,7 @@ def bare_run(dataset, batch_size: int, steps: int, output_dir: str) -> float:
 
 def ours_run(dataset, batch_size: int, steps: int, output_dir: str) -> float:
     config = T.TrainingConfig(output_dir=output_dir, batch_size=batch_size, max_steps=steps, device="cpu",
-                              logging_steps=1000, save_steps=10 * steps)
+                              logging_steps=1000, checkpoints=False)
     return T.finetune(config, dataset).examples_per_second
 
 

@@ -23,7 +23,6 @@ from typing import Any
 SHIPPED_DATASETS = ("icd10cm", "hpo", "zaragoza")
 PROJECT_DATA = Path(__file__).resolve().parents[1] / "data"  # small files the workbook ships
 HELD_OUT_SPLITS = ("dev", "test", "test_unseen")
-PAIR_COLUMNS = ("anchor", "positive", "negative", "score")
 
 
 class DataValidationError(ValueError):
@@ -796,7 +795,7 @@ def build_training_sets(data: RetrievalData, mining_model: Any = None) -> Traini
     if mining_model is not None:
         filled, discarded = mine_negatives(curated, list(data.corpus.values()), mining_model)
     triplets, sources = [], []
-    for before, after in zip(curated, filled):
+    for before, after in zip(curated, filled, strict=True):
         if after.negative is not None:
             triplets.append(after)
             sources.append("curated" if before.negative is not None else "mined")
@@ -812,7 +811,7 @@ def save_training_sets(sets: TrainingSets, folder: str | Path) -> None:
         folder / "train_triplets.jsonl",
         (
             {"anchor": p.anchor, "positive": p.positive, "negative": p.negative, "source": source}
-            for p, source in zip(sets.triplets, sets.negative_source)
+            for p, source in zip(sets.triplets, sets.negative_source, strict=True)
         ),
     )
 

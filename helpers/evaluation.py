@@ -104,7 +104,7 @@ def retrieve(
     hits = semantic_search(query_embeddings, corpus_embeddings, top_k=min(top_k, len(corpus_ids)))
     return {
         query_id: {corpus_ids[hit["corpus_id"]]: float(hit["score"]) for hit in query_hits}
-        for query_id, query_hits in zip(queries, hits)
+        for query_id, query_hits in zip(queries, hits, strict=True)
     }
 
 
@@ -241,6 +241,7 @@ def plot_recall_curve(per_query: Mapping[str, Mapping[str, np.ndarray]], ks: Seq
         ax.plot(ks, [scores[f"recall@{k}"].mean() for k in ks], marker="o", label=name)
     ax.set_xscale("log")
     ax.set_xticks(list(ks), [str(k) for k in ks])
+    ax.minorticks_off()
     ax.set_xlabel("k")
     ax.set_ylabel("mean Recall@k")
     ax.set_ylim(0, 1)

@@ -1,7 +1,6 @@
 import json
 import re
 import tomllib
-from pathlib import Path
 
 import nbformat
 import pytest
