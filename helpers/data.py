@@ -339,8 +339,7 @@ def assemble(
         key = normalize_text(text)
         if not key or key in document_keys or doc_id not in documents:
             continue
-        first_text, docs = by_key.setdefault(key, (text.strip(), set()))
-        docs.add(doc_id)
+        by_key.setdefault(key, (text.strip(), set()))[1].add(doc_id)
     ordered = sorted(by_key.items())
     queries = {f"q{index}": text for index, (_, (text, _)) in enumerate(ordered)}
     query_docs = {f"q{index}": docs for index, (_, (_, docs)) in enumerate(ordered)}

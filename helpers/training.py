@@ -8,6 +8,7 @@ fraction of the steps, and the seed is set.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -167,7 +168,7 @@ def finetune(
     seconds = time.perf_counter() - started
     final_dir = Path(config.output_dir) / "final"
     model.save_pretrained(str(final_dir))
-    (final_dir / "training_config.json").write_text(_json(asdict(config)), encoding="utf-8")
+    (final_dir / "training_config.json").write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
     history = trainer.state.log_history
     losses_seen = [{"step": row["step"], "loss": row["loss"]} for row in history if "loss" in row]
     evals = [
@@ -194,12 +195,6 @@ def finetune(
 def finetuned_model_path(work_dir: str | Path, dataset_label: str) -> Path:
     """Where notebook 04 saves the fine-tuned model of a data set and notebook 05 looks for it."""
     return Path(work_dir) / "models" / dataset_label
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, indent=2)
 
 
 def ensure_finetuned(prepared_dir: str | Path, work_dir: str | Path, smoke: bool, model: str = DEFAULT_MODEL, seed: int = 42) -> Path:
