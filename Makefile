@@ -10,10 +10,11 @@ ARGS ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints-cpu.txt
+$(VENV)/.installed: pyproject.toml constraints-cpu.txt requirements-nodeps.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
 	$(VENV)/bin/python -m pip install $(CONSTRAINTS) -e ".[dev]"
+	$(VENV)/bin/python -m pip install --no-deps -r requirements-nodeps.txt
 	touch $@
 
 workbook: install

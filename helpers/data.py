@@ -715,6 +715,26 @@ def training_pairs(data: RetrievalData, use_curated_negatives: bool) -> list[Con
     return pairs
 
 
+def duplicate_pairs(data: RetrievalData, split: str) -> tuple[list[str], list[str], list[int]]:
+    """A duplicate-detection view of a retrieval split: for every query with a curated negative, the pair
+    (query, its relevant document) is a duplicate (label 1) and (query, its first curated negative) is not
+    (label 0). For ICD-10-CM: two terms of one code are duplicates, terms of an Excludes1 pair are not.
+    Returns sentences1, sentences2, labels (sentence-transformers' BinaryClassificationEvaluator format)."""
+    first, second, labels = [], [], []
+    for query_id, judged in data.qrels.get(split, {}).items():
+        negatives = data.negatives.get(query_id)
+        if not negatives:
+            continue
+        relevant = sorted(doc_id for doc_id, grade in judged.items() if grade > 0)[0]
+        for doc_id, label in ((relevant, 1), (negatives[0], 0)):
+            first.append(data.queries[query_id])
+            second.append(data.corpus[doc_id])
+            labels.append(label)
+    if not labels:
+        raise DataValidationError(f"split {split!r} of {data.name!r} has no query with a curated negative")
+    return first, second, labels
+
+
 def mine_negatives(
     pairs: Sequence[ContrastivePair],
     corpus_texts: Sequence[str],

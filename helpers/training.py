@@ -14,8 +14,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .data import RetrievalData, subsample
-from .models import DEFAULT_MODEL, choose_device, choose_precision, load_model, precision_flags
+from .data import (
+    RetrievalData,
+    pairs_to_dataset,
+    split_by_negative,
+    subsample,
+    training_pairs,
+)
+from .models import (
+    DEFAULT_MODEL,
+    choose_device,
+    choose_precision,
+    load_model,
+    precision_flags,
+)
 
 LossName = Literal["mnrl", "cached_mnrl", "triplet"]
 LOSSES: tuple[str, ...] = ("mnrl", "cached_mnrl", "triplet")
@@ -77,7 +89,9 @@ def make_loss(name: str, model: Any, mini_batch_size: int = 32):
 def dev_evaluator(data: RetrievalData, corpus_size: int | None, seed: int, split: str = "dev"):
     """An `InformationRetrievalEvaluator` on `split` over a corpus of `corpus_size` documents that always
     contains the relevant ones (a small corpus keeps evaluation during training cheap)."""
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import (
+        InformationRetrievalEvaluator,
+    )
 
     only_split = RetrievalData(data.name, data.corpus, data.queries, {split: data.qrels[split]}, {}, "")
     small = subsample(only_split, corpus_size, None, seed)
@@ -144,7 +158,9 @@ def finetune(
     checkpoint instead of starting over. `callbacks` are passed to the trainer (transformers callbacks)."""
     import time
 
-    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.trainer import (
+        SentenceTransformerTrainer,
+    )
 
     if config.loss == "triplet" and "negative" not in train_dataset.column_names:
         raise ValueError("the triplet loss needs a 'negative' column: train on triplets or choose 'mnrl'")
@@ -212,3 +228,51 @@ def ensure_finetuned(prepared_dir: str | Path, work_dir: str | Path, smoke: bool
         config.batch_size, config.max_steps = 16, 6
     dataset = load_training_dataset(prepared_dir, True, 48 if smoke else None, seed)
     return Path(finetune(config, dataset).model_dir)
+
+
+@dataclass
+class GainMeasurement:
+    """Off-the-shelf vs fine-tuned NDCG@10 of one short training run."""
+
+    base_ndcg: float
+    finetuned_ndcg: float
+    training_pairs: int
+    steps: int
+    train_seconds: float
+    model_dir: str  # where the fine-tuned model was saved
+
+    @property
+    def relative_gain(self) -> float:
+        return self.finetuned_ndcg / self.base_ndcg - 1
+
+
+def measure_finetuning_gain(
+    data: RetrievalData,
+    config: TrainingConfig,
+    max_pairs: int | None = None,
+    use_curated_negatives: bool = False,
+    split: str = "test",
+    base_ndcg: float | None = None,
+) -> GainMeasurement:
+    """Evaluate `config.model` on `split`, fine-tune it on (at most `max_pairs`) training pairs, evaluate again.
+
+    The compact end-to-end run behind notebook 01's measured rows and notebook 06's learning curve. With
+    `use_curated_negatives`, only the pairs that have a curated negative are used (as triplets). Pass
+    `base_ndcg` when the off-the-shelf score of the same model and data is already known.
+    """
+    import random
+
+    from .evaluation import ndcg_at_10
+
+    pairs = training_pairs(data, use_curated_negatives)
+    if use_curated_negatives:
+        pairs = split_by_negative(pairs)[1]
+    if max_pairs is not None and max_pairs < len(pairs):
+        pairs = random.Random(config.seed).sample(pairs, max_pairs)
+    if base_ndcg is None:
+        base_ndcg = ndcg_at_10(load_model(config.model, device=config.device), data, split)
+    result = finetune(config, pairs_to_dataset(pairs))
+    return GainMeasurement(
+        base_ndcg=base_ndcg, finetuned_ndcg=ndcg_at_10(result.model, data, split), training_pairs=len(pairs),
+        steps=result.steps, train_seconds=result.train_seconds, model_dir=result.model_dir,
+    )

@@ -273,3 +273,15 @@ def test_mined_negatives_respect_margin_and_known_positives(base_model):
         sims = base_model.similarity(base_model.encode([pair.anchor]), base_model.encode([pair.positive, pair.negative]))[0]
         if pair is not filled[2]:
             assert float(sims[1]) <= 0.95 * float(sims[0]) + 1e-6
+
+
+def test_duplicate_pairs_pair_each_query_with_its_code_and_its_excluded_code():
+    data = D.RetrievalData(
+        "toy", corpus={"A": "Typhoid fever", "B": "Paratyphoid fever", "C": "Asthma"},
+        queries={"q1": "Infection due to Salmonella typhi", "q2": "Asthma NOS"},
+        qrels={"test": {"q1": {"A": 1}, "q2": {"C": 1}}}, negatives={"q1": ["B"]},
+    )
+    assert D.duplicate_pairs(data, "test") == (
+        ["Infection due to Salmonella typhi"] * 2, ["Typhoid fever", "Paratyphoid fever"], [1, 0])
+    with pytest.raises(D.DataValidationError, match="no query with a curated negative"):
+        D.duplicate_pairs(data, "train")

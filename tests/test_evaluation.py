@@ -58,3 +58,31 @@ def test_evaluator_and_ranx_agree_on_a_real_model(base_model):
 def test_evaluation_refuses_judgements_outside_the_corpus(base_model):
     with pytest.raises(ValueError, match="not in the corpus"):
         E.evaluate_retrieval_quality(base_model, {"q": "x"}, {"d1": "y"}, {"q": {"d9"}})
+
+
+def test_bm25_ranks_the_lexical_match_first():
+    corpus = {"d1": "Typhoid fever", "d2": "Cholera due to Vibrio cholerae", "d3": "Asthma, unspecified"}
+    run = E.bm25_run(corpus, {"q1": "fevers of typhoid", "q2": "vibrio"}, top_k=2)
+    assert next(iter(run["q1"])) == "d1" and list(run["q2"]) == ["d2"]  # stemming matches "fevers"; no zero scores
+
+
+def test_reciprocal_rank_fusion_rewards_agreement():
+    qrels = {"q1": {"d2": 1}}
+    lexical = {"q1": {"d1": 9.0, "d2": 8.0}}
+    dense = {"q1": {"d3": 0.9, "d2": 0.8}}
+    fused = E.fuse_rrf(qrels, {"lexical": lexical, "dense": dense})
+    assert max(fused["q1"], key=fused["q1"].get) == "d2"  # second in both beats first in one
+    assert fused["q1"]["d2"] == pytest.approx(2 / 62)
+
+
+def test_trec_runs_read_back(tmp_path):
+    E.save_trec(QRELS, {"second": SECOND}, tmp_path)
+    read = E.load_trec_run(tmp_path / "second.trec")
+    assert read.keys() == SECOND.keys() and all(read[q] == pytest.approx(SECOND[q]) for q in SECOND)
+
+
+def test_duplicate_detection_scores_a_model(base_model):
+    first = ["Typhoid fever", "Typhoid fever", "Asthma NOS", "Asthma NOS"]
+    second = ["Infection due to Salmonella typhi", "Paratyphoid fever A", "Asthma, unspecified", "Acute bronchospasm"]
+    scores = E.duplicate_detection(base_model, first, second, [1, 0, 1, 0])
+    assert set(scores) == {"f1", "precision", "recall", "f1_threshold", "ap"} and 0 < scores["f1"] <= 1

