@@ -213,4 +213,31 @@ def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
             f"learning rate {training['learning_rate']}, {training['steps']} steps in {training['train_seconds']:.0f} s "
             f"on {training['device']} ({training['precision']}).",
         ]
-    return "\n".join(lines)
+    return "\n".join(lines + _other_results(by_name))
+
+
+def _other_results(by_name: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per other notebook of the run that wrote figures the README quotes (01, 02, 06, 07)."""
+    def metrics(notebook: str) -> Mapping[str, Any]:
+        return by_name.get(notebook, {}).get("metrics") or {}
+
+    lines = []
+    if motivation := metrics("01_why_finetune"):
+        rows = "; ".join(f"{domain} {m['base_ndcg@10']:.3f} → {m['finetuned_ndcg@10']:.3f} ({m['relative_gain']:+.1%}, "
+                         f"{m['training_pairs']} pairs)" for domain, m in motivation["measured"].items())
+        lines.append(f"Notebook 01, brief fine-tuning on compact corpora, test NDCG@10: {rows}.")
+    if architectures := metrics("02_encoder_vs_decoder"):
+        table = architectures["table"]
+        after = next(row for row in table["encoder"] if row.startswith("test NDCG@10, after"))
+        lines.append(
+            "Notebook 02, " + "; ".join(
+                f"{name} ({table[name]['architecture']}, {table[name]['pooling']} pooling) test NDCG@10 "
+                f"{table[name]['test NDCG@10, off the shelf']:.3f} → {table[name][after]:.3f} {after[len('test NDCG@10, '):]}, "
+                f"{table[name]['encode speed (texts/s)']:.0f} texts/s" for name in ("encoder", "decoder")) + ".")
+    if decision := metrics("06_decision"):
+        scores = ", ".join(f"{name} {value:.3f}" for name, value in decision["ndcg@10"].items())
+        lines.append(f"Notebook 06, test NDCG@10: {scores}; recommendation: {decision['recommendation']}.")
+    if reindexing := metrics("07_reindexing"):
+        lines.append(f"Notebook 07, reindexing {reindexing['documents']} documents into LanceDB: "
+                     f"{reindexing['docs_per_s']:.0f} documents/s on {reindexing['device']}.")
+    return ["", *lines] if lines else []

