@@ -3,7 +3,9 @@
 Both train the same model on the same examples with the same settings (MNRL, no-duplicates batches, fp32 on
 CPU), alternating for several rounds so that drift of the machine hits both alike. Prints each round's
 examples/s as the trainer measures it, the medians, and last a line `ratio <ours/bare>` (>= 0.95 means the
-helpers add no overhead).
+helpers add no overhead). The ratio compares like with like: ours with the same random no-duplicates batches
+as the bare trainer (`group_by_length=False`). A third run per round, with the helpers' default
+length-grouped batches, shows what less padding buys on the same data.
 
     python benchmarks/bench_training.py [--rounds 3] [--steps 20] [--batch-size 32]
 """
@@ -41,9 +43,9 @@ def bare_run(dataset, batch_size: int, steps: int, output_dir: str) -> float:
     return float(trainer.train().metrics["train_samples_per_second"])
 
 
-def ours_run(dataset, batch_size: int, steps: int, output_dir: str) -> float:
+def ours_run(dataset, batch_size: int, steps: int, output_dir: str, group_by_length: bool) -> float:
     config = T.TrainingConfig(output_dir=output_dir, batch_size=batch_size, max_steps=steps, device="cpu",
-                              logging_steps=1000, checkpoints=False)
+                              logging_steps=1000, checkpoints=False, group_by_length=group_by_length)
     return T.finetune(config, dataset).examples_per_second
 
 
@@ -57,12 +59,16 @@ def main() -> None:
         folder = D.ensure_prepared("icd10cm", work, smoke=True)
         dataset = D.load_training_dataset(folder, with_negatives=False)
         load_model()  # warm the file cache before timing
-        ours, bare = [], []
+        ours, bare, grouped = [], [], []
         for round_number in range(1, args.rounds + 1):
             bare.append(bare_run(dataset, args.batch_size, args.steps, f"{work}/bare-{round_number}"))
-            ours.append(ours_run(dataset, args.batch_size, args.steps, f"{work}/ours-{round_number}"))
-            print(f"round {round_number}: bare {bare[-1]:.1f} examples/s, ours {ours[-1]:.1f} examples/s", flush=True)
+            ours.append(ours_run(dataset, args.batch_size, args.steps, f"{work}/ours-{round_number}", False))
+            grouped.append(ours_run(dataset, args.batch_size, args.steps, f"{work}/grouped-{round_number}", True))
+            print(f"round {round_number}: bare {bare[-1]:.1f} examples/s, ours {ours[-1]:.1f} examples/s, "
+                  f"ours length-grouped {grouped[-1]:.1f} examples/s", flush=True)
     print(f"median bare: {statistics.median(bare):.1f} examples/s")
+    print(f"median ours length-grouped (the default): {statistics.median(grouped):.1f} examples/s, "
+          f"{statistics.median(grouped) / statistics.median(bare):.2f}x bare")
     print(f"median ours: {statistics.median(ours):.1f} examples/s")
     print(f"ratio {statistics.median(ours) / statistics.median(bare):.3f}")
 

@@ -99,6 +99,7 @@ def test_04_training_metrics(smoke_run):
     assert metrics["reload_max_difference"] < 1e-5
     assert 0 < metrics["base_dev_ndcg@10"] <= 1 and 0 < metrics["finetuned_dev_ndcg@10"] <= 1
     assert set(metrics["batch_size_sweep"]) == {"8", "16"}
+    assert 0 <= metrics["padding_share"]["length-grouped"] < metrics["padding_share"]["random batches"] < 1
     assert Path(metrics["model_dir"], "model.safetensors").exists()
 
 
