@@ -7,7 +7,7 @@ helpers add no overhead). The ratio compares like with like: ours with the same 
 as the bare trainer (`group_by_length=False`). A third run per round, with the helpers' default
 length-grouped batches, shows what less padding buys on the same data.
 
-    python benchmarks/bench_training.py [--rounds 3] [--steps 20] [--batch-size 32]
+    python benchmarks/bench_training.py [--rounds 5] [--steps 20] [--batch-size 32]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def ours_run(dataset, batch_size: int, steps: int, output_dir: str, group_by_len
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()

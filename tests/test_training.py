@@ -110,7 +110,8 @@ def varied_rows(count=300, shared_positive_every=7):
     rows = []
     for i in range(count):
         anchor = f"query {i} " + "word " * (i * 37 % 23)
-        positive = rows[-1]["positive"] if i % shared_positive_every == 0 and rows else f"document {i} " + "term " * (i * 11 % 19)
+        own_positive = f"document {i} " + "term " * (i * 11 % 19)
+        positive = rows[-1]["positive"] if i % shared_positive_every == 0 and rows else own_positive
         rows.append({"anchor": anchor, "positive": positive})
     return Dataset.from_list(rows)
 
@@ -158,6 +159,7 @@ def test_the_dev_curve_ends_with_the_final_model(tmp_path):
     queries = {f"q{i}": pair.anchor for i, pair in enumerate(PAIRS)}
     data = RetrievalData("toy", corpus, queries, {"dev": {f"q{i}": {f"d{i}": 1} for i in range(8)}})
     evaluator = T.dev_evaluator(data, None, seed=0)
-    result = T.finetune(tiny_config(tmp_path, max_steps=3, eval_steps=2, checkpoints=False), pairs_to_dataset(PAIRS), evaluator)
+    config = tiny_config(tmp_path, max_steps=3, eval_steps=2, checkpoints=False)
+    result = T.finetune(config, pairs_to_dataset(PAIRS), evaluator)
     assert [row["step"] for row in result.eval_history] == [2, 3]
     assert result.eval_history[-1]["ndcg@10"] == pytest.approx(evaluator(result.model)["dev_cosine_ndcg@10"])
