@@ -13,6 +13,7 @@ import yaml
 
 from .workbook import (
     RUNS_DIR,
+    SMOKE_CELL_TIMEOUT,
     list_notebooks,
     notebook_parameters,
     parameters_per_notebook,
@@ -57,7 +58,8 @@ def command_run(args: argparse.Namespace) -> int:
     runs = []
     for index, path in enumerate(notebooks, start=1):
         print(f"[{index}/{len(notebooks)}] {path.stem} {plan[path] or ''}", flush=True)
-        result = run_notebook(path, out_dir, plan[path], work_dir)
+        cell_timeout = args.cell_timeout or (SMOKE_CELL_TIMEOUT if args.smoke else None)
+        result = run_notebook(path, out_dir, plan[path], work_dir, cell_timeout)
         runs.append(result)
         write_summary(out_dir, runs)
         if result.status != "ok":
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-f", "--file", help="a YAML file of parameters (global names, or per-notebook mappings)")
     run.add_argument("--smoke", action="store_true", help="fast settings (what CI runs)")
     run.add_argument("--out", help="output folder (default: a fresh folder under runs/)")
+    run.add_argument("--cell-timeout", type=int, metavar="SECONDS",
+                     help=f"fail a notebook whose cell runs longer (default: {SMOKE_CELL_TIMEOUT} with --smoke, else none)")
     run.set_defaults(handler=command_run)
     results = commands.add_parser("results", help="the README's results table from a finished run")
     results.add_argument("run", help="the run's folder (holding summary.json)")

@@ -135,9 +135,16 @@ class NotebookRun:
     error: str = ""
 
 
-def run_notebook(path: Path, out_dir: Path, parameters: Mapping[str, Any], work_dir: Path) -> NotebookRun:
-    """Execute one notebook with papermill into `out_dir/<stem>/`; never raises for a notebook error."""
+SMOKE_CELL_TIMEOUT = 600  # seconds; no smoke cell comes near it, so a hung kernel fails the run instead of CI
+
+
+def run_notebook(
+    path: Path, out_dir: Path, parameters: Mapping[str, Any], work_dir: Path, cell_timeout: int | None = None
+) -> NotebookRun:
+    """Execute one notebook with papermill into `out_dir/<stem>/`; never raises for a notebook error.
+    A cell that runs longer than `cell_timeout` seconds (None: no limit) fails the notebook."""
     import papermill
+    from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
 
     output_dir = out_dir / path.stem
@@ -148,10 +155,13 @@ def run_notebook(path: Path, out_dir: Path, parameters: Mapping[str, Any], work_
     status, error = "ok", ""
     try:
         papermill.execute_notebook(
-            str(path), str(executed), parameters=full, kernel_name="python3", progress_bar=True, cwd=str(path.parent)
+            str(path), str(executed), parameters=full, kernel_name="python3", progress_bar=True,
+            cwd=str(path.parent), execution_timeout=cell_timeout,
         )
     except PapermillExecutionError as failure:
         status, error = "failed", f"{failure.ename}: {failure.evalue}"
+    except CellTimeoutError:
+        status, error = "failed", f"CellTimeoutError: a cell ran longer than {cell_timeout} s (or its kernel hung)"
     seconds = time.perf_counter() - started
     metrics_file = output_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if status == "ok" and metrics_file.exists() else {}

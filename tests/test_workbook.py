@@ -150,3 +150,15 @@ def test_results_table_quotes_the_other_notebooks_figures():
     assert "Notebook 06, test NDCG@10: BM25 0.420; recommendation: fine-tune." in lines
     assert "Notebook 07, reindexing 20000 documents into LanceDB: 190 documents/s on cpu." in lines
     assert not any(line.startswith("Notebook") for line in W.results_table(runs[2:3]).splitlines())
+
+
+def test_a_cell_over_the_timeout_fails_its_notebook_instead_of_hanging(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('output_dir = ""\nwork_dir = ""', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(60)"),
+    ])
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    path = tmp_path / "sleeps.ipynb"
+    nbformat.write(notebook, path)
+    result = W.run_notebook(path, tmp_path / "out", {}, tmp_path / "work", cell_timeout=3)
+    assert result.status == "failed" and result.error.startswith("CellTimeoutError") and result.seconds < 60
