@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from helpers import data as D
+from helpers.data import build_dataset
 from helpers.models import choose_device, load_model
 
 
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
-    corpus = list(D.build_dataset(args.dataset).corpus.values())[: args.documents]
+    corpus = list(build_dataset(args.dataset).corpus.values())[: args.documents]
     device = choose_device(args.device)
     model = load_model(args.model, device=device)
     model.encode(corpus[:64])  # warm-up

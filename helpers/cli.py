@@ -11,17 +11,9 @@ from typing import Any
 
 import yaml
 
-from .workbook import (
-    RUNS_DIR,
-    SMOKE_CELL_TIMEOUT,
-    list_notebooks,
-    notebook_parameters,
-    parameters_per_notebook,
-    results_table,
-    run_notebook,
-    select_notebooks,
-    write_summary,
-)
+from .results import results_table
+from .workbook import (RUNS_DIR, SMOKE_CELL_TIMEOUT, list_notebooks, load_preset, notebook_parameters,
+                       parameters_per_notebook, run_notebook, select_notebooks, write_summary)
 
 
 def _parse_value(text: str) -> Any:
@@ -47,7 +39,7 @@ def command_run(args: argparse.Namespace) -> int:
     given.update({name: _parse_value(value) for name, value in args.parameter})
     try:
         notebooks = select_notebooks(args.notebooks, list_notebooks())
-        plan = parameters_per_notebook(notebooks, given, args.smoke)
+        plan = parameters_per_notebook(notebooks, given, load_preset("smoke") if args.smoke else None)
     except ValueError as error:
         print(f"workbook: {error}", file=sys.stderr)
         return 2
@@ -57,7 +49,7 @@ def command_run(args: argparse.Namespace) -> int:
     work_dir = out_dir / "work"
     runs = []
     for index, path in enumerate(notebooks, start=1):
-        print(f"[{index}/{len(notebooks)}] {path.stem} {plan[path] or ''}", flush=True)
+        print(f"[{index}/{len(notebooks)}] {path.stem} {plan[path] or '(defaults)'}", flush=True)
         cell_timeout = args.cell_timeout or (SMOKE_CELL_TIMEOUT if args.smoke else None)
         result = run_notebook(path, out_dir, plan[path], work_dir, cell_timeout)
         runs.append(result)
@@ -86,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("notebooks", nargs="*", help="names or numbers (default: all, in order)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     run.add_argument("-f", "--file", help="a YAML file of parameters (global names, or per-notebook mappings)")
-    run.add_argument("--smoke", action="store_true", help="fast settings (what CI runs)")
+    run.add_argument("--smoke", action="store_true",
+                     help="the smoke preset (benchmarks/presets/smoke.yaml: tiny sizes, what CI runs); -p and -f win over it")
     run.add_argument("--out", help="output folder (default: a fresh folder under runs/)")
     run.add_argument("--cell-timeout", type=int, metavar="SECONDS",
                      help=f"fail a notebook whose cell runs longer (default: {SMOKE_CELL_TIMEOUT} with --smoke, else none)")

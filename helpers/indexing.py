@@ -1,14 +1,9 @@
-"""Incremental, crash-safe, blue/green reindexing of a corpus into a LanceDB vector store.
+"""Incremental, crash-safe, blue/green reindexing of a corpus into a LanceDB vector store (notebook 07).
 
 Fine-tuning makes every stored embedding stale. This module re-embeds a corpus into a *new* table beside the
 live one, in batches that are each one atomic commit, skips what is already up to date, verifies the new table,
-and only then points the `live` alias at it in one more atomic commit.
-
-Why LanceDB (weighed against Qdrant's local mode and sqlite-vec): it is embedded (a folder, no server); every
-write is a versioned, atomic commit, so a killed process leaves the last committed version intact; `merge_insert`
-upserts by document id; rows carry any metadata column (content hash, model name and version); and the same
-Python API connects to LanceDB Cloud/Enterprise (`lancedb.connect("db://...")`) or to tables on object storage
-(`s3://...`) when one machine is no longer enough.
+and only then points the `live` alias at it in one more atomic commit. Notebook 07 says why LanceDB: embedded,
+every write a versioned atomic commit, upserts by id, typed metadata columns, and the same API on object storage.
 """
 
 from __future__ import annotations
@@ -25,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .models import model_fingerprint
+
 LIVE_ALIAS = "live"
 ALIASES_TABLE = "aliases"
 _DEVICE_BATCH_SIZES = {"cpu": 128, "mps": 256, "cuda": 512}
@@ -37,7 +34,6 @@ class IndexVerificationError(RuntimeError):
 @dataclass
 class IndexStats:
     """What one `sync_index` call did."""
-
     table: str
     documents: int  # documents in the corpus given
     embedded: int  # new, changed, or embedded by another model version: encoded and written
@@ -57,19 +53,6 @@ class IndexStats:
 def content_hash(text: str) -> str:
     """Fingerprint of a document's text: a changed text gets a new hash and is embedded again."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
-def model_version(model: Any) -> str:
-    """Fingerprint of a sentence-transformers model: its module configuration and every weight.
-
-    Two models with the same name but different weights (the base model and its fine-tuned copy) get different
-    versions, so an index never mixes their vectors.
-    """
-    digest = hashlib.sha256(repr(model).encode("utf-8"))
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode("utf-8"))
-        digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def index_table_name(model_name: str, version: str) -> str:
@@ -100,14 +83,9 @@ def table_names(db: Any) -> list[str]:
 def _schema(dimension: int):
     import pyarrow as pa
 
-    return pa.schema([
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("text", pa.string()),
-        pa.field("content_hash", pa.string()),
-        pa.field("model", pa.string()),
-        pa.field("model_version", pa.string()),
-        pa.field("vector", pa.list_(pa.float32(), dimension)),
-    ])
+    text_columns = [pa.field(name, pa.string()) for name in ("text", "content_hash", "model", "model_version")]
+    return pa.schema([pa.field("id", pa.string(), nullable=False), *text_columns,
+                      pa.field("vector", pa.list_(pa.float32(), dimension))])
 
 
 def _quoted(ids: Sequence[str]) -> str:
@@ -119,20 +97,15 @@ def read_rows(table: Any, columns: Sequence[str] = ("id", "content_hash", "model
     return table.search().select(list(columns)).limit(None).to_arrow().to_pylist()
 
 
-def plan_sync(
-    rows: Sequence[Mapping[str, Any]], documents: Mapping[str, str], version: str
-) -> tuple[list[str], list[str]]:
+def plan_sync(rows: Sequence[Mapping[str, Any]], documents: Mapping[str, str], version: str) -> tuple[list[str], list[str]]:
     """Ids to embed (new, changed text, or another model version) and ids to delete (gone from the corpus).
 
     A row is up to date when its content hash and model version both match: with an unchanged model only new
     and edited documents are embedded again; with a new model, every document is.
     """
     stored = {row["id"]: (row["content_hash"], row["model_version"]) for row in rows}
-    to_embed = sorted(
-        doc_id for doc_id, text in documents.items() if stored.get(doc_id) != (content_hash(text), version)
-    )
-    to_delete = sorted(set(stored) - set(documents))
-    return to_embed, to_delete
+    to_embed = sorted(doc_id for doc_id, text in documents.items() if stored.get(doc_id) != (content_hash(text), version))
+    return to_embed, sorted(set(stored) - set(documents))
 
 
 def _check_documents(documents: Mapping[str, str]) -> None:
@@ -145,16 +118,9 @@ def _check_documents(documents: Mapping[str, str]) -> None:
             raise ValueError(f"document {doc_id!r} has an empty text")
 
 
-def sync_index(
-    db: Any,
-    table_name: str,
-    documents: Mapping[str, str],
-    model: Any,
-    model_name: str,
-    batch_size: int | None = None,
-    on_batch: Callable[[int, int], None] | None = None,
-    show_progress_bar: bool = True,
-) -> IndexStats:
+def sync_index(db: Any, table_name: str, documents: Mapping[str, str], model: Any, model_name: str,
+               batch_size: int | None = None, on_batch: Callable[[int, int], None] | None = None,
+               show_progress_bar: bool = True) -> IndexStats:
     """Bring `table_name` up to date with `documents` (id -> text) under `model`, resumably.
 
     Each batch of `batch_size` documents is encoded and upserted by id in one atomic LanceDB commit; a process
@@ -165,37 +131,31 @@ def sync_index(
 
     _check_documents(documents)
     started = time.perf_counter()
-    version = model_version(model)
+    version = model_fingerprint(model)
     batch_size = batch_size or encode_batch_size(model.device.type)
-    if table_name in table_names(db):
-        table = db.open_table(table_name)
-    else:
-        table = db.create_table(table_name, schema=_schema(model.get_embedding_dimension()))
+    table = db.create_table(table_name, schema=_schema(model.get_embedding_dimension()), exist_ok=True)
     to_embed, to_delete = plan_sync(read_rows(table), documents, version)
     for start in range(0, len(to_delete), 1000):
         table.delete(f"id IN ({_quoted(to_delete[start:start + 1000])})")
-    progress = tqdm(total=len(to_embed), unit="doc", desc=f"embedding into {table_name}", disable=not show_progress_bar or not to_embed)
+    progress = tqdm(total=len(to_embed), unit="doc", desc=f"embedding into {table_name}",
+                    disable=not show_progress_bar or not to_embed)
     for start in range(0, len(to_embed), batch_size):
         ids = to_embed[start:start + batch_size]
         texts = [documents[doc_id] for doc_id in ids]
         vectors = model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
-        batch = [
-            {"id": doc_id, "text": text, "content_hash": content_hash(text), "model": str(model_name),
-             "model_version": version, "vector": vector.astype(np.float32)}
-            for doc_id, text, vector in zip(ids, texts, vectors)
-        ]
+        batch = [{"id": doc_id, "text": text, "content_hash": content_hash(text), "model": str(model_name),
+                  "model_version": version, "vector": vector.astype(np.float32)}
+                 for doc_id, text, vector in zip(ids, texts, vectors)]
         table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(batch)
         progress.update(len(ids))
         if on_batch:
             on_batch(start + len(ids), len(to_embed))
     progress.close()
-    return IndexStats(
-        table=table_name, documents=len(documents), embedded=len(to_embed), skipped=len(documents) - len(to_embed),
-        deleted=len(to_delete), seconds=time.perf_counter() - started,
-    )
+    return IndexStats(table_name, len(documents), len(to_embed), len(documents) - len(to_embed), len(to_delete),
+                      time.perf_counter() - started)
 
 
-def search(db: Any, model: Any, queries: Sequence[str], k: int = 5, table_name: str | None = None) -> list[list[dict[str, Any]]]:
+def search(db: Any, model: Any, queries: Sequence[str], k: int = 5, table_name: str | None = None) -> list[list[dict]]:
     """Top-k documents (id, text, cosine distance) per query, from the live index unless a table is named.
 
     Refuses to search an index built by another model version: its vectors live in another space, and the
@@ -204,20 +164,16 @@ def search(db: Any, model: Any, queries: Sequence[str], k: int = 5, table_name: 
     table_name = table_name or live_table(db)
     table = db.open_table(table_name)
     versions = {row["model_version"] for row in read_rows(table, ["model_version"])}
-    version = model_version(model)
+    version = model_fingerprint(model)
     if versions != {version}:
-        raise ValueError(
-            f"index {table_name!r} holds vectors of model version(s) {sorted(versions)}, but the query model is "
-            f"version {version}: search it with the model that built it, or reindex"
-        )
+        raise ValueError(f"index {table_name!r} holds vectors of model version(s) {sorted(versions)}, but the query "
+                         f"model is version {version}: search it with the model that built it, or reindex")
     vectors = model.encode(list(queries), normalize_embeddings=True, convert_to_numpy=True)
-    return [
-        table.search(vector).distance_type("cosine").select(["id", "text", "_distance"]).limit(k).to_list()
-        for vector in vectors
-    ]
+    return [table.search(v).distance_type("cosine").select(["id", "text", "_distance"]).limit(k).to_list() for v in vectors]
 
 
-def verify_index(db: Any, table_name: str, documents: Mapping[str, str], model: Any, spot_checks: int = 20, seed: int = 0) -> dict[str, Any]:
+def verify_index(db: Any, table_name: str, documents: Mapping[str, str], model: Any, spot_checks: int = 20,
+                 seed: int = 0) -> dict[str, Any]:
     """Check a rebuilt index before it goes live; raise IndexVerificationError listing every problem.
 
     Checks: one row per document and no other rows, every content hash and model version current, and for a
@@ -225,7 +181,7 @@ def verify_index(db: Any, table_name: str, documents: Mapping[str, str], model: 
     """
     table = db.open_table(table_name)
     rows = read_rows(table)
-    version = model_version(model)
+    version = model_fingerprint(model)
     problems = []
     if len(rows) != len(documents):
         problems.append(f"{len(rows)} rows for {len(documents)} documents")
@@ -272,11 +228,9 @@ def live_table(db: Any, alias: str = LIVE_ALIAS) -> str:
     return rows[0]["table"]
 
 
-def switch_live(db: Any, table_name: str, documents: Mapping[str, str], model: Any, alias: str = LIVE_ALIAS) -> dict[str, Any]:
+def switch_live(db: Any, table_name: str, documents: Mapping[str, str], model: Any, alias: str = LIVE_ALIAS) -> dict:
     """Verify `table_name`, then point the alias at it in one atomic commit; the previous table is kept.
-
-    Returns the verification report with the previous table (None the first time).
-    """
+    Returns the verification report with the previous table (None the first time)."""
     report = verify_index(db, table_name, documents, model)
     aliases = _aliases(db)
     try:
@@ -290,7 +244,6 @@ def switch_live(db: Any, table_name: str, documents: Mapping[str, str], model: A
 
 def drop_index(db: Any, table_name: str) -> None:
     """Drop an old index table explicitly; the live one cannot be dropped."""
-    pointed = {row["table"] for row in read_rows(_aliases(db), ["table"])}
-    if table_name in pointed:
+    if table_name in {row["table"] for row in read_rows(_aliases(db), ["table"])}:
         raise ValueError(f"index {table_name!r} is live: switch the alias to another table before dropping it")
     db.drop_table(table_name)

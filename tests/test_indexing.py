@@ -14,6 +14,7 @@ import torch
 
 from helpers import indexing as I
 from helpers.data import parse_icd10cm
+from helpers.models import model_fingerprint
 from helpers.workbook import PROJECT_ROOT
 
 
@@ -47,11 +48,6 @@ def test_plan_sync_embeds_new_changed_and_other_model_rows_and_deletes_gone_ones
     assert I.plan_sync(rows, documents, "v1") == (["edited", "new", "other-model"], ["gone"])
 
 
-def test_model_version_tells_weights_apart(base_model, other_model):
-    assert I.model_version(base_model) == I.model_version(copy.deepcopy(base_model))
-    assert I.model_version(base_model) != I.model_version(other_model)
-
-
 def test_second_sync_without_changes_embeds_nothing_and_edits_are_incremental(tmp_path, base_model, documents):
     db = I.open_store(tmp_path)
     first = I.sync_index(db, "docs", documents, base_model, "base", show_progress_bar=False)
@@ -75,13 +71,13 @@ def test_a_new_model_reembeds_everything(tmp_path, base_model, other_model, docu
     I.sync_index(db, "docs", documents, base_model, "base", show_progress_bar=False)
     stats = I.sync_index(db, "docs", documents, other_model, "tuned", show_progress_bar=False)
     assert stats.embedded == len(documents)
-    assert {row[2] for row in index_contents(db, "docs")[0]} == {I.model_version(other_model)}
+    assert {row[2] for row in index_contents(db, "docs")[0]} == {model_fingerprint(other_model)}
 
 
 def test_blue_green_switch_verifies_keeps_the_old_index_and_refuses_mismatched_queries(tmp_path, base_model, other_model, documents):
     db = I.open_store(tmp_path)
-    blue = I.index_table_name("all-MiniLM-L6-v2", I.model_version(base_model))
-    green = I.index_table_name("/models/finetuned/", I.model_version(other_model))
+    blue = I.index_table_name("all-MiniLM-L6-v2", model_fingerprint(base_model))
+    green = I.index_table_name("/models/finetuned/", model_fingerprint(other_model))
     assert green.startswith("finetuned__")
     I.sync_index(db, blue, documents, base_model, "base", show_progress_bar=False)
     assert I.switch_live(db, blue, documents, base_model)["previous"] is None

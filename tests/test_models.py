@@ -91,59 +91,16 @@ def test_half_precision_checkpoints_load_in_fp32(tmp_path, base_model):
     assert {parameter.dtype for parameter in reloaded.parameters()} == {M.torch.float32}
 
 
-POOL_PROBE = ["Typhoid fever", "Pedestrian injured in collision with pedal cycle in traffic accident", "Asthma"]
+def test_the_fingerprint_tells_weights_apart(base_model):
+    import copy
 
-
-@pytest.mark.parametrize("padding_side", ["right", "left"])
-def test_pooling_agrees_with_sentence_transformers(base_model, padding_side):
-    import torch
-    from sentence_transformers.sentence_transformer.modules import Pooling
-
-    hidden, mask = M.token_embeddings(base_model[0].model, base_model[0].tokenizer, POOL_PROBE, padding_side)
-    assert (mask[:, 0 if padding_side == "left" else -1] == 0).any()  # the batch really is padded on that side
-    for mode in M.POOLING_MODES:
-        theirs = Pooling(hidden.shape[-1], pooling_mode=mode)({"token_embeddings": hidden, "attention_mask": mask})
-        assert torch.allclose(M.pool(hidden, mask, mode), theirs["sentence_embedding"], atol=1e-6), mode
-
-
-def test_last_token_is_the_last_real_token_on_either_side():
     import torch
 
-    hidden = torch.arange(2 * 4, dtype=torch.float32).reshape(2, 4, 1)
-    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
-    left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
-    assert M.pool(hidden, right, "lasttoken").flatten().tolist() == [1.0, 7.0]
-    assert M.pool(hidden, left, "lasttoken").flatten().tolist() == [3.0, 7.0]
-    assert M.pool(hidden, left, "cls").flatten().tolist() == [2.0, 4.0]
-    assert M.pool(hidden, right, "mean").flatten().tolist() == [0.5, 5.5]
-
-
-def test_pooling_refuses_unknown_modes_and_empty_texts():
-    import torch
-
-    hidden = torch.zeros(1, 2, 3)
-    with pytest.raises(ValueError, match="unknown pooling mode 'first'"):
-        M.pool(hidden, torch.ones(1, 2), "first")
-    with pytest.raises(ValueError, match="no real token"):
-        M.pool(hidden, torch.zeros(1, 2), "mean")
-
-
-def test_pooled_embeddings_are_normalised_per_mode(base_model):
-    import numpy as np
-
-    vectors = M.pooled_embeddings(base_model[0].model, base_model[0].tokenizer, POOL_PROBE, ("mean", "cls"), batch_size=2)
-    assert set(vectors) == {"mean", "cls"} and vectors["mean"].shape == (3, 384)
-    assert np.allclose(np.linalg.norm(vectors["cls"], axis=1), 1.0, atol=1e-5)
-    reference = base_model.encode(POOL_PROBE, normalize_embeddings=True)
-    assert np.allclose(vectors["mean"], reference, atol=1e-5)  # all-MiniLM-L6-v2 is a mean-pooling model
-
-
-def test_sentence_model_turns_the_chat_template_off_and_keeps_it_off_after_saving(tmp_path):
-    plain = M.sentence_model(M.packaged_default_model_path(), "lasttoken", device="cpu")
-    assert set(plain[0].modality_config) == {"text"} and plain[1].pooling_mode == "lasttoken"
-    assert "message" in M.sentence_model(M.packaged_default_model_path(), "mean", chat_template=True, device="cpu")[0].modality_config
-    plain.save_pretrained(str(tmp_path))
-    assert set(M.load_model(str(tmp_path), device="cpu")[0].modality_config) == {"text"}
+    changed = copy.deepcopy(base_model)
+    with torch.no_grad():
+        next(changed.parameters()).add_(0.01)
+    assert M.model_fingerprint(base_model) == M.model_fingerprint(copy.deepcopy(base_model))
+    assert M.model_fingerprint(base_model) != M.model_fingerprint(changed)
 
 
 def test_missing_decoder_package_says_how_to_install_it(monkeypatch):

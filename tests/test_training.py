@@ -1,7 +1,6 @@
 import pytest
 import torch
 from datasets import Dataset
-from transformers import TrainerCallback
 
 from helpers import training as T
 from helpers.data import ContrastivePair, pairs_to_dataset
@@ -23,86 +22,48 @@ PAIRS = [
 PROBE = ["Botulism NOS", "Typhoid fever", "Other fatigue"]
 
 
-def tiny_config(tmp_path, **overrides):
-    settings = dict(output_dir=str(tmp_path), batch_size=4, max_steps=4, save_steps=2, learning_rate=5e-4,
-                    warmup=0.0, device="cpu", logging_steps=1)
-    settings.update(overrides)
-    return T.TrainingConfig(**settings)
+def test_the_recipe_follows_notebook_04s_parameters_cell(tmp_path, monkeypatch):
+    import nbformat
+
+    cell = "\n".join(["hard_negatives = False  # h", "group_by_length = True  # g", "epochs = 3.0  # e", "batch_size = 24  # b",
+                      "learning_rate = 5e-5  # l", "warmup = 0.2  # w", "max_steps = -1  # m", "seed = 1  # not a recipe key"])
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell, metadata={"tags": ["parameters"]})])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "04_training.ipynb")
+    monkeypatch.setattr(T, "RECIPE_NOTEBOOK", tmp_path / "04_training.ipynb")
+    assert T.recipe() == {"hard_negatives": False, "group_by_length": True, "epochs": 3.0, "batch_size": 24,
+                          "learning_rate": 5e-5, "warmup": 0.2, "max_steps": -1}
+    assert T.recipe(batch_size=8)["batch_size"] == 8
+    with pytest.raises(ValueError, match=r"unknown recipe setting\(s\) \['batch'\]"):
+        T.recipe(batch=8)
 
 
-class StopAtStep(TrainerCallback):
-    """Simulates a crash: raises once training has passed `step` (after the checkpoint at step 2 is saved)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise KeyboardInterrupt(f"simulated crash at step {self.step}")
-
-
-def test_finetuned_model_reloads_and_encodes_identically(tmp_path):
-    result = T.finetune(tiny_config(tmp_path), pairs_to_dataset(PAIRS))
-    assert result.steps == 4 and result.precision == "fp32" and len(result.loss_history) >= 4
-    before = result.model.encode(PROBE, convert_to_tensor=True)
-    after = load_model(result.model_dir, device="cpu").encode(PROBE, convert_to_tensor=True)
-    assert torch.allclose(before, after, atol=1e-6)
-    base = load_model(device="cpu").encode(PROBE, convert_to_tensor=True)
-    assert not torch.allclose(base, after, atol=1e-4), "training changed nothing"
-
-
-def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path):
-    dataset = pairs_to_dataset(PAIRS)
-    uninterrupted = T.finetune(tiny_config(tmp_path / "straight"), dataset)
-    with pytest.raises(KeyboardInterrupt):
-        T.finetune(tiny_config(tmp_path / "crashed"), dataset, callbacks=[StopAtStep(3)])
-    assert T.last_checkpoint(tmp_path / "crashed").endswith("checkpoint-2")
-    resumed = T.finetune(tiny_config(tmp_path / "crashed", resume=True), dataset)
-    assert resumed.resumed_from.endswith("checkpoint-2") and resumed.steps == 4
-    assert [row["step"] for row in resumed.loss_history] == [1, 2, 3, 4]  # steps 1-2 restored from the checkpoint
-    straight = uninterrupted.model.encode(PROBE, convert_to_tensor=True)
-    continued = resumed.model.encode(PROBE, convert_to_tensor=True)
-    assert torch.allclose(straight, continued, atol=1e-5)
-
-
-def test_losses_by_name(base_model):
-    assert type(T.make_loss("mnrl", base_model)).__name__ == "MultipleNegativesRankingLoss"
-    assert type(T.make_loss("cached_mnrl", base_model, 8)).__name__ == "CachedMultipleNegativesRankingLoss"
-    assert type(T.make_loss("triplet", base_model)).__name__ == "TripletLoss"
-    with pytest.raises(ValueError, match="unknown loss 'infonce'"):
-        T.make_loss("infonce", base_model)
-
-
-def test_bad_configurations_fail_before_training(tmp_path):
-    with pytest.raises(ValueError, match="needs a 'negative' column"):
-        T.finetune(tiny_config(tmp_path, loss="triplet"), pairs_to_dataset(PAIRS))
-    with pytest.raises(ValueError, match="batch_size=64 is larger"):
-        T.finetune(tiny_config(tmp_path, batch_size=64), pairs_to_dataset(PAIRS))
-
-
-def test_training_arguments_on_cpu(tmp_path):
-    args = T.training_arguments(tiny_config(tmp_path, eval_steps=5), "cpu", "fp32", has_evaluator=True)
+def test_recipe_arguments_follow_the_recipe_and_the_device(tmp_path):
+    args = T.recipe_arguments(tmp_path, T.recipe(batch_size=8, epochs=2.0), "cpu", tokenizer=None, seed=3)
+    assert (args.per_device_train_batch_size, args.num_train_epochs, args.seed, args.data_seed) == (8, 2.0, 3, 3)
     assert (args.fp16, args.bf16, args.use_cpu) == (False, False, True)
-    assert isinstance(args.batch_sampler, T.LengthGroupedBatches)
-    assert args.eval_strategy == "steps" and args.warmup_steps == 0.0
-    random_batches = T.training_arguments(tiny_config(tmp_path, group_by_length=False), "cpu", "fp32", False)
-    assert random_batches.batch_sampler == "no_duplicates"
-    no_eval = T.training_arguments(tiny_config(tmp_path, eval_steps=5), "cpu", "fp32", has_evaluator=False)
-    assert no_eval.eval_strategy == "no"
+    assert isinstance(args.batch_sampler, T.LengthGroupedBatches) and args.eval_strategy == "no"
+    assert T.recipe_arguments(tmp_path, T.recipe(group_by_length=False), "cpu").batch_sampler == "no_duplicates"
 
 
-def test_measure_finetuning_gain_reports_both_scores_on_the_held_out_split(tmp_path):
+def test_train_with_recipe_changes_the_model_and_refuses_a_single_example(tmp_path):
+    model = load_model(device="cpu")
+    before = model.encode(PROBE, convert_to_tensor=True)
+    record = T.train_with_recipe(model, pairs_to_dataset(PAIRS), tmp_path, T.recipe(batch_size=4, max_steps=3, learning_rate=5e-4))
+    assert record["steps"] == 3 and record["seconds"] > 0
+    assert not torch.allclose(before, model.encode(PROBE, convert_to_tensor=True), atol=1e-4), "training changed nothing"
+    with pytest.raises(ValueError, match="MNRL needs at least two"):
+        T.train_with_recipe(model, pairs_to_dataset(PAIRS[:1]), tmp_path, T.recipe())
+
+
+def test_the_dev_evaluator_keeps_every_relevant_document():
     from helpers.data import RetrievalData
 
-    corpus = {f"d{i}": pair.positive for i, pair in enumerate(PAIRS)}
-    queries = {f"q{i}": pair.anchor for i, pair in enumerate(PAIRS)}
-    qrels = {"train": {f"q{i}": {f"d{i}": 1} for i in range(6)}, "test": {f"q{i}": {f"d{i}": 1} for i in (6, 7)}}
-    data = RetrievalData("toy", corpus, queries, qrels)
-    measured = T.measure_finetuning_gain(data, tiny_config(tmp_path, max_steps=1), max_pairs=4)
-    assert measured.training_pairs == 4 and measured.steps == 1
-    assert 0 < measured.base_ndcg <= 1 and 0 < measured.finetuned_ndcg <= 1
-    assert measured.relative_gain == pytest.approx(measured.finetuned_ndcg / measured.base_ndcg - 1)
-    assert (tmp_path / "final" / "model.safetensors").exists()
+    corpus = {f"d{i}": f"document {i}" for i in range(40)}
+    queries = {f"q{i}": f"query {i}" for i in range(8)}
+    data = RetrievalData("toy", corpus, queries, {"dev": {f"q{i}": {f"d{i * 5}": 1} for i in range(8)}})
+    evaluator = T.dev_evaluator(data, corpus_size=10, seed=0)
+    assert len(evaluator.corpus) == 10 and {f"d{i * 5}" for i in range(8)} <= set(evaluator.corpus_ids)
 
 
 def varied_rows(count=300, shared_positive_every=7):
@@ -146,20 +107,16 @@ def test_a_text_in_more_rows_than_batches_still_never_repeats_within_a_batch():
 
 
 def test_length_grouping_cuts_padding(base_model):
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
     dataset = varied_rows()
-    random_share = T.padding_share(dataset, base_model.tokenizer, group_by_length=False, batch_size=16)
-    grouped_share = T.padding_share(dataset, base_model.tokenizer, group_by_length=True, batch_size=16)
+    tokens = [[len(ids) for ids in base_model.tokenizer(list(dataset[column]))["input_ids"]] for column in dataset.column_names]
+
+    def padding(sampler):  # share of the epoch's tokens that are padding, each column padded to its longest text
+        real = sum(lengths[i] for batch in sampler for lengths in tokens for i in batch)
+        return 1 - real / sum(max(lengths[i] for i in batch) * len(batch) for batch in sampler for lengths in tokens)
+
+    settings = {"batch_size": 16, "drop_last": False, "seed": 0}
+    random_share = padding(NoDuplicatesBatchSampler(dataset, **settings))
+    grouped_share = padding(T.LengthGroupedBatches(base_model.tokenizer)(dataset, **settings))
     assert 0 <= grouped_share < 0.6 * random_share, (grouped_share, random_share)
-
-
-def test_the_dev_curve_ends_with_the_final_model(tmp_path):
-    from helpers.data import RetrievalData
-
-    corpus = {f"d{i}": pair.positive for i, pair in enumerate(PAIRS)}
-    queries = {f"q{i}": pair.anchor for i, pair in enumerate(PAIRS)}
-    data = RetrievalData("toy", corpus, queries, {"dev": {f"q{i}": {f"d{i}": 1} for i in range(8)}})
-    evaluator = T.dev_evaluator(data, None, seed=0)
-    config = tiny_config(tmp_path, max_steps=3, eval_steps=2, checkpoints=False)
-    result = T.finetune(config, pairs_to_dataset(PAIRS), evaluator)
-    assert [row["step"] for row in result.eval_history] == [2, 3]
-    assert result.eval_history[-1]["ndcg@10"] == pytest.approx(evaluator(result.model)["dev_cosine_ndcg@10"])

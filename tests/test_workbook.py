@@ -8,6 +8,7 @@ import yaml
 
 from helpers import cli
 from helpers import workbook as W
+from helpers.results import results_table
 
 NOTEBOOKS = W.list_notebooks()
 
@@ -25,7 +26,7 @@ def test_notebook_contract(path):
     tagged = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     parameters = W.notebook_parameters(path)
-    assert {"output_dir", "work_dir", "smoke"} <= set(parameters)
+    assert {"output_dir", "work_dir"} <= set(parameters) and "smoke" not in parameters  # smoke is a preset
     assert all(info["help"] for info in parameters.values()), "every parameter needs a comment"
     first, last = notebook.cells[0].source, notebook.cells[-1].source
     assert first.startswith("# ") and "Runtime on a laptop CPU" in first
@@ -34,19 +35,55 @@ def test_notebook_contract(path):
 
 
 def test_parameters_go_to_the_notebooks_that_declare_them():
-    plan = W.parameters_per_notebook(NOTEBOOKS, {"seed": 7}, smoke=True)
-    assert all(params == {"smoke": True, "seed": 7} for params in plan.values())
+    plan = W.parameters_per_notebook(NOTEBOOKS, {"seed": 7})
+    assert all(params == {"seed": 7} for params in plan.values())
     first = NOTEBOOKS[0]
     declared = next(iter(W.notebook_parameters(first)))
-    plan = W.parameters_per_notebook(NOTEBOOKS, {first.stem: {declared: 1}}, smoke=False)
+    plan = W.parameters_per_notebook(NOTEBOOKS, {first.stem: {declared: 1}})
     assert plan[first] == {declared: 1}
 
 
 def test_unknown_parameters_are_errors_not_warnings():
     with pytest.raises(ValueError, match="no_such_param"):
-        W.parameters_per_notebook(NOTEBOOKS, {"no_such_param": 1}, smoke=False)
+        W.parameters_per_notebook(NOTEBOOKS, {"no_such_param": 1})
     with pytest.raises(ValueError, match=f"{NOTEBOOKS[0].stem}.bogus"):
-        W.parameters_per_notebook(NOTEBOOKS, {NOTEBOOKS[0].stem: {"bogus": 1}}, smoke=False)
+        W.parameters_per_notebook(NOTEBOOKS, {NOTEBOOKS[0].stem: {"bogus": 1}})
+
+
+def test_explicit_settings_win_over_the_smoke_preset():
+    training = next(path for path in NOTEBOOKS if path.stem == "04_training")
+    smoke = W.load_preset("smoke")
+    plan = W.parameters_per_notebook([training], {"batch_size": 32, "04_training": {"epochs": 2}}, smoke)
+    assert plan[training]["batch_size"] == 32 and plan[training]["epochs"] == 2
+    assert plan[training]["max_steps"] == smoke["04_training"]["max_steps"]  # the preset fills what was not given
+
+
+def test_the_smoke_preset_names_only_declared_parameters_of_existing_notebooks():
+    smoke = W.load_preset("smoke")
+    assert set(smoke) <= {path.stem for path in NOTEBOOKS}
+    W.parameters_per_notebook(NOTEBOOKS, {}, smoke)  # raises on a name that a notebook does not declare
+    with pytest.raises(ValueError, match="no preset 'fast'"):
+        W.load_preset("fast")
+
+
+def test_a_missing_prerequisite_runs_its_notebook_with_the_defaults(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(path, out_dir, parameters, work_dir, cell_timeout=None):
+        calls.append((path.stem, dict(parameters)))
+        final = W.finetuned_dir(work_dir, parameters["dataset"]) / "final"
+        final.mkdir(parents=True)
+        (final / "model.safetensors").write_bytes(b"weights")
+        return W.NotebookRun(path.stem, "ok", 1.0, "", dict(parameters))
+
+    monkeypatch.setattr(W, "run_notebook", fake_run)
+    assert W.ensure_finetuned("hpo", tmp_path) == tmp_path.resolve() / "models" / "hpo" / "final"
+    assert calls == [("04_training", {"dataset": "hpo", "model": "all-MiniLM-L6-v2", "sweep_batch_sizes": []})]
+    W.ensure_finetuned("hpo", tmp_path)
+    assert len(calls) == 1, "a model already there is not trained again"
+    monkeypatch.setattr(W, "run_notebook", lambda *args, **kwargs: W.NotebookRun("03", "failed", 1.0, "copy.ipynb", {}, {}, "KeyError: x"))
+    with pytest.raises(RuntimeError, match="notebook 03_data_preparation.*failed: KeyError: x"):
+        W.ensure_prepared("icd10cm", tmp_path)
 
 
 def test_cli_run_names_an_unknown_parameter(capsys, tmp_path):
@@ -120,7 +157,7 @@ def test_readme_results_are_rendered_from_committed_runs():
     assert blocks, "the README has no results table"
     for summary_path, table in blocks:
         runs = json.loads((W.PROJECT_ROOT / summary_path).read_text())
-        assert table.strip() == W.results_table(runs).strip(), f"README table differs from {summary_path}"
+        assert table.strip() == results_table(runs).strip(), f"README table differs from {summary_path}"
 
 
 def test_the_no_deps_requirements_are_installed_by_the_makefile_and_named_in_errors():
@@ -132,24 +169,16 @@ def test_the_no_deps_requirements_are_installed_by_the_makefile_and_named_in_err
     assert "requirements-nodeps.txt" in (W.PROJECT_ROOT / "environment.yml").read_text()
 
 
-def test_results_table_quotes_the_other_notebooks_figures():
+def test_results_table_renders_notebook_05_and_quotes_the_others_lines():
     evaluation = {"base_ndcg@10": 0.5, "finetuned_ndcg@10": 0.6, "relative_gain_ndcg@10": 0.2, "ci95_ndcg@10_diff": [0.08, 0.12],
                   "p_value_fisher": 0.0, "test_queries": 10, "corpus_size": 100}
-    after = "test NDCG@10, after 10 MNRL steps"
-    column = {"architecture": "BertModel", "pooling": "mean", "test NDCG@10, off the shelf": 0.7, after: 0.72, "encode speed (texts/s)": 250.0}
-    runs = [
-        {"notebook": "01_why_finetune", "metrics": {"measured": {"hpo": {"base_ndcg@10": 0.6, "finetuned_ndcg@10": 0.75, "relative_gain": 0.25, "training_pairs": 1000}}}},
-        {"notebook": "02_encoder_vs_decoder", "metrics": {"table": {"encoder": column, "decoder": {**column, "architecture": "LlamaModel"}}}},
-        {"notebook": "05_evaluation", "metrics": evaluation},
-        {"notebook": "06_decision", "metrics": {"ndcg@10": {"BM25": 0.42}, "recommendation": "fine-tune"}},
-        {"notebook": "07_reindexing", "metrics": {"documents": 20000, "docs_per_s": 190.4, "device": "cpu"}},
-    ]
-    lines = W.results_table(runs).splitlines()
-    assert "Notebook 01, brief fine-tuning on compact corpora, test NDCG@10: hpo 0.600 → 0.750 (+25.0%, 1000 pairs)." in lines
-    assert any(line.startswith("Notebook 02, encoder (BertModel, mean pooling) test NDCG@10 0.700 → 0.720 after 10 MNRL steps") for line in lines)
-    assert "Notebook 06, test NDCG@10: BM25 0.420; recommendation: fine-tune." in lines
-    assert "Notebook 07, reindexing 20000 documents into LanceDB: 190 documents/s on cpu." in lines
-    assert not any(line.startswith("Notebook") for line in W.results_table(runs[2:3]).splitlines())
+    runs = [{"notebook": "07_reindexing", "metrics": {"readme_line": "Notebook 07, 190 documents/s."}},
+            {"notebook": "05_evaluation", "metrics": evaluation},
+            {"notebook": "01_why_finetune", "metrics": {"readme_line": "Notebook 01, +25%."}}]
+    lines = results_table(runs).splitlines()
+    assert "| test | 10 | 100 | 0.500 | 0.600 | +20.0% | [+0.080, +0.120] | < 0.001 |" in lines
+    assert lines[-2:] == ["Notebook 01, +25%.", "Notebook 07, 190 documents/s."]  # in notebook order
+    assert not any(line.startswith("Notebook") for line in results_table(runs[1:2]).splitlines())
 
 
 def test_a_cell_over_the_timeout_fails_its_notebook_instead_of_hanging(tmp_path):

@@ -1,0 +1,38 @@
+"""The README's results, rendered from a run's `summary.json` (never typed by hand): `workbook results RUN_DIR`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
+    """The held-out test table of notebook 05, the training line of notebook 04, and the `readme_line` that other
+    notebooks write into their metrics (each states its own headline figures)."""
+    by_name = {run["notebook"]: run.get("metrics") or {} for run in runs}
+    evaluation, training = by_name["05_evaluation"], by_name.get("04_training", {})
+    lines = [
+        "| split | queries | corpus | NDCG@10 off the shelf | NDCG@10 fine-tuned | relative gain | 95% CI of the difference | p (Fisher) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for split, suffix in (("test", ""), ("test_unseen", "_test_unseen")):
+        if f"base_ndcg@10{suffix}" not in evaluation:
+            continue
+        low, high = evaluation[f"ci95_ndcg@10_diff{suffix}"]
+        p_value = evaluation[f"p_value_fisher{suffix}"]  # 0 means no permutation of ranx's 1,000 beat the observed
+        lines.append(
+            f"| {split} | {evaluation[f'{split}_queries']} | {evaluation['corpus_size']} "
+            f"| {evaluation[f'base_ndcg@10{suffix}']:.3f} | {evaluation[f'finetuned_ndcg@10{suffix}']:.3f} "
+            f"| {evaluation[f'relative_gain_ndcg@10{suffix}']:+.1%} | [{low:+.3f}, {high:+.3f}] "
+            f"| {f'{p_value:.4f}' if p_value > 0 else '< 0.001'} |"
+        )
+    if training:
+        lines += [
+            "",
+            f"Training: {training['train_examples']} examples ({'triplets' if training['hard_negatives'] else 'pairs'}), "
+            f"{training['loss']}, batch {training['batch_size']}, {training['epochs']} epoch(s), "
+            f"learning rate {training['learning_rate']}, {training['steps']} steps in {training['train_seconds']:.0f} s "
+            f"on {training['device']} ({training['precision']}).",
+        ]
+    other = [by_name[name]["readme_line"] for name in sorted(by_name) if by_name[name].get("readme_line")]
+    return "\n".join(lines + (["", *other] if other else []))
