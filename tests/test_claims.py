@@ -1,0 +1,107 @@
+"""Claims in the notebooks' prose that depend on a measurement, checked against the committed default run.
+
+A markdown cell that states such a claim carries `<!-- claim: NAME -->`; CLAIMS holds, for every name, what
+the claim says and a check on the run's summary. A new run that flips a claim fails here until the prose is
+rewritten; a claim without a check, or a check that no notebook uses, fails too. (Figures that the notebooks
+print from their own run need no entry: they cannot disagree with it.)
+"""
+
+import json
+import re
+
+import nbformat
+import pytest
+
+from helpers.workbook import PROJECT_ROOT, list_notebooks
+
+SUMMARY = PROJECT_ROOT / "benchmarks" / "results" / "cpu-default-all" / "summary.json"
+CLAIM_TAG = re.compile(r"<!-- claim: ([a-z0-9_]+) -->")
+
+
+def _hybrid_below_dense(m):
+    return all(row["95% CI high"] < 0 for row in m["06_decision"]["hybrid_vs_dense"].values())
+
+
+def _gains(m):
+    return [row["relative_gain"] for row in m["01_why_finetune"]["measured"].values()]
+
+
+def _pooling_range(m, model, split):
+    scores = [v for k, v in m["02_encoder_vs_decoder"]["ndcg@10_by_pooling"].items() if k.startswith(f"{model} /") and k.endswith(split)]
+    return max(scores) - min(scores)
+
+
+def _template_gap(m, mode):
+    cosine = m["02_encoder_vs_decoder"]["unrelated_cosine"]
+    return cosine[f"decoder + chat template / {mode}"] - cosine[f"decoder / {mode}"]
+
+
+CLAIMS = {
+    "icd_full_recipe_gains_more_than_brief": (
+        "01: on ICD-10-CM, the full recipe of notebooks 04-05 gains more than the brief run of notebook 01",
+        lambda m: m["05_evaluation"]["relative_gain_ndcg@10"] > m["01_why_finetune"]["measured"]["icd10cm"]["relative_gain"] + 0.05),
+    "domains_gain_differently": ("01: the same brief run gains very different amounts on the three domains (> 5 points apart)",
+                                 lambda m: max(_gains(m)) - min(_gains(m)) > 0.05),
+    "brief_run_breaks_some_queries": ("01: the fine-tuned model breaks some queries the base model got right at rank 1",
+                                      lambda m: m["01_why_finetune"]["examples_broken_at_rank_1"] > 0),
+    "decoder_poolings_differ_widely": ("02: the untrained decoder's poolings differ widely on dev (> 0.1 NDCG@10 apart)",
+                                       lambda m: _pooling_range(m, "decoder", "dev") > 0.1),
+    "decoder_cls_collapses": ("02: CLS pooling of the causal decoder makes unrelated texts nearly identical (cosine > 0.95)",
+                              lambda m: m["02_encoder_vs_decoder"]["unrelated_cosine"]["decoder / cls"] > 0.95),
+    "chat_template_makes_texts_alike": ("02: through the chat template, unrelated texts look far more alike (mean and last token)",
+                                        lambda m: min(_template_gap(m, "mean"), _template_gap(m, "lasttoken")) > 0.1),
+    "random_batches_mostly_padding": ("04: random no-duplicates batches of these texts are mostly padding",
+                                      lambda m: m["04_training"]["padding_share"]["random batches"] > 0.5),
+    "grouped_batches_less_padding": ("04: length-grouped batches waste much less compute on padding (10 points less)",
+                                     lambda m: m["04_training"]["padding_share"]["length-grouped"]
+                                     < m["04_training"]["padding_share"]["random batches"] - 0.1),
+    "training_under_8_minutes": ("04: training itself stays under 8 minutes on the 2-core machine",
+                                 lambda m: m["04_training"]["train_seconds"] < 8 * 60),
+    "seed_evaluator_reads_zero": ("05: the seed's `.get` on the evaluator's results reads 0", lambda m: m["05_evaluation"]["seed_reads_ndcg@10"] == 0),
+    "bm25_weakest": ("06: BM25 is the weakest of the five systems on the test queries",
+                     lambda m: min(m["06_decision"]["ndcg@10"], key=m["06_decision"]["ndcg@10"].get) == "BM25"),
+    "hybrid_below_dense_both": ("06: fusing BM25 in scores below dense retrieval, with both models (interval below 0)",
+                                _hybrid_below_dense),
+}
+
+
+def notebook_claims():
+    """Claim name -> notebooks whose markdown cells carry its tag."""
+    found = {}
+    for path in list_notebooks():
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "markdown":
+                for name in CLAIM_TAG.findall(cell.source):
+                    found.setdefault(name, set()).add(path.stem)
+    return found
+
+
+@pytest.fixture(scope="module")
+def summary():
+    return {run["notebook"]: run["metrics"] for run in json.loads(SUMMARY.read_text())}
+
+
+def test_every_tagged_claim_has_a_check_and_every_check_a_claim():
+    found = notebook_claims()
+    assert set(found) - set(CLAIMS) == set(), "claims tagged in a notebook without a check in CLAIMS"
+    assert set(CLAIMS) - set(found) == set(), "checks in CLAIMS that no notebook states"
+
+
+@pytest.mark.parametrize("name", sorted(CLAIMS))
+def test_the_default_run_supports_the_claim(name, summary):
+    description, holds = CLAIMS[name]
+    assert holds(summary), f"the committed default run contradicts the claim {name!r}: {description}"
+
+
+RUNTIME_NOTE = re.compile(r"\*\*Runtime on a laptop CPU:\*\* about (\d+) minutes? with the defaults")
+
+
+@pytest.mark.parametrize("path", list_notebooks(), ids=lambda path: path.stem)
+def test_the_runtime_note_matches_the_default_run(path):
+    """Each notebook opens with "about N minutes with the defaults": the committed default run must agree
+    (within a minute and a half, or a quarter of N)."""
+    stated = RUNTIME_NOTE.search(nbformat.read(path, as_version=4).cells[0].source)
+    assert stated, f"{path.name} does not open with its runtime in the expected words"
+    seconds = {run["notebook"]: run["seconds"] for run in json.loads(SUMMARY.read_text())}[path.stem]
+    minutes = int(stated.group(1))
+    assert abs(seconds / 60 - minutes) <= max(1.5, minutes / 4), f"{path.stem} says about {minutes} min; it ran {seconds / 60:.1f}"
