@@ -89,7 +89,6 @@ def _run_prerequisite(stem: str, work_dir: str | Path, parameters: dict[str, Any
                            f"(executed copy: {result.executed})")
 
 
-
 def _plain(value: Any) -> Any:
     """JSON-safe copy of metrics: numpy scalars become floats, NaN becomes None."""
     if isinstance(value, Mapping):
@@ -109,7 +108,6 @@ def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_plain(metrics), indent=2, sort_keys=True), encoding="utf-8")
     return path
-
 
 
 def list_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -182,7 +180,6 @@ def parameters_per_notebook(notebooks: Sequence[Path], given: Mapping[str, Any],
         raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))}: no chosen notebook declares them "
                          "(see `workbook list`)")
     return plan
-
 
 
 @dataclass
