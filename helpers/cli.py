@@ -11,32 +11,38 @@ from typing import Any
 
 import yaml
 
+from .parameters import declared_parameters, read_value
 from .results import results_table
-from .workbook import (RUNS_DIR, SMOKE_CELL_TIMEOUT, list_notebooks, load_preset, notebook_parameters,
+from .workbook import (RUNS_DIR, SMOKE_CELL_TIMEOUT, list_notebooks, load_preset,
                        parameters_per_notebook, run_notebook, select_notebooks, write_summary)
-
-
-def _parse_value(text: str) -> Any:
-    """A command-line value as YAML reads it: 3 -> int, 1e-4 -> float, true -> bool, text -> str."""
-    return yaml.safe_load(text) if text.strip() else ""
 
 
 def command_list(_: argparse.Namespace) -> int:
     for path in list_notebooks():
         print(path.stem)
-        for name, info in notebook_parameters(path).items():
-            print(f"    {name:<22} = {info['default']:<28} {info['help']}")
+        for name, declared in declared_parameters(path).items():
+            print(f"    {name:<22} = {declared.default!r:<28} [{declared.requirement}] {declared.meaning}")
     return 0
 
 
 def command_run(args: argparse.Namespace) -> int:
     given: dict[str, Any] = {}
     if args.file:
-        loaded = yaml.safe_load(Path(args.file).read_text(encoding="utf-8")) or {}
+        try:
+            loaded = yaml.safe_load(Path(args.file).read_text(encoding="utf-8")) or {}
+        except OSError as error:
+            print(f"workbook: cannot read the parameters file {args.file}: {error.strerror}", file=sys.stderr)
+            return 2
+        except yaml.YAMLError as error:
+            where = getattr(error, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            print(f"workbook: {args.file} is not valid YAML{at}: {getattr(error, 'problem', None) or error}", file=sys.stderr)
+            return 2
         if not isinstance(loaded, dict):
-            raise SystemExit(f"{args.file}: a parameters file must be a mapping of names to values")
+            print(f"workbook: {args.file}: a parameters file must be a mapping of names to values", file=sys.stderr)
+            return 2
         given.update(loaded)
-    given.update({name: _parse_value(value) for name, value in args.parameter})
+    given.update({name: read_value(value) for name, value in args.parameter})
     try:
         notebooks = select_notebooks(args.notebooks, list_notebooks())
         plan = parameters_per_notebook(notebooks, given, load_preset("smoke") if args.smoke else None)

@@ -8,6 +8,7 @@ the interval of a difference is a paired bootstrap from scipy. Nothing here re-i
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,7 +40,7 @@ def encode(model: Any, texts: Sequence[str], cache_dir: str | Path | None = None
                               show_progress_bar=show_progress_bar)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial.npy")
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")  # one per process: two runs may share a cache
         np.save(partial, embeddings.cpu().numpy())
         partial.replace(path)  # complete or absent: a crash never leaves half a file under the final name
     return embeddings

@@ -7,7 +7,7 @@ the batch sampler it uses (no text twice in a batch, texts of similar length), i
 
 from __future__ import annotations
 
-import ast
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 from sentence_transformers import DefaultBatchSampler
+from transformers import TrainerCallback
 
 from .data import RetrievalData, subsample
 from .models import choose_precision, precision_flags
-from .workbook import NOTEBOOK_DIR, notebook_parameters
+from .parameters import check_values, declared_parameters
+from .workbook import NOTEBOOK_DIR
 
 RECIPE_NOTEBOOK = NOTEBOOK_DIR / "04_training.ipynb"
 RECIPE_KEYS = ("hard_negatives", "group_by_length", "epochs", "batch_size", "learning_rate", "warmup", "max_steps")
@@ -141,14 +143,27 @@ def dev_evaluator(data: RetrievalData, corpus_size: int | None, seed: int, split
                                          write_csv=False)
 
 
+class StopOnNonFiniteLoss(TrainerCallback):
+    """Stops training when the logged loss is NaN or infinite, naming the step and the likely causes, instead of
+    letting the trainer save a model whose weights are NaN."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise FloatingPointError(
+                f"the training loss became {loss} by step {state.global_step}: the learning rate "
+                f"({args.learning_rate:g}) is likely too high, or fp16 overflowed (try bf16 or fp32); "
+                "nothing was saved as the fine-tuned model")
+
+
 def recipe(**changes: Any) -> dict[str, Any]:
     """Notebook 04's training recipe (the defaults of its parameters cell), with `changes` applied: notebooks 01
     and 06 train with it, so that a change to the recipe notebook 04 teaches reaches them."""
-    defaults = notebook_parameters(RECIPE_NOTEBOOK)
-    settings = {key: ast.literal_eval(defaults[key]["default"]) for key in RECIPE_KEYS}
+    declared = declared_parameters(RECIPE_NOTEBOOK)
+    settings = {key: declared[key].default for key in RECIPE_KEYS}
     if unknown := sorted(set(changes) - set(RECIPE_KEYS)):
         raise ValueError(f"unknown recipe setting(s) {unknown}: the recipe has {', '.join(RECIPE_KEYS)}")
-    return {**settings, **changes}
+    return {**settings, **check_values(RECIPE_NOTEBOOK.stem, changes, declared)}
 
 
 def recipe_arguments(output_dir: str | Path, settings: dict[str, Any], device: str, tokenizer: Any = None,
@@ -176,7 +191,8 @@ def train_with_recipe(model: Any, train_dataset: Any, output_dir: str | Path, se
         raise ValueError(f"{len(train_dataset)} training example(s): MNRL needs at least two to have a negative")
     args = recipe_arguments(output_dir, settings, model.device.type, model.tokenizer, seed)
     loss = MultipleNegativesRankingLoss(model)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
+                                         callbacks=[StopOnNonFiniteLoss()])
     started = time.perf_counter()
     output = trainer.train()
     return {"steps": trainer.state.global_step, "seconds": time.perf_counter() - started,

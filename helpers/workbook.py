@@ -8,8 +8,13 @@ cached embeddings). This module is the one place that names those folders. The `
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import math
+import os
+import shutil
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .parameters import check_values, declared_parameters
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -62,27 +69,28 @@ def embeddings_dir(work_dir: str | Path) -> Path:
 
 
 def ensure_prepared(dataset: str, work_dir: str | Path, model: str = "all-MiniLM-L6-v2") -> Path:
-    """The prepared folder of a data set; if notebook 03 has not written it into this `work_dir`, notebook 03
-    runs now with its defaults, so that every later notebook also runs on its own."""
+    """The prepared folder of a data set; if notebook 03 has not written it completely into this `work_dir`,
+    notebook 03 runs now with its defaults, so that every later notebook also runs on its own."""
     folder = prepared_dir(work_dir, dataset)
-    if not ((folder / "dataset.json").exists() and (folder / "train_triplets.jsonl").exists()):
-        _run_prerequisite("03_data_preparation", work_dir, {"dataset": dataset, "model": model}, folder)
+    if problem := incomplete(folder):
+        _run_prerequisite("03_data_preparation", work_dir, {"dataset": dataset, "model": model}, folder, problem)
     return folder
 
 
 def ensure_finetuned(dataset: str, work_dir: str | Path, model: str = "all-MiniLM-L6-v2") -> Path:
-    """The folder of the model notebook 04 fine-tuned on a data set; if it is not in this `work_dir`, notebook
-    04 runs now with its defaults (without its batch-size sweep)."""
+    """The folder of the model notebook 04 fine-tuned on a data set; if it is not completely in this
+    `work_dir`, notebook 04 runs now with its defaults (without its batch-size sweep)."""
     final = finetuned_dir(work_dir, dataset) / "final"
-    if not (final / "model.safetensors").exists():
-        _run_prerequisite("04_training", work_dir, {"dataset": dataset, "model": model, "sweep_batch_sizes": []}, final)
+    if problem := incomplete(final):
+        _run_prerequisite("04_training", work_dir, {"dataset": dataset, "model": model, "sweep_batch_sizes": []},
+                          final, problem)
     return final
 
 
-def _run_prerequisite(stem: str, work_dir: str | Path, parameters: dict[str, Any], missing: Path) -> None:
+def _run_prerequisite(stem: str, work_dir: str | Path, parameters: dict[str, Any], missing: Path, problem: str) -> None:
     path = NOTEBOOK_DIR / f"{stem}.ipynb"
     out_dir = Path(work_dir).resolve() / "prerequisites"
-    print(f"{missing} does not exist yet: running notebook {stem} with its defaults, into {out_dir / stem}", flush=True)
+    print(f"{missing}: {problem}; running notebook {stem} with its defaults, into {out_dir / stem}", flush=True)
     result = run_notebook(path, out_dir, parameters, Path(work_dir).resolve())
     if result.status != "ok":
         raise RuntimeError(f"notebook {stem}, run to prepare {missing}, failed: {result.error} "
@@ -102,12 +110,96 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any]) -> Path:
-    """Write `metrics.json` (the figures a notebook computed) into `output_dir` and return its path."""
-    path = Path(output_dir) / "metrics.json"
+def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any], settings: Mapping[str, Any]) -> Path:
+    """Write `metrics.json` (the figures a notebook computed, and under "parameters" the settings it ran with)
+    into `output_dir` in one step, and return its path."""
+    return write_atomically(Path(output_dir) / "metrics.json",
+                            json.dumps(_plain({**metrics, "parameters": settings}), indent=2, sort_keys=True))
+
+
+def write_atomically(path: Path, text: str) -> Path:
+    """Write a text file so that a reader sees the old file or the whole new one, never a part: a temporary
+    file beside it, moved into place (a rename is atomic on one file system)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_plain(metrics), indent=2, sort_keys=True), encoding="utf-8")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
     return path
+
+
+# Folders that later steps read (prepared data, a fine-tuned model) are written in a staging folder beside
+# their place, under a lock that a second run writing the same folder cannot take, and moved into place with a
+# manifest (every file's size and SHA-256, and what made it) written last. A reader trusts a folder only if its
+# manifest is there and every file matches it.
+MANIFEST = "manifest.json"
+_held_locks: dict[Path, Any] = {}
+
+
+def begin_output(final: str | Path, writer: str) -> Path:
+    """An empty staging folder for `final`, locked for this process until `publish_output`; if another run is
+    writing `final`, a RuntimeError names it (its process, host and notebook) at once instead of waiting."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = final.with_name(f"{final.name}.lock")
+    handle = lock_path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RuntimeError(f"{final} is being written by another run ({holder}); wait for it to finish, "
+                           "or give this run its own work_dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {socket.gethostname()}, {writer}, since {time.strftime('%H:%M:%S')}")
+    handle.flush()
+    _held_locks[final.resolve()] = handle
+    staging = final.with_name(f"{final.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
+    staging.mkdir()
+    return staging
+
+
+def publish_output(staging: str | Path, about: Mapping[str, Any]) -> Path:
+    """Write the manifest into the staging folder from `begin_output`, move it into place (replacing an older
+    version) and release the lock; returns the final folder."""
+    staging = Path(staging)
+    final = staging.with_name(staging.name.removesuffix(".partial"))
+    files = {str(path.relative_to(staging)): _file_facts(path) for path in sorted(staging.rglob("*")) if path.is_file()}
+    (staging / MANIFEST).write_text(json.dumps({"about": _plain(about), "files": files}, indent=2), encoding="utf-8")
+    previous = final.with_name(f"{final.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if final.exists():
+        final.rename(previous)
+    staging.rename(final)
+    shutil.rmtree(previous, ignore_errors=True)
+    if handle := _held_locks.pop(final.resolve(), None):
+        handle.close()
+    return final
+
+
+def incomplete(folder: str | Path) -> str:
+    """Why `folder` cannot be trusted ("" if it can): missing, no manifest (the step that writes it did not
+    finish), or a file missing or different from what the manifest says."""
+    folder = Path(folder)
+    if not (folder / MANIFEST).exists():
+        return "does not exist" if not folder.exists() else f"has no {MANIFEST}: the step that writes it did not finish"
+    for name, facts in json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"].items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != facts["bytes"] or _file_facts(path)["sha256"] != facts["sha256"]:
+            return f"{name} differs from {MANIFEST} (cut short or edited)"
+    return ""
+
+
+def _file_facts(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def list_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -116,15 +208,6 @@ def list_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
         raise FileNotFoundError(f"no notebooks folder at {folder}: install the workbook in editable mode from its clone "
                                 "(pip install -e .) so that the command finds its notebooks")
     return sorted(path for path in folder.glob("[0-9][0-9]_*.ipynb"))
-
-
-def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
-    """Name -> {default, type, help} of a notebook's `parameters` cell (papermill reads the comments)."""
-    import papermill
-
-    found = papermill.inspect_notebook(str(path))
-    return {name: {"default": info["default"], "type": info["inferred_type_name"], "help": info["help"]}
-            for name, info in found.items()}
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -155,9 +238,9 @@ def parameters_per_notebook(notebooks: Sequence[Path], given: Mapping[str, Any],
 
     Both hold global names (sent to every notebook that declares them) and, optionally, a mapping per notebook
     stem (`{"04_training": {"epochs": 2}}`). A name that no chosen notebook declares is an error, where
-    papermill would only warn.
+    papermill would only warn; a value that its declaration does not allow is a `ParameterError`.
     """
-    declared = {path: notebook_parameters(path) for path in notebooks}
+    declared = {path: declared_parameters(path) for path in notebooks}
     stems = {path.stem: path for path in notebooks}
     plan: dict[Path, dict[str, Any]] = {path: {} for path in notebooks}
     unknown = []
@@ -179,7 +262,7 @@ def parameters_per_notebook(notebooks: Sequence[Path], given: Mapping[str, Any],
     if unknown:
         raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))}: no chosen notebook declares them "
                          "(see `workbook list`)")
-    return plan
+    return {path: check_values(path.stem, values, declared[path]) for path, values in plan.items()}
 
 
 @dataclass
@@ -206,6 +289,8 @@ def run_notebook(path: Path, out_dir: Path, parameters: Mapping[str, Any], work_
     output_dir = out_dir / path.stem
     output_dir.mkdir(parents=True, exist_ok=True)
     executed = output_dir / path.name
+    metrics_file = output_dir / "metrics.json"
+    metrics_file.unlink(missing_ok=True)  # an older run's figures must not pass for this one's
     full = {"output_dir": str(output_dir), "work_dir": str(work_dir), **parameters}
     started = time.perf_counter()
     status, error = "ok", ""
@@ -217,15 +302,13 @@ def run_notebook(path: Path, out_dir: Path, parameters: Mapping[str, Any], work_
     except CellTimeoutError:
         status, error = "failed", f"CellTimeoutError: a cell ran longer than {cell_timeout} s (or its kernel hung)"
     seconds = time.perf_counter() - started
-    metrics_file = output_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if status == "ok" and metrics_file.exists() else {}
     return NotebookRun(path.stem, status, round(seconds, 1), str(executed), full, metrics, error)
 
 
 def write_summary(out_dir: Path, runs: Sequence[NotebookRun]) -> tuple[Path, Path]:
     """`summary.json` (everything) and `summary.md` (a table per notebook) for a run."""
-    json_path = out_dir / "summary.json"
-    json_path.write_text(json.dumps([asdict(run) for run in runs], indent=2), encoding="utf-8")
+    json_path = write_atomically(out_dir / "summary.json", json.dumps([asdict(run) for run in runs], indent=2))
     lines = ["# Workbook run", ""]
     for run in runs:
         lines += [f"## {run.notebook}: {run.status} in {run.seconds:.0f} s", ""]
@@ -236,8 +319,7 @@ def write_summary(out_dir: Path, runs: Sequence[NotebookRun]) -> tuple[Path, Pat
             lines += ["| metric | value |", "|---|---|"]
             lines += [f"| {key} | {_format(value)} |" for key, value in sorted(scalar.items())]
             lines.append("")
-    md_path = out_dir / "summary.md"
-    md_path.write_text("\n".join(lines), encoding="utf-8")
+    md_path = write_atomically(out_dir / "summary.md", "\n".join(lines))
     return json_path, md_path
 
 

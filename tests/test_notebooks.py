@@ -109,6 +109,9 @@ def test_04_training(smoke_run):
     assert all(loss >= math.log(2) - 1e-6 for loss in metrics["duplicate_row_losses"])
     assert metrics["in_batch_negatives"] == 2 * 16 - 1
     assert metrics["steps"] == 6 and metrics["device"] == "cpu" and metrics["precision"] == "fp32"
+    assert metrics["parameters"]["batch_size"] == 16 and metrics["parameters"]["learning_rate"] == 2e-4  # what ran
+    manifest = json.loads((Path(metrics["model_dir"]) / "manifest.json").read_text())
+    assert manifest["files"]["model.safetensors"]["bytes"] > 80e6 and manifest["about"]["steps"] == 6
     assert metrics["reload_max_difference"] < 1e-5
     curve = metrics["dev_curve"]
     assert curve["step"][0] == 0 and curve["step"][-1] == 6 and curve["ndcg@10"][-1] == metrics["finetuned_dev_ndcg@10"]

@@ -8,6 +8,7 @@ import yaml
 
 from helpers import cli
 from helpers import workbook as W
+from helpers.parameters import check_values, declared_parameters
 from helpers.results import results_table
 
 NOTEBOOKS = W.list_notebooks()
@@ -25,9 +26,12 @@ def test_notebook_contract(path):
     assert not any(cell.get("outputs") or cell.get("execution_count") for cell in code), "commit notebooks without outputs"
     tagged = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
-    parameters = W.notebook_parameters(path)
+    parameters = declared_parameters(path)  # raises unless every line is `name = value  # [requirement] meaning`
     assert {"output_dir", "work_dir"} <= set(parameters) and "smoke" not in parameters  # smoke is a preset
-    assert all(info["help"] for info in parameters.values()), "every parameter needs a comment"
+    assert all(declared.meaning for declared in parameters.values()), "every parameter needs a meaning"
+    check_values(path.stem, {name: declared.default for name, declared in parameters.items()})  # defaults are allowed
+    checker = code[code.index(tagged[0]) + 1].source  # the next cell checks them, before any work
+    assert f'check_parameters("{path.stem}", globals())' in checker and "globals().update(settings)" in checker
     first, last = notebook.cells[0].source, notebook.cells[-1].source
     assert first.startswith("# ") and "Runtime on a laptop CPU" in first
     assert "Key takeaways" in last and "<details>" in last
@@ -38,9 +42,8 @@ def test_parameters_go_to_the_notebooks_that_declare_them():
     plan = W.parameters_per_notebook(NOTEBOOKS, {"seed": 7})
     assert all(params == {"seed": 7} for params in plan.values())
     first = NOTEBOOKS[0]
-    declared = next(iter(W.notebook_parameters(first)))
-    plan = W.parameters_per_notebook(NOTEBOOKS, {first.stem: {declared: 1}})
-    assert plan[first] == {declared: 1}
+    plan = W.parameters_per_notebook(NOTEBOOKS, {first.stem: {"seed": 1}})
+    assert plan[first] == {"seed": 1} and plan[NOTEBOOKS[1]] == {}
 
 
 def test_unknown_parameters_are_errors_not_warnings():
@@ -71,16 +74,20 @@ def test_a_missing_prerequisite_runs_its_notebook_with_the_defaults(tmp_path, mo
 
     def fake_run(path, out_dir, parameters, work_dir, cell_timeout=None):
         calls.append((path.stem, dict(parameters)))
-        final = W.finetuned_dir(work_dir, parameters["dataset"]) / "final"
-        final.mkdir(parents=True)
-        (final / "model.safetensors").write_bytes(b"weights")
+        staging = W.begin_output(W.finetuned_dir(work_dir, parameters["dataset"]) / "final", "a test")
+        (staging / "model.safetensors").write_bytes(b"weights")
+        W.publish_output(staging, {})
         return W.NotebookRun(path.stem, "ok", 1.0, "", dict(parameters))
 
     monkeypatch.setattr(W, "run_notebook", fake_run)
-    assert W.ensure_finetuned("hpo", tmp_path) == tmp_path.resolve() / "models" / "hpo" / "final"
+    final = W.ensure_finetuned("hpo", tmp_path)
+    assert final == tmp_path.resolve() / "models" / "hpo" / "final"
     assert calls == [("04_training", {"dataset": "hpo", "model": "all-MiniLM-L6-v2", "sweep_batch_sizes": []})]
     W.ensure_finetuned("hpo", tmp_path)
     assert len(calls) == 1, "a model already there is not trained again"
+    (final / "model.safetensors").unlink()  # a model folder without its weights is trained again
+    W.ensure_finetuned("hpo", tmp_path)
+    assert len(calls) == 2 and (final / "model.safetensors").exists()
     monkeypatch.setattr(W, "run_notebook", lambda *args, **kwargs: W.NotebookRun("03", "failed", 1.0, "copy.ipynb", {}, {}, "KeyError: x"))
     with pytest.raises(RuntimeError, match="notebook 03_data_preparation.*failed: KeyError: x"):
         W.ensure_prepared("icd10cm", tmp_path)
@@ -102,7 +109,7 @@ def test_cli_list_shows_every_parameter(capsys):
     out = capsys.readouterr().out
     for path in NOTEBOOKS:
         assert path.stem in out
-        for name in W.notebook_parameters(path):
+        for name in declared_parameters(path):
             assert re.search(rf"^\s+{name}\s+=", out, re.M), f"{path.stem}: {name} missing"
 
 
@@ -114,8 +121,8 @@ def test_select_notebooks_by_number_and_name():
 def test_metrics_are_written_as_plain_json(tmp_path):
     import numpy as np
 
-    path = W.write_metrics(tmp_path, {"ndcg": np.float32(0.5), "ci": (np.float64(0.1), 0.2), "nan": float("nan")})
-    assert json.loads(path.read_text()) == {"ndcg": 0.5, "ci": [0.1, 0.2], "nan": None}
+    path = W.write_metrics(tmp_path, {"ndcg": np.float32(0.5), "ci": (np.float64(0.1), 0.2), "nan": float("nan")}, {"seed": 1})
+    assert json.loads(path.read_text()) == {"ndcg": 0.5, "ci": [0.1, 0.2], "nan": None, "parameters": {"seed": 1}}
 
 
 def test_environment_yml_agrees_with_pyproject():
