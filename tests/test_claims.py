@@ -55,8 +55,8 @@ CLAIMS = {
     "grouped_batches_less_padding": ("04: length-grouped batches waste much less compute on padding (10 points less)",
                                      lambda m: m["04_training"]["padding_share"]["length-grouped"]
                                      < m["04_training"]["padding_share"]["random batches"] - 0.1),
-    "training_under_8_minutes": ("04: training itself stays under 8 minutes on the 2-core machine",
-                                 lambda m: m["04_training"]["train_seconds"] < 8 * 60),
+    "training_most_of_the_runtime": ("04: the training run is most of the notebook's runtime",
+                                     lambda m: m["04_training"]["train_seconds"] > m["04_training"]["notebook_seconds"] / 2),
     "seed_evaluator_reads_zero": ("05: the seed's `.get` on the evaluator's results reads 0", lambda m: m["05_evaluation"]["seed_reads_ndcg@10"] == 0),
     "bm25_weakest": ("06: BM25 is the weakest of the five systems on the test queries",
                      lambda m: min(m["06_decision"]["ndcg@10"], key=m["06_decision"]["ndcg@10"].get) == "BM25"),
@@ -78,7 +78,7 @@ def notebook_claims():
 
 @pytest.fixture(scope="module")
 def summary():
-    return {run["notebook"]: run["metrics"] for run in json.loads(SUMMARY.read_text())}
+    return {run["notebook"]: {**run["metrics"], "notebook_seconds": run["seconds"]} for run in json.loads(SUMMARY.read_text())}
 
 
 def test_every_tagged_claim_has_a_check_and_every_check_a_claim():
