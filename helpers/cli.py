@@ -1,4 +1,5 @@
-"""The `workbook` command for instructors: list the notebooks' parameters, run notebooks with papermill."""
+"""The `workbook` command: list the notebooks' parameters, run notebooks with papermill, write the learners'
+copies of the exercises and check a learner's notebook."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from .exercises import checked_exercises, write_learner_copies
 from .parameters import declared_parameters, read_value
 from .results import results_table
 from .workbook import (RUNS_DIR, SMOKE_CELL_TIMEOUT, list_notebooks, load_preset,
@@ -69,6 +71,37 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_exercises(args: argparse.Namespace) -> int:
+    for path in write_learner_copies(list_notebooks(), Path(args.out)):
+        print(f"{path}: exercises {', '.join(checked_exercises(path))}")
+    return 0
+
+
+def command_check(args: argparse.Namespace) -> int:
+    path = Path(args.notebook)
+    if not path.exists():
+        try:
+            path = select_notebooks([args.notebook], list_notebooks())[0]
+        except ValueError as error:
+            print(f"workbook: {error}", file=sys.stderr)
+            return 2
+    expected = checked_exercises(path)
+    preset = {} if args.full else load_preset("smoke").get(path.stem, {})
+    out_dir = Path(args.out).resolve() if args.out else RUNS_DIR / f"check-{datetime.now():%Y%m%d-%H%M%S}"
+    work_dir = Path(args.work).resolve() if args.work else out_dir / "work"
+    print(f"running {path} ({'its defaults' if args.full else 'the smoke preset'}) into {out_dir}", flush=True)
+    result = run_notebook(path.resolve(), out_dir, preset, work_dir, None if args.full else SMOKE_CELL_TIMEOUT)
+    results_file = out_dir / path.stem / "exercises.json"
+    results = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
+    for name in expected:
+        found = results.get(name, {"status": "not run", "message": "the notebook stopped before its check"})
+        print(f"Exercise {name}: {found['status']}" + (f": {found['message']}" if found["message"] else ""))
+    if result.status != "ok":
+        print(f"workbook: the notebook itself failed: {result.error} (executed copy: {result.executed})", file=sys.stderr)
+    passed = result.status == "ok" and all(results.get(name, {}).get("status") == "passed" for name in expected)
+    return 0 if passed else 1
+
+
 def command_results(args: argparse.Namespace) -> int:
     summary = json.loads((Path(args.run) / "summary.json").read_text(encoding="utf-8"))
     print(results_table(summary))
@@ -90,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cell-timeout", type=int, metavar="SECONDS",
                      help=f"fail a notebook whose cell runs longer (default: {SMOKE_CELL_TIMEOUT} with --smoke, else none)")
     run.set_defaults(handler=command_run)
+    exercises = commands.add_parser("exercises", help="write the learner's copies: every solution replaced by a stub")
+    exercises.add_argument("--out", required=True, help="folder for the copies")
+    exercises.set_defaults(handler=command_exercises)
+    check = commands.add_parser("check", help="run a notebook (a learner's copy) and report each exercise")
+    check.add_argument("notebook", help="a notebook file, or a name or number of the workbook's own notebooks")
+    check.add_argument("--full", action="store_true", help="the notebook's defaults instead of the smoke preset")
+    check.add_argument("--work", help="the work_dir to reuse (prepared data, models; default: a fresh one in --out)")
+    check.add_argument("--out", help="output folder (default: a fresh folder under runs/)")
+    check.set_defaults(handler=command_check)
     results = commands.add_parser("results", help="the README's results table from a finished run")
     results.add_argument("run", help="the run's folder (holding summary.json)")
     results.set_defaults(handler=command_results)

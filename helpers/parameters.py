@@ -4,13 +4,14 @@ A line of that cell reads `name = default  # [requirement] meaning`. The require
 `workbook list` shows, what `workbook run` checks before it starts a kernel, and what the notebook's next cell
 checks (so a plain papermill run is checked the same way):
 
-    int > 0          an integer, with any number of bounds (`float >= 0 < 1`: a number in [0, 1))
+    int > 0          an integer, with any number of bounds (`float ≥ 0 < 1`: a number in [0, 1))
     mnrl | cached_mnrl | None      alternatives: a bare word or number is a choice, `None` allows None
-    list of int >= 2               a list whose every item meets the requirement after `of`
+    list of int ≥ 2                a list whose every item meets the requirement after `of`
     float > 0, usually 1e-7 to 1e-2    a value outside the usual range is allowed, with a warning
 
-The standard library is enough here: the grammar has five words and a few operators, and pydantic would add a
-second declaration (a model class) beside the parameters cell, which is the one place a learner reads.
+Bounds are written ≥ and ≤, not >= and <=: papermill's own inspection of a parameters cell gives up on a line
+with a second "=". The standard library is enough here: the grammar has five words and a few operators, and
+pydantic would add a second declaration (a model class) beside the parameters cell, which a learner reads.
 papermill's `-p` passes what it cannot read as a number or a boolean as a string, so a string given for a
 parameter that is not text is read as YAML (`"[16, 32]"` becomes a list) before it is checked.
 """
@@ -30,7 +31,7 @@ from typing import Any
 
 import yaml
 
-_BOUNDS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+_BOUNDS = {"≥": operator.ge, "≤": operator.le, ">": operator.gt, "<": operator.lt}
 _TYPES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "text", "dict": "a mapping"}
 
 

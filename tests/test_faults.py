@@ -24,18 +24,18 @@ PAPERMILL = [sys.executable, "-m", "papermill"]
 BAD_RUNS = {
     "wrong type": (["04", "-p", "epochs", "two"], "04_training: epochs='two' must be a number > 0"),
     "out of range": (["04", "-p", "epochs", "-1"], "04_training: epochs=-1 must be > 0"),
-    "a batch without negatives": (["04", "-p", "batch_size", "1"], "batch_size=1 must be >= 2"),
+    "a batch without negatives": (["04", "-p", "batch_size", "1"], "batch_size=1 must be ≥ 2"),
     "unknown choice": (["04", "-p", "loss", "triplet"], "loss='triplet' must be one of: mnrl, cached_mnrl"),
     "None where a number is needed": (["04", "-p", "batch_size", "None"], "batch_size=None must be"),
     "a list item out of range": (["04", "-p", "sweep_batch_sizes", "[16, 1]"], "sweep_batch_sizes=[16, 1] must be a list, each item"),
     "a list given as a number": (["06", "-p", "curve_sizes", "100"], "curve_sizes=100 must be a list"),
     "not a boolean": (["04", "-p", "resume", "maybe"], "resume='maybe' must be true or false"),
     "unknown data set for 01": (["01", "-p", "domains", "[icd10cm, pubmed]"], "domains=['icd10cm', 'pubmed']"),
-    "max_steps zero": (["04", "-p", "max_steps", "0"], "max_steps=0 must be one of: -1, an integer >= 1"),
-    "warmup of the whole run": (["04", "-p", "warmup", "1.0"], "warmup=1.0 must be >= 0 and < 1"),
-    "target above 1": (["06", "-p", "target_ndcg", "1.2"], "target_ndcg=1.2 must be > 0 and <= 1"),
-    "top_k below the metrics' 10": (["05", "-p", "top_k", "5"], "top_k=5 must be >= 10"),
-    "smoke with a bad explicit value": (["04", "--smoke", "-p", "batch_size", "0"], "batch_size=0 must be >= 2"),
+    "max_steps zero": (["04", "-p", "max_steps", "0"], "max_steps=0 must be one of: -1, an integer ≥ 1"),
+    "warmup of the whole run": (["04", "-p", "warmup", "1.0"], "warmup=1.0 must be ≥ 0 and < 1"),
+    "target above 1": (["06", "-p", "target_ndcg", "1.2"], "target_ndcg=1.2 must be > 0 and ≤ 1"),
+    "top_k below the metrics' 10": (["05", "-p", "top_k", "5"], "top_k=5 must be ≥ 10"),
+    "smoke with a bad explicit value": (["04", "--smoke", "-p", "batch_size", "0"], "batch_size=0 must be ≥ 2"),
     "unknown parameter": (["04", "-p", "epoch", "2"], "unknown parameter(s) epoch"),
 }
 
@@ -98,8 +98,8 @@ def test_a_learning_rate_far_outside_the_usual_range_warns():
 @pytest.mark.notebooks
 @pytest.mark.parametrize("notebook, name, value, expected", [
     ("04_training", "epochs", "two", "epochs='two' must be a number > 0"),
-    ("04_training", "sweep_batch_sizes", "[16, 1]", "sweep_batch_sizes='[16, 1]' must be a list, each item an integer >= 2"),
-    ("03_data_preparation", "corpus_size", "-5", "corpus_size=-5 must be one of: an integer >= 10, None"),
+    ("04_training", "sweep_batch_sizes", "[16, 1]", "sweep_batch_sizes='[16, 1]' must be a list, each item an integer ≥ 2"),
+    ("03_data_preparation", "corpus_size", "-5", "corpus_size=-5 must be one of: an integer ≥ 10, None"),
 ])
 def test_papermill_alone_rejects_a_bad_value_in_the_notebook(notebook, name, value, expected, tmp_path):
     completed = subprocess.run(

@@ -10,10 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from helpers import cli
 from helpers.decision import RECOMMENDATIONS
+from helpers.exercises import checked_exercises, write_learner_copies
 from helpers.training import recipe, recipe_arguments
 from helpers.workbook import list_notebooks, load_preset, run_notebook
 
@@ -212,3 +214,46 @@ def test_executed_notebooks_pass_nbval(smoke_run):
         capture_output=True, text=True, cwd=out,
     )
     assert completed.returncode == 0, completed.stdout[-4000:]
+
+
+def test_every_solution_passes_its_checks(smoke_run):
+    out, _ = smoke_run
+    for path in list_notebooks():
+        expected = checked_exercises(path)
+        assert len(expected) >= 2, f"{path.stem} has fewer than two exercises"
+        results = json.loads((out / path.stem / "exercises.json").read_text())
+        assert {name: result["status"] for name, result in results.items()} == dict.fromkeys(expected, "passed"), results
+
+
+@pytest.fixture(scope="module")
+def learner_work(smoke_run):
+    """A copy of the smoke run's work_dir (prepared data, the fine-tuned model) for learners' copies to reuse."""
+    out, _ = smoke_run
+    shutil.copytree(out / "work", out / "learner-work", ignore=shutil.ignore_patterns("checkpoint-*", "sweep", "curve"))
+    return out / "learner-work"
+
+
+def run_check(notebook, work, out, capsys):
+    status = cli.main(["check", str(notebook), "--work", str(work), "--out", str(out)])
+    return status, capsys.readouterr().out
+
+
+def test_a_learners_copy_reports_every_exercise_as_not_done(smoke_run, learner_work, tmp_path, capsys):
+    copy = write_learner_copies([path for path in list_notebooks() if path.stem == "03_data_preparation"], tmp_path)[0]
+    status, printed = run_check(copy, learner_work, tmp_path / "check", capsys)
+    assert status == 1 and "the notebook itself failed" not in printed
+    for name in checked_exercises(copy):
+        assert f"Exercise {name}: not done" in printed, printed
+
+
+def test_a_wrong_answer_is_reported_as_failed(smoke_run, learner_work, tmp_path, capsys):
+    copy = write_learner_copies([path for path in list_notebooks() if path.stem == "05_evaluation"], tmp_path)[0]
+    notebook = nbformat.read(copy, as_version=4)
+    for cell in notebook.cells:  # a learner's plausible mistake: AP divided by k instead of the relevant count
+        cell.source = cell.source.replace('raise NotImplementedError("Exercise 05.1: your code here")',
+                                          "return sum((i + 1) / (r + 1) for i, r in enumerate(r for r, d in enumerate(ranking[:k]) if d in relevant)) / k")
+    nbformat.write(notebook, copy)
+    status, printed = run_check(copy, learner_work, tmp_path / "check", capsys)
+    assert status == 1
+    assert "Exercise 05.1: failed: ranking a, x, b with a and b relevant" in printed, printed
+    assert "Exercise 05.2: not done" in printed

@@ -26,8 +26,8 @@ def test_the_recipe_follows_notebook_04s_parameters_cell(tmp_path, monkeypatch):
     import nbformat
 
     cell = "\n".join(["hard_negatives = False  # [bool] h", "group_by_length = True  # [bool] g", "epochs = 3.0  # [float > 0] e",
-                      "batch_size = 24  # [int >= 2] b", "learning_rate = 5e-5  # [float > 0] l", "warmup = 0.2  # [float >= 0 < 1] w",
-                      "max_steps = -1  # [-1 | int >= 1] m", "seed = 1  # [int] not a recipe key"])
+                      "batch_size = 24  # [int ≥ 2] b", "learning_rate = 5e-5  # [float > 0] l", "warmup = 0.2  # [float ≥ 0 < 1] w",
+                      "max_steps = -1  # [-1 | int ≥ 1] m", "seed = 1  # [int] not a recipe key"])
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell, metadata={"tags": ["parameters"]})])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, tmp_path / "04_training.ipynb")
@@ -35,7 +35,7 @@ def test_the_recipe_follows_notebook_04s_parameters_cell(tmp_path, monkeypatch):
     assert T.recipe() == {"hard_negatives": False, "group_by_length": True, "epochs": 3.0, "batch_size": 24,
                           "learning_rate": 5e-5, "warmup": 0.2, "max_steps": -1}
     assert T.recipe(batch_size=8)["batch_size"] == 8
-    with pytest.raises(ValueError, match="04_training: batch_size=1 must be >= 2"):
+    with pytest.raises(ValueError, match="04_training: batch_size=1 must be ≥ 2"):
         T.recipe(batch_size=1)
     with pytest.raises(ValueError, match=r"unknown recipe setting\(s\) \['batch'\]"):
         T.recipe(batch=8)

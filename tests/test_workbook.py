@@ -3,6 +3,7 @@ import re
 import tomllib
 
 import nbformat
+import papermill
 import pytest
 import yaml
 
@@ -30,6 +31,7 @@ def test_notebook_contract(path):
     assert {"output_dir", "work_dir"} <= set(parameters) and "smoke" not in parameters  # smoke is a preset
     assert all(declared.meaning for declared in parameters.values()), "every parameter needs a meaning"
     check_values(path.stem, {name: declared.default for name, declared in parameters.items()})  # defaults are allowed
+    assert set(papermill.inspect_notebook(str(path))) == set(parameters), "papermill must read every parameter too"
     checker = code[code.index(tagged[0]) + 1].source  # the next cell checks them, before any work
     assert f'check_parameters("{path.stem}", globals())' in checker and "globals().update(settings)" in checker
     first, last = notebook.cells[0].source, notebook.cells[-1].source
