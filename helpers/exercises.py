@@ -19,6 +19,8 @@ from pathlib import Path
 
 import nbformat
 
+from .workbook import write_atomically
+
 SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*\n?", re.M | re.S)
 EXERCISE_NAME = re.compile(r"Exercise (\d\d\.\d+):")
 CHECKED = re.compile(r"""with exercise\(["'](\d\d\.\d+)["']""")
@@ -41,8 +43,6 @@ def exercise(name: str, output_dir: str | Path) -> Iterator[None]:
     path = Path(output_dir) / "exercises.json"
     results = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     results[name] = {"status": status, "message": message}
-    from .workbook import write_atomically
-
     write_atomically(path, json.dumps(results, indent=2, sort_keys=True))
     print(f"Exercise {name}: {status}" + (f": {message}" if message else ""))
 

@@ -99,7 +99,7 @@ def _accepts(spec: str, value: Any) -> Any:
             if typed is not _REJECTED and all(_BOUNDS[op](typed, float(bound)) for op, bound in zip(words[1::2], words[2::2])):
                 return typed
         elif str(value) == alternative and not isinstance(value, bool):
-            return type(value)(value) if not isinstance(value, str) else alternative
+            return value
     return _REJECTED
 
 
