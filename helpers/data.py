@@ -141,7 +141,7 @@ def validate_retrieval_data(data: RetrievalData) -> None:
                     raise DataValidationError(f"qrels/{split}.tsv judges document {doc_id!r} for query {query_id!r}, "
                                               "but the corpus has no document with that id")
     for query_id, doc_ids in data.negatives.items():
-        for doc_id in set(doc_ids) - set(data.corpus):
+        for doc_id in (doc_id for doc_id in doc_ids if doc_id not in data.corpus):
             raise DataValidationError(f"curated negative {doc_id!r} of query {query_id!r} is not in the corpus")
     check_split_leakage(data)
 

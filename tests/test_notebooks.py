@@ -24,22 +24,6 @@ SANITIZE = Path(__file__).with_name("nbval_sanitize.cfg")
 SMOKE = load_preset("smoke")
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, monkeypatch_module):
-    out = tmp_path_factory.mktemp("smoke-run")
-    monkeypatch_module.chdir(out.parent)  # a relative --out must not depend on the notebooks' folder
-    status = cli.main(["run", "--smoke", "--out", out.name])
-    summary = json.loads((out / "summary.json").read_text())
-    assert status == 0, f"workbook run failed: {[(r['notebook'], r['error']) for r in summary if r['error']]}"
-    return out, {run["notebook"]: run for run in summary}
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
-
-
 def metrics_of(smoke_run, notebook):
     out, summary = smoke_run
     assert summary[notebook]["status"] == "ok"
@@ -64,9 +48,9 @@ def test_01_why_finetune(smoke_run):
         assert row["training_examples"] == 32 and row["steps"] == 2, domain
         low, high = row["ci95_diff"]
         assert low <= row["finetuned_ndcg@10"] - row["base_ndcg@10"] <= high, domain
-        assert row["corpus"] <= 600 and row["test_queries"] > 20
+        assert row["corpus"] <= 400 and row["test_queries"] > 20
     # the off-the-shelf model on fixed data: deterministic
-    assert metrics["measured"]["icd10cm"]["base_ndcg@10"] == pytest.approx(0.8030, abs=2e-3)
+    assert metrics["measured"]["icd10cm"]["base_ndcg@10"] == pytest.approx(0.8365, abs=2e-3)
     assert metrics["examples_fixed_at_rank_1"] + metrics["examples_broken_at_rank_1"] <= metrics["measured"]["icd10cm"]["test_queries"]
     assert metrics["dedup_f1"]["pairs"] > 0 and 0.5 < metrics["dedup_f1"]["base"] <= 1
     assert figure(smoke_run, "01_why_finetune", "quoted_vs_measured.png") > 10_000
@@ -180,7 +164,7 @@ def test_06_decision(smoke_run):
     assert math.isfinite(metrics["predicted_full_gain"])
     assert set(metrics["ndcg@10"]) == {"BM25", "dense (base)", "dense (fine-tuned)", "hybrid (BM25 + base)", "hybrid (BM25 + fine-tuned)"}
     assert all(0 < value <= 1 for value in metrics["ndcg@10"].values())
-    assert metrics["docs_per_s"] > 0 and metrics["throughput_documents"] == 300
+    assert metrics["docs_per_s"] > 0 and metrics["throughput_documents"] == 200
     assert 0 <= metrics["rule_disagreements"] <= metrics["grid_inputs"] == 20
     assert metrics["rule_branches"] == {  # the measured rule on a made-up curve: every branch, as its prose says
         "the base model already meets the target": "off-the-shelf", "the curve reaches the target": "fine-tune",
@@ -247,13 +231,14 @@ def test_a_learners_copy_reports_every_exercise_as_not_done(smoke_run, learner_w
 
 
 def test_a_wrong_answer_is_reported_as_failed(smoke_run, learner_work, tmp_path, capsys):
-    copy = write_learner_copies([path for path in list_notebooks() if path.stem == "05_evaluation"], tmp_path)[0]
+    copy = write_learner_copies([path for path in list_notebooks() if path.stem == "03_data_preparation"], tmp_path)[0]
     notebook = nbformat.read(copy, as_version=4)
-    for cell in notebook.cells:  # a learner's plausible mistake: AP divided by k instead of the relevant count
-        cell.source = cell.source.replace('raise NotImplementedError("Exercise 05.1: your code here")',
-                                          "return sum((i + 1) / (r + 1) for i, r in enumerate(r for r, d in enumerate(ranking[:k]) if d in relevant)) / k")
+    for cell in notebook.cells:  # a learner's plausible mistake: case folded, punctuation and spacing not
+        cell.source = cell.source.replace('raise NotImplementedError("Exercise 03.2: your code here")',
+                                          "seen = {text.lower() for text in training_texts}\n"
+                                          "    return sorted(q for q, text in held_out.items() if text.lower() in seen)")
     nbformat.write(notebook, copy)
     status, printed = run_check(copy, learner_work, tmp_path / "check", capsys)
     assert status == 1
-    assert "Exercise 05.1: failed: ranking a, x, b with a and b relevant" in printed, printed
-    assert "Exercise 05.2: not done" in printed
+    assert "Exercise 03.2: failed: expected the copies t1 and t3 only, got []" in printed, printed
+    assert "Exercise 03.1: not done" in printed
