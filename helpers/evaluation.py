@@ -1,15 +1,15 @@
 """Retrieval evaluation plumbing: cached corpus embeddings, rankings, per-query scores, intervals, TREC files.
 
-Notebook 05 defines the metrics and computes them by hand before using these. Per-query scores, TREC files and
-the significance test come from `ranx`, a maintained IR-evaluation library (metrics checked against trec_eval);
-the interval of a difference is a paired bootstrap from scipy. Nothing here re-implements an IR metric.
+Notebook 05 defines the metrics and computes them by hand before using these. Per-query scores come from
+trec_eval itself (through `pytrec_eval`, compiled C: no warm-up, nothing compiled at run time); the interval of
+a difference is scipy's paired bootstrap, the significance test scipy's paired permutation test (Fisher's
+randomization test), rank fusion LanceDB's. Nothing here re-implements an IR metric.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,7 @@ import numpy as np
 import torch
 
 from .models import model_fingerprint
-
-# ranx's numba-compiled NDCG casts document counts from uint64 to int64 and says so on every first call;
-# the counts are far below 2**63, so the warning says nothing about these results.
-warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")
+from .workbook import write_atomically
 
 METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "recall@1", "recall@5", "recall@10", "recall@50", "mrr@10")
 
@@ -65,26 +62,74 @@ def retrieve(model: Any, queries: Mapping[str, str], corpus: Mapping[str, str], 
     return rank(list(queries), query_embeddings, list(corpus), corpus_embeddings, top_k)
 
 
-def to_ranx(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]], run_name: str):
-    """ranx's `Qrels` and `Run` objects (a query without results gets an empty ranking)."""
-    from ranx import Qrels, Run
+# metric name (as this workbook writes it, e.g. "ndcg@10") -> trec_eval's measure computed with a cutoff
+TREC_EVAL_MEASURES = {"ndcg": "ndcg_cut", "recall": "recall", "map": "map_cut", "precision": "P"}
 
-    full_run = {query_id: dict(run.get(query_id, {})) for query_id in qrels}
-    return Qrels({q: dict(d) for q, d in qrels.items()}), Run(full_run, name=run_name)
+
+def parse_metric(metric: str) -> tuple[str, int]:
+    """("ndcg", 10) from "ndcg@10"; a clear error for a metric or cutoff this module does not compute."""
+    name, _, cutoff = metric.partition("@")
+    if name not in {*TREC_EVAL_MEASURES, "mrr"} or not cutoff.isdigit() or int(cutoff) < 1:
+        raise ValueError(f"unknown metric {metric!r}: use one of {sorted({*TREC_EVAL_MEASURES, 'mrr'})} "
+                         "followed by @k, k >= 1 (e.g. 'ndcg@10')")
+    return name, int(cutoff)
 
 
 def per_query_scores(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]],
                      metrics: Sequence[str] = METRICS) -> dict[str, np.ndarray]:
-    """Metric -> array of per-query values (computed by ranx), queries in the order of `qrels`."""
-    from ranx import evaluate
+    """Metric -> array of per-query values, queries in the order of `qrels` (a query without results scores 0).
 
-    ranx_qrels, ranx_run = to_ranx(qrels, run, "run")
-    scores = evaluate(ranx_qrels, ranx_run, list(metrics), return_mean=False, make_comparable=True)
-    if len(metrics) == 1:
-        scores = {metrics[0]: scores}
-    position = {query_id: index for index, query_id in enumerate(ranx_qrels.get_query_ids())}  # ranx sorts the ids
-    order = [position[query_id] for query_id in qrels]
-    return {metric: np.asarray(values, dtype=float)[order] for metric, values in scores.items()}
+    Computed by trec_eval itself (the `pytrec_eval` binding): NDCG with linear gains and a log2 discount, recall
+    as the share of a query's relevant documents in the top k, MRR@k as trec_eval's reciprocal rank, zero when
+    the first relevant document is below rank k. Documents with equal scores keep the order of `run`.
+    """
+    import pytrec_eval
+
+    parsed = {metric: parse_metric(metric) for metric in metrics}
+    cutoffs: dict[str, set[int]] = {}
+    for name, cutoff in parsed.values():
+        cutoffs.setdefault(TREC_EVAL_MEASURES.get(name, "recip_rank"), set()).add(cutoff)
+    measures = {measure if measure == "recip_rank" else f"{measure}.{','.join(map(str, sorted(ks)))}"
+                for measure, ks in cutoffs.items()}
+    judged = {query_id: {doc_id: int(grade) for doc_id, grade in docs.items()} for query_id, docs in qrels.items()}
+    ranked = {query_id: _scores_in_retrieved_order(run.get(query_id, {})) for query_id in qrels}
+    values = pytrec_eval.RelevanceEvaluator(judged, measures).evaluate(ranked)
+    scores = {}
+    for metric, (name, cutoff) in parsed.items():
+        if name == "mrr":
+            reciprocal = np.array([values.get(query_id, {}).get("recip_rank", 0.0) for query_id in qrels])
+            scores[metric] = np.where(reciprocal >= 1 / cutoff, reciprocal, 0.0)
+        else:
+            key = f"{TREC_EVAL_MEASURES[name]}_{cutoff}"
+            scores[metric] = np.array([values.get(query_id, {}).get(key, 0.0) for query_id in qrels], dtype=float)
+    return scores
+
+
+def _scores_in_retrieved_order(scores: Mapping[str, float]) -> dict[str, float]:
+    """Scores that rank the documents by score with ties kept in the order the retriever returned them (BM25 and
+    rank fusion tie often; trec_eval alone would order ties by document id), as strictly decreasing floats."""
+    ordered = sorted(scores, key=lambda doc_id: -float(scores[doc_id]))  # a stable sort: ties keep their order
+    return {doc_id: float(len(ordered) - position) for position, doc_id in enumerate(ordered)}
+
+
+def reciprocal_rank_fusion(runs: Sequence[Mapping[str, Mapping[str, float]]], k: int = 60) -> dict[str, dict[str, float]]:
+    """Fuse rankings of the same queries: each document scores the sum of 1 / (k + its rank) over the runs that
+    rank it (rank 1 first), by LanceDB's `RRFReranker`, the fusion of its hybrid search (float32 scores)."""
+    import pyarrow as pa
+    from lancedb.rerankers import RRFReranker
+
+    reranker = RRFReranker(K=k)
+    fused = {}
+    for query_id in dict.fromkeys(query_id for run in runs for query_id in run):
+        rankings = [sorted(run.get(query_id, {}).items(), key=lambda item: -item[1]) for run in runs]
+        doc_ids = list(dict.fromkeys(doc_id for ranking in rankings for doc_id, _ in ranking))
+        row = {doc_id: index for index, doc_id in enumerate(doc_ids)}
+        tables = [pa.table({"_rowid": pa.array([row[doc_id] for doc_id, _ in ranking], pa.uint64())})
+                  for ranking in rankings]
+        result = reranker.rerank_multivector(tables, None, deduplicate=True).to_pydict()
+        fused[query_id] = {doc_ids[index]: float(score)
+                           for index, score in zip(result["_rowid"], result["_relevance_score"], strict=True)}
+    return fused
 
 
 def bootstrap_ci(values: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -104,34 +149,38 @@ def bootstrap_ci(values: np.ndarray, confidence: float = 0.95, n_resamples: int 
 
 
 def significance(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Mapping[str, Mapping[str, float]]],
-                 metric: str = "ndcg@10", seed: int = 0) -> float:
-    """Two-sided p-value of Fisher's randomization test (ranx) between the first two runs on `metric`."""
-    from ranx import compare
+                 metric: str = "ndcg@10", seed: int = 0, n_resamples: int = 10_000) -> float:
+    """Two-sided p-value of Fisher's randomization test between the first two runs on `metric` (scipy's paired
+    permutation test: under "no difference" each query's two scores could be swapped, so random swaps give the
+    distribution of the mean difference)."""
+    from scipy.stats import permutation_test
 
-    (name_a, run_a), (name_b, run_b) = list(runs.items())[:2]
-    ranx_qrels, first = to_ranx(qrels, run_a, name_a)
-    _, second = to_ranx(qrels, run_b, name_b)
-    report = compare(ranx_qrels, [first, second], metrics=[metric], stat_test="fisher", random_seed=seed,
-                     make_comparable=True)
-    return float(report.to_dict()[name_a]["comparisons"][name_b][metric])
+    first, second = (per_query_scores(qrels, run, [metric])[metric] for run in list(runs.values())[:2])
+    result = permutation_test((first, second), lambda a, b, axis: np.mean(a - b, axis=axis), vectorized=True,
+                              permutation_type="samples", n_resamples=n_resamples, alternative="two-sided",
+                              rng=np.random.default_rng(seed))
+    return float(result.pvalue)
 
 
 def save_trec(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Mapping[str, Mapping[str, float]]],
               folder: str | Path) -> list[Path]:
-    """Write `<name>.trec` for each run and `test.qrels`, in TREC formats any IR tool can re-score."""
+    """Write `<name>.trec` for each run (`query Q0 document rank score name`, best first) and `test.qrels`
+    (`query 0 document grade`): the TREC formats that trec_eval, ir_measures or ranx re-score."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, run in runs.items():
-        ranx_qrels, ranx_run = to_ranx(qrels, run, name)
-        ranx_run.save(str(folder / f"{name}.trec"), kind="trec")
-        written.append(folder / f"{name}.trec")
-    ranx_qrels.save(str(folder / "test.qrels"), kind="trec")
-    return [*written, folder / "test.qrels"]
+        lines = [f"{query_id} Q0 {doc_id} {rank} {score!r} {name}"
+                 for query_id in sorted(run)
+                 for rank, (doc_id, score) in enumerate(sorted(run[query_id].items(), key=lambda item: -item[1]), 1)]
+        written.append(write_atomically(folder / f"{name}.trec", "".join(f"{line}\n" for line in lines)))
+    lines = [f"{query_id} 0 {doc_id} {grade}" for query_id in sorted(qrels) for doc_id, grade in qrels[query_id].items()]
+    return [*written, write_atomically(folder / "test.qrels", "".join(f"{line}\n" for line in lines))]
 
 
 def load_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
-    """A TREC run file (as `save_trec` writes) back as query id -> {document id: score}, read by ranx."""
-    from ranx import Run
+    """A TREC run file (as `save_trec` writes) back as query id -> {document id: score}, read by pytrec_eval."""
+    import pytrec_eval
 
-    return {query_id: dict(docs) for query_id, docs in Run.from_file(str(path), kind="trec").to_dict().items()}
+    with open(path, encoding="utf-8") as lines:
+        return {query_id: dict(docs) for query_id, docs in pytrec_eval.parse_run(lines).items()}

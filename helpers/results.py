@@ -19,12 +19,12 @@ def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
         if f"base_ndcg@10{suffix}" not in evaluation:
             continue
         low, high = evaluation[f"ci95_ndcg@10_diff{suffix}"]
-        p_value = evaluation[f"p_value_fisher{suffix}"]  # 0 means no permutation of ranx's 1,000 beat the observed
+        p_value = evaluation[f"p_value_fisher{suffix}"]
         lines.append(
             f"| {split} | {evaluation[f'{split}_queries']} | {evaluation['corpus_size']} "
             f"| {evaluation[f'base_ndcg@10{suffix}']:.3f} | {evaluation[f'finetuned_ndcg@10{suffix}']:.3f} "
             f"| {evaluation[f'relative_gain_ndcg@10{suffix}']:+.1%} | [{low:+.3f}, {high:+.3f}] "
-            f"| {f'{p_value:.4f}' if p_value > 0 else '< 0.001'} |"
+            f"| {f'{p_value:.4f}' if p_value >= 0.001 else '< 0.001'} |"
         )
     if training:
         lines += [

@@ -17,10 +17,35 @@ def test_per_query_scores_match_the_definitions():
     assert np.allclose(scores["recall@1"], [0, 0, 0])
 
 
-def test_per_query_scores_follow_the_order_of_the_qrels_not_ranx_sorted_ids():
+def test_per_query_scores_follow_the_order_of_the_qrels_not_sorted_ids():
     qrels = {"q9": {"d1": 1}, "q1": {"d2": 1}, "q5": {"d3": 1}}
     run = {"q9": {"d1": 1.0}, "q1": {"d7": 1.0}, "q5": {"d8": 0.9, "d3": 0.5}}
     assert np.allclose(E.per_query_scores(qrels, run, ["ndcg@10"])["ndcg@10"], [1.0, 0.0, 1 / math.log2(3)])
+
+
+def test_graded_ndcg_map_and_precision_follow_their_definitions():
+    qrels = {"q": {"a": 2, "b": 1, "c": 1}}
+    run = {"q": {"x": 0.9, "b": 0.8, "a": 0.7, "y": 0.6}}
+    scores = E.per_query_scores(qrels, run, ["ndcg@3", "map@10", "precision@2", "mrr@1", "mrr@2"])
+    dcg, ideal = 1 / math.log2(3) + 2 / math.log2(4), 2 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert np.allclose(scores["ndcg@3"], [dcg / ideal])  # linear gains, ideal ranking cut at 3
+    assert np.allclose(scores["map@10"], [(1 / 2 + 2 / 3) / 3])  # divided by every relevant document, found or not
+    assert np.allclose(scores["precision@2"], [0.5])
+    assert np.allclose(scores["mrr@1"], [0.0]) and np.allclose(scores["mrr@2"], [0.5])
+
+
+def test_an_unknown_metric_is_named():
+    with pytest.raises(ValueError, match="unknown metric 'ndcg10'"):
+        E.per_query_scores(QRELS, SECOND, ["ndcg10"])
+    with pytest.raises(ValueError, match="unknown metric 'bleu@4'"):
+        E.per_query_scores(QRELS, SECOND, ["bleu@4"])
+
+
+def test_reciprocal_rank_fusion_sums_one_over_k_plus_rank():
+    fused = E.reciprocal_rank_fusion([{"q": {"d1": 0.9, "d2": 0.5}}, {"q": {"d2": 3.0, "d3": 1.0}}], k=60)
+    expected = {"d1": 1 / 61, "d2": 1 / 62 + 1 / 61, "d3": 1 / 62}
+    assert fused["q"].keys() == expected.keys()
+    assert all(fused["q"][doc] == pytest.approx(score, rel=1e-6) for doc, score in expected.items())
 
 
 def test_bootstrap_interval_brackets_the_mean_and_needs_data():
