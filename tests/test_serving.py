@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from helpers import serving
+
+TEXTS = ["Botulism food poisoning", "Type 2 diabetes mellitus without complications", "High blood pressure",
+         "Essential (primary) hypertension", "Fracture of the left femur, initial encounter for closed fracture",
+         "Asthma", "Pain in the lower back that has lasted for several weeks after lifting a heavy box"]
+
+
+@pytest.fixture(scope="module")
+def exported(base_model, tmp_path_factory):
+    folder = serving.export_onnx(base_model, tmp_path_factory.mktemp("onnx"))
+    serving.quantize_int8(folder)
+    return folder
+
+
+def cosines(first, second):
+    return (first * second).sum(axis=1) / np.linalg.norm(first, axis=1) / np.linalg.norm(second, axis=1)
+
+
+def test_the_fp32_export_reloads_and_encodes_like_pytorch(base_model, exported):
+    reference = base_model.encode(TEXTS, normalize_embeddings=True)
+    onnx = serving.OnnxEncoder(exported).encode(TEXTS, batch_size=3)  # several batches, out of length order
+    assert onnx.shape == reference.shape
+    assert cosines(onnx, reference).min() > 0.9999
+    assert np.allclose(np.linalg.norm(onnx, axis=1), 1, atol=1e-5)  # the model's Normalize module, applied
+
+
+def test_the_int8_model_computes_in_integers_is_smaller_and_stays_close(base_model, exported):
+    int8_path = exported / serving.INT8_FILE
+    assert serving.integer_operators(int8_path) > 0 and serving.integer_operators(exported / serving.ONNX_FILE) == 0
+    assert int8_path.stat().st_size < 0.4 * (exported / serving.ONNX_FILE).stat().st_size
+    int8 = serving.OnnxEncoder(exported, serving.INT8_FILE, require_int8=True).encode(TEXTS)
+    reference = base_model.encode(TEXTS, normalize_embeddings=True)
+    assert cosines(int8, reference).min() > 0.9
+    # what matters for retrieval: each text is still nearest to itself among the others
+    assert (np.argmax(int8 @ reference.T, axis=1) == np.arange(len(TEXTS))).all()
+
+
+def test_an_fp32_file_passed_as_int8_is_refused(exported):
+    with pytest.raises(ValueError, match="not an int8 model"):
+        serving.OnnxEncoder(exported, serving.ONNX_FILE, require_int8=True)
+
+
+def test_bad_inputs_are_named(base_model, exported, tmp_path):
+    with pytest.raises(TypeError, match="list of strings"):
+        serving.OnnxEncoder(exported).encode("one string")
+    with pytest.raises(FileNotFoundError, match="export_onnx"):
+        serving.OnnxEncoder(tmp_path)
+    with pytest.raises(FileNotFoundError, match="run export_onnx first"):
+        serving.quantize_int8(tmp_path)
+
+
+def test_only_models_the_encoder_can_pool_are_exported(base_model, tmp_path):
+    import copy
+
+    changed = copy.deepcopy(base_model)
+    changed[1].pooling_mode = "weightedmean"
+    with pytest.raises(ValueError, match="pooling 'weightedmean' is not supported"):
+        serving.export_onnx(changed, tmp_path)
