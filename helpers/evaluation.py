@@ -105,11 +105,16 @@ def per_query_scores(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, M
     return scores
 
 
+def best_first(scores: Mapping[str, float]) -> list[tuple[str, float]]:
+    """(document id, score) pairs best first; equal scores keep the order the retriever returned them in (a
+    stable sort: BM25 and rank fusion tie often, and trec_eval alone would order ties by document id)."""
+    return sorted(((doc_id, float(score)) for doc_id, score in scores.items()), key=lambda item: -item[1])
+
+
 def _scores_in_retrieved_order(scores: Mapping[str, float]) -> dict[str, float]:
-    """Scores that rank the documents by score with ties kept in the order the retriever returned them (BM25 and
-    rank fusion tie often; trec_eval alone would order ties by document id), as strictly decreasing floats."""
-    ordered = sorted(scores, key=lambda doc_id: -float(scores[doc_id]))  # a stable sort: ties keep their order
-    return {doc_id: float(len(ordered) - position) for position, doc_id in enumerate(ordered)}
+    """Strictly decreasing scores in the order of `best_first`, so that trec_eval sees no tie to reorder."""
+    ordered = best_first(scores)
+    return {doc_id: float(len(ordered) - position) for position, (doc_id, _) in enumerate(ordered)}
 
 
 def reciprocal_rank_fusion(runs: Sequence[Mapping[str, Mapping[str, float]]], k: int = 60) -> dict[str, dict[str, float]]:
@@ -121,7 +126,7 @@ def reciprocal_rank_fusion(runs: Sequence[Mapping[str, Mapping[str, float]]], k:
     reranker = RRFReranker(K=k)
     fused = {}
     for query_id in dict.fromkeys(query_id for run in runs for query_id in run):
-        rankings = [sorted(run.get(query_id, {}).items(), key=lambda item: -item[1]) for run in runs]
+        rankings = [best_first(run.get(query_id, {})) for run in runs]
         doc_ids = list(dict.fromkeys(doc_id for ranking in rankings for doc_id, _ in ranking))
         row = {doc_id: index for index, doc_id in enumerate(doc_ids)}
         tables = [pa.table({"_rowid": pa.array([row[doc_id] for doc_id, _ in ranking], pa.uint64())})
@@ -172,7 +177,7 @@ def save_trec(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Mapping
     for name, run in runs.items():
         lines = [f"{query_id} Q0 {doc_id} {rank} {score!r} {name}"
                  for query_id in sorted(run)
-                 for rank, (doc_id, score) in enumerate(sorted(run[query_id].items(), key=lambda item: -item[1]), 1)]
+                 for rank, (doc_id, score) in enumerate(best_first(run[query_id]), 1)]
         written.append(write_atomically(folder / f"{name}.trec", "".join(f"{line}\n" for line in lines)))
     lines = [f"{query_id} 0 {doc_id} {grade}" for query_id in sorted(qrels) for doc_id, grade in qrels[query_id].items()]
     return [*written, write_atomically(folder / "test.qrels", "".join(f"{line}\n" for line in lines))]
