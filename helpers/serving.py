@@ -7,14 +7,23 @@ this workbook pins; this module is the small stand-in, kept behind three calls (
 int8 copy is onnxruntime's dynamic quantization (weights int8, activations quantized per batch), and encoding
 uses the model's own tokenizer, pooling and normalisation. Every model is read back from disk before use, and an
 int8 file is checked to contain integer matrix products, so a quantization that silently left fp32 is refused.
+`docs_per_second_alternately` and `latencies_ms` time encoders in turns and single queries (notebook 08,
+benchmarks/bench_inference.py); `int8_speedup` is the ratio notebooks 06 and 07 price a reindex with.
+
+OpenVINO was tried and left out: on this project's 2-core VM (2026-11-29), `openvino.convert_model` of the same
+ONNX graph with `nncf.quantize` (int8, 300 calibration texts) encoded 2,000 ICD-10-CM descriptions at 225-278
+documents/s against PyTorch's 270 in the same script, with a worst cosine of 0.94 to fp32 (onnxruntime int8:
+384-408 documents/s, 0.98), and it would add two large packages.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +107,15 @@ def quantize_int8(folder: str | Path, per_channel: bool = True) -> Path:
     source, target = folder / ONNX_FILE, folder / INT8_FILE
     if not source.exists():
         raise FileNotFoundError(f"{source} is missing: run export_onnx first")
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel)
+    root = logging.getLogger()
+    level = root.level
+    # onnxruntime logs advice to run its pre-processing (quant_pre_process) first: measured here, it changed neither
+    # the speed nor the embeddings of this model, so the advice is silenced rather than printed in every notebook
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel)
+    finally:
+        root.setLevel(level)
     if integer_operators(target) == 0:
         raise RuntimeError(f"{target} has no integer matrix product: the quantization left the model in fp32")
     return target
@@ -152,3 +169,51 @@ class OnnxEncoder:
         if self.settings["normalize"]:
             pooled = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
         return pooled.astype(np.float32)
+
+
+def docs_per_second_alternately(encoders: Mapping[str, Callable[[list[str]], Any]], texts: Sequence[str],
+                                rounds: int = 3) -> dict[str, list[float]]:
+    """Documents per second of each encoder on `texts`, one measurement per round; the encoders take turns within
+    every round, so that a machine whose speed drifts during the measurement slows them all alike. Each encoder
+    first encodes a few texts untimed (threads and caches warm up)."""
+    if rounds < 1 or not texts:
+        raise ValueError("timing needs at least one round and one text")
+    texts = list(texts)
+    for encode in encoders.values():
+        encode(texts[:8])
+    rates: dict[str, list[float]] = {name: [] for name in encoders}
+    for _ in range(rounds):
+        for name, encode in encoders.items():
+            started = time.perf_counter()
+            encode(texts)
+            rates[name].append(len(texts) / (time.perf_counter() - started))
+    return rates
+
+
+def latencies_ms(search: Callable[[str], Any], queries: Sequence[str], warmup: int = 3) -> np.ndarray:
+    """Milliseconds that `search` takes for each query alone (end to end: whatever `search` does), after
+    `warmup` untimed calls."""
+    if not queries:
+        raise ValueError("latency needs at least one query")
+    for query in list(queries)[:warmup]:
+        search(query)
+    timings = []
+    for query in queries:
+        started = time.perf_counter()
+        search(query)
+        timings.append((time.perf_counter() - started) * 1000)
+    return np.array(timings)
+
+
+def int8_speedup(model: Any, texts: Sequence[str], folder: str | Path, batch_size: int = 64, rounds: int = 2) -> float:
+    """How many times faster `model`'s int8 ONNX copy (exported and quantized into `folder`, read back from disk)
+    encodes `texts` than the model itself in PyTorch: the ratio of their median documents/s, timed alternately.
+    Notebooks 06 and 07 scale a measured PyTorch reindexing rate by it (notebook 08 compares the variants)."""
+    export_onnx(model, folder)
+    quantize_int8(folder)
+    int8 = OnnxEncoder(folder, INT8_FILE, require_int8=True)
+    rates = docs_per_second_alternately({
+        "pytorch": lambda batch: model.encode(batch, batch_size=batch_size, normalize_embeddings=True),
+        "int8": lambda batch: int8.encode(batch, batch_size=batch_size),
+    }, texts, rounds)
+    return float(np.median(rates["int8"]) / np.median(rates["pytorch"]))

@@ -59,3 +59,16 @@ def test_only_models_the_encoder_can_pool_are_exported(base_model, tmp_path):
     changed[1].pooling_mode = "weightedmean"
     with pytest.raises(ValueError, match="pooling 'weightedmean' is not supported"):
         serving.export_onnx(changed, tmp_path)
+
+
+def test_alternate_timing_gives_every_encoder_one_rate_per_round_and_latency_one_time_per_query():
+    calls = []
+    encoders = {"a": lambda texts: calls.append(("a", len(texts))), "b": lambda texts: calls.append(("b", len(texts)))}
+    rates = serving.docs_per_second_alternately(encoders, ["x"] * 20, rounds=2)
+    assert {name: len(values) for name, values in rates.items()} == {"a": 2, "b": 2}
+    assert all(value > 0 for values in rates.values() for value in values)
+    assert calls[2:] == [("a", 20), ("b", 20), ("a", 20), ("b", 20)]  # after the warm-up, they take turns
+    timings = serving.latencies_ms(lambda query: sum(range(1000)), ["q"] * 7, warmup=2)
+    assert timings.shape == (7,) and (timings > 0).all()
+    with pytest.raises(ValueError, match="at least one"):
+        serving.docs_per_second_alternately(encoders, [], rounds=1)
