@@ -35,4 +35,20 @@ def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
             f"on {training['device']} ({training['precision']}).",
         ]
     other = [by_name[name]["readme_line"] for name in sorted(by_name) if by_name[name].get("readme_line")]
-    return "\n".join(lines + (["", *other] if other else []))
+    lines += ["", *other] if other else []
+    if variants := by_name.get("08_serving", {}).get("variants"):
+        lines += ["", *serving_table(variants)]
+    return "\n".join(lines)
+
+
+def serving_table(variants: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Notebook 08's variants, one row each: test NDCG@10 and its paired interval against the reference, the
+    encoder's documents/s, single-query latency and index size."""
+    lines = ["| variant | encoder | NDCG@10 | 95% CI of the difference | relative | documents/s | p50 ms | p95 ms | index MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in variants.items():
+        low, high = row["ci"]
+        lines.append(f"| {name} | {row['encoder']} | {row['ndcg@10']:.3f} | [{low:+.3f}, {high:+.3f}] "
+                     f"| {row['relative_change']:+.1%} | {row['docs_per_s']:.0f} | {row['p50_ms']:.1f} "
+                     f"| {row['p95_ms']:.1f} | {row['index_mb']:.2f} |")
+    return lines

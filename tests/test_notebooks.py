@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import cli
+from helpers import cli, serving
 from helpers.decision import RECOMMENDATIONS
 from helpers.exercises import checked_exercises, write_learner_copies
 from helpers.training import recipe, recipe_arguments
@@ -165,6 +165,7 @@ def test_06_decision(smoke_run):
     assert set(metrics["ndcg@10"]) == {"BM25", "dense (base)", "dense (fine-tuned)", "hybrid (BM25 + base)", "hybrid (BM25 + fine-tuned)"}
     assert all(0 < value <= 1 for value in metrics["ndcg@10"].values())
     assert metrics["docs_per_s"] > 0 and metrics["throughput_documents"] == 200
+    assert metrics["reindex_encoder"] == "pytorch"
     assert 0 <= metrics["rule_disagreements"] <= metrics["grid_inputs"] == 20
     assert metrics["rule_branches"] == {  # the measured rule on a made-up curve: every branch, as its prose says
         "the base model already meets the target": "off-the-shelf", "the curve reaches the target": "fine-tune",
@@ -185,6 +186,45 @@ def test_07_reindexing(smoke_run):
     update = steps["incremental update"]
     assert (update["embedded"], update["deleted"], update["skipped"]) == (6, 1, 1494)  # 5 edited + 1 new
     assert steps["no changes"]["embedded"] == 0 and metrics["documents_indexed"] == 1500
+    # the smoke preset prices the reindex with the int8 encoder: the pipeline's rate times its measured speedup
+    assert metrics["reindex_encoder"] == "onnx_int8" and metrics["reindex_docs_per_s"] not in (0, metrics["docs_per_s"])
+    assert serving.integer_operators(smoke_run[0] / "07_reindexing" / "onnx" / "model_int8.onnx") > 0
+
+
+def test_08_serving(smoke_run):
+    metrics = metrics_of(smoke_run, "08_serving")
+    variants = metrics["variants"]
+    dims = [256, 128, 64]
+    recommended = metrics["recommended"]
+    assert list(variants) == ["pytorch fp32", "onnx fp32", "onnx int8", *(f"plain, first {d} dims" for d in dims),
+                              *(f"matryoshka, first {d} dims" for d in [384, *dims]), "int8 vectors",
+                              "int8 vectors, rescored", "binary vectors", "binary vectors, rescored", "static",
+                              f"deployed: {recommended['encoder']} + {recommended['index']}"]
+    assert recommended["deployed"] in variants and recommended["encoder"] in variants and recommended["index"] in variants
+    tolerance = metrics["parameters"]["quality_tolerance"]
+    for choice in (recommended["encoder"], recommended["index"]):  # chosen on the interval's lower end
+        assert variants[choice]["ci"][0] >= -tolerance * variants["pytorch fp32"]["ndcg@10"]
+    assert set(metrics["matryoshka_vs_mnrl"]) == {"384", *map(str, dims)}
+    for row in metrics["matryoshka_vs_mnrl"].values():
+        assert row["ci"][0] <= row["difference"] <= row["ci"][1]
+    reference = variants["pytorch fp32"]
+    assert metrics["corpus_size"] == 300 and metrics["test_queries"] == 54  # a sample that keeps every test answer
+    assert variants["onnx fp32"]["ndcg@10"] == pytest.approx(reference["ndcg@10"], abs=2e-3)
+    for name, row in variants.items():
+        assert 0 < row["ndcg@10"] <= 1 and row["ci"][0] <= row["ci"][1], name
+        assert row["docs_per_s"] > 0 and 0 < row["p50_ms"] <= row["p95_ms"], name
+        assert row["relative_change"] == pytest.approx(row["ndcg@10"] / reference["ndcg@10"] - 1), name
+    documents = metrics["corpus_size"]
+    assert reference["index_mb"] == pytest.approx(documents * 384 * 4 / 1e6)
+    assert variants["plain, first 128 dims"]["index_mb"] == pytest.approx(documents * 128 * 4 / 1e6)
+    assert variants["int8 vectors"]["index_mb"] == pytest.approx(documents * 384 / 1e6)
+    assert variants["binary vectors, rescored"]["index_mb"] == pytest.approx(documents * 384 / 8 / 1e6)
+    assert variants["static"]["docs_per_s"] > 5 * reference["docs_per_s"]  # a table look-up, no transformer
+    assert metrics["matryoshka_loss_by_hand"] == pytest.approx(metrics["matryoshka_loss_library"], rel=1e-5)
+    int8_model = smoke_run[0] / "08_serving" / "onnx" / "model_int8.onnx"
+    assert serving.integer_operators(int8_model) > 0
+    for name in ("matryoshka.png", "quality_speed_size.png"):
+        assert figure(smoke_run, "08_serving", name) > 10_000
 
 
 def test_executed_notebooks_pass_nbval(smoke_run):

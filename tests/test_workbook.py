@@ -190,6 +190,18 @@ def test_results_table_renders_notebook_05_and_quotes_the_others_lines():
     assert not any(line.startswith("Notebook") for line in results_table(runs[1:2]).splitlines())
 
 
+def test_results_table_renders_notebook_08s_variants_after_the_lines():
+    row = {"encoder": "onnx int8", "ndcg@10": 0.6312, "ci": [-0.0041, 0.0012], "relative_change": -0.0023,
+           "docs_per_s": 441.6, "p50_ms": 6.04, "p95_ms": 9.96, "index_mb": 30.72}
+    evaluation = {"base_ndcg@10": 0.5, "finetuned_ndcg@10": 0.6, "relative_gain_ndcg@10": 0.2, "ci95_ndcg@10_diff": [0.08, 0.12],
+                  "p_value_fisher": 0.0, "test_queries": 10, "corpus_size": 100}
+    runs = [{"notebook": "05_evaluation", "metrics": evaluation},
+            {"notebook": "08_serving", "metrics": {"readme_line": "Notebook 08.", "variants": {"onnx int8": row}}}]
+    lines = results_table(runs).splitlines()
+    assert lines[-1] == "| onnx int8 | onnx int8 | 0.631 | [-0.004, +0.001] | -0.2% | 442 | 6.0 | 10.0 | 30.72 |"
+    assert lines.index("Notebook 08.") < len(lines) - 3  # the line, then the table
+
+
 def test_a_cell_over_the_timeout_fails_its_notebook_instead_of_hanging(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell('output_dir = ""\nwork_dir = ""', metadata={"tags": ["parameters"]}),
