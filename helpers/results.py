@@ -46,9 +46,21 @@ def serving_table(variants: Mapping[str, Mapping[str, Any]]) -> list[str]:
     encoder's documents/s, single-query latency and index size."""
     lines = ["| variant | encoder | NDCG@10 | 95% CI of the difference | relative | documents/s | p50 ms | p95 ms | index MB |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for name, row in variants.items():
+    for name, row in sorted(variants.items(), key=lambda item: _serving_order(item[0])):
         low, high = row["ci"]
         lines.append(f"| {name} | {row['encoder']} | {row['ndcg@10']:.3f} | [{low:+.3f}, {high:+.3f}] "
                      f"| {row['relative_change']:+.1%} | {row['docs_per_s']:.0f} | {row['p50_ms']:.1f} "
                      f"| {row['p95_ms']:.1f} | {row['index_mb']:.2f} |")
     return lines
+
+
+# the reading order of notebook 08's table (metrics.json stores its variants sorted by name)
+_SERVING_GROUPS = ("pytorch fp32", "onnx fp32", "onnx int8", "plain", "matryoshka", "int8 vectors", "binary vectors",
+                   "static", "deployed")
+
+
+def _serving_order(name: str) -> tuple[int, int, str]:
+    group = next((index for index, prefix in enumerate(_SERVING_GROUPS) if name.startswith(prefix)), len(_SERVING_GROUPS))
+    words = name.split()
+    dims = int(words[-2]) if len(words) > 2 and words[-1] == "dims" and words[-2].isdigit() else 0
+    return group, -dims, name

@@ -196,10 +196,13 @@ def test_results_table_renders_notebook_08s_variants_after_the_lines():
     evaluation = {"base_ndcg@10": 0.5, "finetuned_ndcg@10": 0.6, "relative_gain_ndcg@10": 0.2, "ci95_ndcg@10_diff": [0.08, 0.12],
                   "p_value_fisher": 0.0, "test_queries": 10, "corpus_size": 100}
     runs = [{"notebook": "05_evaluation", "metrics": evaluation},
-            {"notebook": "08_serving", "metrics": {"readme_line": "Notebook 08.", "variants": {"onnx int8": row}}}]
+            {"notebook": "08_serving", "metrics": {"readme_line": "Notebook 08.", "variants": {  # sorted by name, as stored
+                "matryoshka, first 64 dims": row, "onnx int8": row, "plain, first 128 dims": row, "plain, first 64 dims": row}}}]
     lines = results_table(runs).splitlines()
-    assert lines[-1] == "| onnx int8 | onnx int8 | 0.631 | [-0.004, +0.001] | -0.2% | 442 | 6.0 | 10.0 | 30.72 |"
-    assert lines.index("Notebook 08.") < len(lines) - 3  # the line, then the table
+    assert lines[-4] == "| onnx int8 | onnx int8 | 0.631 | [-0.004, +0.001] | -0.2% | 442 | 6.0 | 10.0 | 30.72 |"
+    assert [line.split(" | ")[0] for line in lines[-4:]] == [  # the notebook's reading order, not the names'
+        "| onnx int8", "| plain, first 128 dims", "| plain, first 64 dims", "| matryoshka, first 64 dims"]
+    assert lines.index("Notebook 08.") < len(lines) - 6  # the line, then the table
 
 
 def test_a_cell_over_the_timeout_fails_its_notebook_instead_of_hanging(tmp_path):
