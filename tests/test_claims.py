@@ -36,6 +36,10 @@ def _template_gap(m, mode):
     return cosine[f"decoder + chat template / {mode}"] - cosine[f"decoder / {mode}"]
 
 
+def _full_size(by_dims):
+    return by_dims[max(by_dims, key=int)]
+
+
 CLAIMS = {
     "icd_full_recipe_gains_more_than_brief": (
         "01: on ICD-10-CM, the full recipe of notebooks 04-05 gains more than the brief run of notebook 01",
@@ -62,6 +66,10 @@ CLAIMS = {
                      lambda m: min(m["06_decision"]["ndcg@10"], key=m["06_decision"]["ndcg@10"].get) == "BM25"),
     "hybrid_below_dense_both": ("06: fusing BM25 in scores below dense retrieval, with both models (interval below 0)",
                                 _hybrid_below_dense),
+    "continued_steps_lower_full_score": (
+        "08: the 32 extra steps lowered the full-size NDCG@10, with MatryoshkaLoss and with MNRL alone",
+        lambda m: max(_full_size(m["08_serving"]["matryoshka_vs_mnrl"])[key] for key in ("MNRL alone", "MatryoshkaLoss"))
+        < m["08_serving"]["variants"]["pytorch fp32"]["ndcg@10"]),
 }
 
 
