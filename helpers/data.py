@@ -313,6 +313,14 @@ def subsample(data: RetrievalData, corpus_size: int | None, max_queries: int | N
                          {q: n for q, n in data.negatives.items() if q in kept_queries}, data.attribution)
 
 
+def corpus_sample(corpus: Mapping[str, str], keep: set[str], size: int | None, rng: random.Random) -> list[str]:
+    """Ids of a random sample of `size` documents of `corpus` (None: all) that holds every id in `keep`, in the
+    corpus's order. Scores on a sample are higher than on the whole corpus (fewer distractors)."""
+    others = sorted(set(corpus) - keep)
+    kept = keep | set(rng.sample(others, max(0, min(len(others), (size or len(corpus)) - len(keep)))))
+    return [doc_id for doc_id in corpus if doc_id in kept]
+
+
 # The shipped domains
 
 ICD10CM_ATTRIBUTION = ("ICD-10-CM (April 2026 tabular list), National Center for Health Statistics / CDC; public "

@@ -287,3 +287,14 @@ def test_training_samples_are_nested(tmp_path):
     D.save_training_sets(D.TrainingSets(rows, rows, ["curated"] * 50, 0, 0), tmp_path)
     small, large = (D.load_training_dataset(tmp_path, True, size, seed=3) for size in (10, 30))
     assert small["anchor"] == large["anchor"][:10] and len(set(large["anchor"])) == 30
+
+
+def test_corpus_sample_keeps_the_needed_documents_in_corpus_order_and_is_seeded():
+    import random
+
+    corpus = {f"d{i}": f"text {i}" for i in range(50)}
+    sample = D.corpus_sample(corpus, {"d3", "d40"}, 10, random.Random(1))
+    assert len(sample) == 10 and {"d3", "d40"} <= set(sample)
+    assert sample == [doc_id for doc_id in corpus if doc_id in sample]  # the corpus's order
+    assert sample == D.corpus_sample(corpus, {"d3", "d40"}, 10, random.Random(1))
+    assert D.corpus_sample(corpus, {"d3"}, None, random.Random(1)) == list(corpus)
