@@ -287,3 +287,14 @@ def test_training_samples_are_nested(tmp_path):
     D.save_training_sets(D.TrainingSets(rows, rows, ["curated"] * 50, 0, 0), tmp_path)
     small, large = (D.load_training_dataset(tmp_path, True, size, seed=3) for size in (10, 30))
     assert small["anchor"] == large["anchor"][:10] and len(set(large["anchor"])) == 30
+
+
+def test_stsb_test_split_is_read_from_its_own_file():
+    from helpers.data import load_stsb
+
+    test, dev = load_stsb("test"), load_stsb("dev")
+    assert len(test.gold) == len(test.first) == len(test.second) == 1379 and len(dev.gold) == 1500
+    assert test.first[0] != dev.first[0]  # the package's own loader returns the dev file for "test"
+    assert all(0 <= score <= 5 for score in test.gold) and "STS Benchmark" in test.attribution
+    with pytest.raises(DataValidationError, match="split 'validation'"):
+        load_stsb("validation")
