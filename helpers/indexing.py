@@ -120,12 +120,14 @@ def _check_documents(documents: Mapping[str, str]) -> None:
 
 def sync_index(db: Any, table_name: str, documents: Mapping[str, str], model: Any, model_name: str,
                batch_size: int | None = None, on_batch: Callable[[int, int], None] | None = None,
-               show_progress_bar: bool = True) -> IndexStats:
+               show_progress_bar: bool = True, embed: Callable[[list[str]], np.ndarray] | None = None) -> IndexStats:
     """Bring `table_name` up to date with `documents` (id -> text) under `model`, resumably.
 
     Each batch of `batch_size` documents is encoded and upserted by id in one atomic LanceDB commit; a process
     killed part-way loses at most the batch in flight, and running this again embeds only what is missing.
-    `on_batch(embedded_so_far, to_embed)` is called after every commit.
+    `on_batch(embedded_so_far, to_embed)` is called after every commit. `embed(texts)` replaces `model.encode`
+    where `model`'s normalised vectors already exist (read from `evaluation.encode`'s cache, which keys them by
+    the same weight fingerprint that the rows record); nothing checks that they are `model`'s.
     """
     from tqdm.auto import tqdm
 
@@ -142,7 +144,8 @@ def sync_index(db: Any, table_name: str, documents: Mapping[str, str], model: An
     for start in range(0, len(to_embed), batch_size):
         ids = to_embed[start:start + batch_size]
         texts = [documents[doc_id] for doc_id in ids]
-        vectors = model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
+        vectors = embed(texts) if embed else model.encode(texts, batch_size=len(texts), normalize_embeddings=True,
+                                                          convert_to_numpy=True)
         batch = [{"id": doc_id, "text": text, "content_hash": content_hash(text), "model": str(model_name),
                   "model_version": version, "vector": vector.astype(np.float32)}
                  for doc_id, text, vector in zip(ids, texts, vectors)]

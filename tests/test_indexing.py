@@ -159,3 +159,26 @@ def test_a_killed_reindex_resumes_without_embedding_anything_twice(tmp_path, bas
     reference_rows, reference_vectors = index_contents(uninterrupted, "docs")
     assert resumed_rows == reference_rows
     np.testing.assert_allclose(resumed_vectors, reference_vectors, atol=1e-5)
+
+
+def test_a_sync_from_cached_vectors_writes_what_encoding_would(tmp_path, base_model, documents):
+    import lancedb
+
+    from helpers.evaluation import encode
+
+    texts = list(documents.values())
+    cached = encode(base_model, texts, tmp_path / "cache").cpu().numpy()
+    row_of = {text: row for row, text in enumerate(texts)}
+    asked = []
+
+    def from_cache(batch):
+        asked.append(len(batch))
+        return cached[[row_of[text] for text in batch]]
+
+    db = lancedb.connect(tmp_path / "db")
+    I.sync_index(db, "encoded", documents, base_model, "base", batch_size=64, show_progress_bar=False)
+    I.sync_index(db, "from_cache", documents, base_model, "base", batch_size=64, show_progress_bar=False, embed=from_cache)
+    encoded_rows, encoded_vectors = index_contents(db, "encoded")
+    cached_rows, cached_vectors = index_contents(db, "from_cache")
+    assert cached_rows == encoded_rows and sum(asked) == len(documents)  # same ids, hashes and model version
+    assert np.allclose(cached_vectors, encoded_vectors, atol=1e-5)
