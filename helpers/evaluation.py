@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,21 @@ def bootstrap_ci(values: np.ndarray, confidence: float = 0.95, n_resamples: int 
     result = bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
                        method="percentile", rng=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], n_items: int, confidence: float = 0.95,
+                           n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of `statistic(indices)`, a number computed from the items at `indices`,
+    for statistics that are not a mean of per-item values (a Spearman correlation). Items are resampled as
+    units, so for a paired comparison let `statistic` return one model's value minus the other's on the same
+    resampled items."""
+    if n_items < 2:
+        raise ValueError("a bootstrap interval needs at least two items")
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n_items, n_items)) for _ in range(n_resamples)])
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def significance(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Mapping[str, Mapping[str, float]]],

@@ -34,10 +34,15 @@ def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
             f"learning rate {training['learning_rate']}, {training['steps']} steps in {training['train_seconds']:.0f} s "
             f"on {training['device']} ({training['precision']}).",
         ]
-    other = [by_name[name]["readme_line"] for name in sorted(by_name) if by_name[name].get("readme_line")]
-    lines += ["", *other] if other else []
-    if variants := by_name.get("08_serving", {}).get("variants"):
-        lines += ["", *serving_table(variants)]
+    notes = []
+    for name in sorted(by_name):
+        if line := by_name[name].get("readme_line"):
+            notes.append(line)
+            if name == "08_serving" and (variants := by_name[name].get("variants")):  # its table follows its line
+                notes += ["", *serving_table(variants), ""]
+    while notes and not notes[-1]:
+        notes.pop()
+    lines += ["", *notes] if notes else []
     return "\n".join(lines)
 
 

@@ -70,6 +70,14 @@ CLAIMS = {
         "08: the 32 extra steps lowered the full-size NDCG@10, with MatryoshkaLoss and with MNRL alone",
         lambda m: max(_full_size(m["08_serving"]["matryoshka_vs_mnrl"])[key] for key in ("MNRL alone", "MatryoshkaLoss"))
         < m["08_serving"]["variants"]["pytorch fp32"]["ndcg@10"]),
+    "merging_sample_scores_above_05": (
+        "09: on its test sample, the base and the fine-tuned model's test NDCG@10 sit above notebook 05's whole-corpus scores",
+        lambda m: m["09_forgetting_and_merging"]["test"]["base"]["ndcg@10"] > m["05_evaluation"]["base_ndcg@10"]
+        and m["09_forgetting_and_merging"]["test"]["fine-tuned"]["ndcg@10"] > m["05_evaluation"]["finetuned_ndcg@10"]),
+    "slerp_close_to_linear": (
+        "09: most weight-matrix rows take SLERP's straight-line fallback, and SLERP moves no weight by 0.01 from the linear merge",
+        lambda m: m["09_forgetting_and_merging"]["slerp_rows_on_line"] > 0.5
+        and m["09_forgetting_and_merging"]["slerp_max_weight_gap"] < 0.01),
 }
 
 

@@ -298,3 +298,14 @@ def test_corpus_sample_keeps_the_needed_documents_in_corpus_order_and_is_seeded(
     assert sample == [doc_id for doc_id in corpus if doc_id in sample]  # the corpus's order
     assert sample == D.corpus_sample(corpus, {"d3", "d40"}, 10, random.Random(1))
     assert D.corpus_sample(corpus, {"d3"}, None, random.Random(1)) == list(corpus)
+
+
+def test_stsb_test_split_is_read_from_its_own_file():
+    from helpers.data import load_stsb
+
+    test, dev = load_stsb("test"), load_stsb("dev")
+    assert len(test.gold) == len(test.first) == len(test.second) == 1379 and len(dev.gold) == 1500
+    assert test.first[0] != dev.first[0]  # the package's own loader returns the dev file for "test"
+    assert all(0 <= score <= 5 for score in test.gold) and "STS Benchmark" in test.attribution
+    with pytest.raises(DataValidationError, match="split 'validation'"):
+        load_stsb("validation")

@@ -101,3 +101,17 @@ def test_trec_runs_read_back(tmp_path):
     E.save_trec(QRELS, {"second": SECOND}, tmp_path)
     read = E.load_trec_run(tmp_path / "second.trec")
     assert read.keys() == SECOND.keys() and all(read[q] == pytest.approx(SECOND[q]) for q in SECOND)
+
+
+def test_statistic_bootstrap_brackets_a_paired_spearman_difference():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    gold = rng.normal(size=300)
+    good, poor = gold + 0.3 * rng.normal(size=300), gold + 2.0 * rng.normal(size=300)
+    difference = spearmanr(good, gold).statistic - spearmanr(poor, gold).statistic
+    low, high = E.bootstrap_statistic_ci(lambda at: spearmanr(good[at], gold[at]).statistic - spearmanr(poor[at], gold[at]).statistic,
+                                         300, n_resamples=300)
+    assert 0 < low < difference < high
+    with pytest.raises(ValueError, match="at least two"):
+        E.bootstrap_statistic_ci(lambda at: 0.0, 1)

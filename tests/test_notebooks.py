@@ -227,6 +227,56 @@ def test_08_serving(smoke_run):
         assert figure(smoke_run, "08_serving", name) > 10_000
 
 
+def test_09_forgetting_and_merging(smoke_run):
+    from safetensors.torch import load_file
+
+    from helpers.models import packaged_default_model_path
+
+    metrics = metrics_of(smoke_run, "09_forgetting_and_merging")
+    tasks = {"icd10cm dev", "hpo", "zaragoza", "stsb"}
+    assert set(metrics["tasks"]) == tasks and metrics["tasks"]["stsb"]["items"] == 60
+    assert set(metrics["sweep"]) == {"0", "0.5", "1"} and all(set(row) == tasks for row in metrics["sweep"].values())
+    for name, row in metrics["fine_tune_cost"].items():  # alpha 0 and 1 of the sweep are the two models themselves
+        assert row["base"] == pytest.approx(metrics["sweep"]["0"][name]) and row["finetuned"] == pytest.approx(metrics["sweep"]["1"][name])
+        assert row["ci"][0] - 1e-4 <= row["difference"] <= row["ci"][1] + 1e-4, name
+    alpha = metrics["alpha"]
+    assert alpha in (0.0, 0.5, 1.0)
+    dev = {float(key): row["icd10cm dev"] for key, row in metrics["sweep"].items()}
+    if dev[1.0] > dev[0.0]:  # the stated rule: the smallest alpha keeping keep_share of the dev gain
+        keeping = [a for a, value in dev.items() if value - dev[0.0] >= metrics["keep_share"] * (dev[1.0] - dev[0.0])]
+        assert alpha == min(keeping)
+    test = metrics["test"]
+    assert test["base"]["ci_vs_base"] == [0.0, 0.0]
+    gain = test["fine-tuned"]["ndcg@10"] - test["base"]["ndcg@10"]
+    if gain > 0:  # the smoke run's fine-tune may not gain on its 54 test queries
+        assert metrics["test_gain_kept"] == pytest.approx((test["merged"]["ndcg@10"] - test["base"]["ndcg@10"]) / gain)
+    else:
+        assert metrics["test_gain_kept"] is None
+    control = metrics["renumbered_control"]  # renumbered units do not average: the merge falls below the plain one
+    assert control["renumbered_dev"] < control["merged_dev"]
+    assert abs(sum(metrics["alpha_choice_frequency"].values()) - 1) < 1e-9
+    assert set(metrics["out_of_domain"]) == {"hpo", "zaragoza", "stsb"}
+    for name, row in metrics["out_of_domain"].items():
+        assert row["merged"] == pytest.approx(metrics["sweep"][f"{alpha:g}"][name]), name
+        low, high = row["95% CI vs fine-tuned"]
+        assert low - 1e-4 <= row["merged - fine-tuned"] <= high + 1e-4, name
+    assert set(metrics["alternatives"]) == {f"linear α={alpha:g}", f"ties α={alpha:g}", "fewer steps"}
+    assert metrics["fewer_steps"]["steps"] == [3, 6]  # notebook 04's smoke run: checkpoints at steps 3 and 6
+    # the saved merged model's weights are the stated interpolation of the two models it came from
+    merged_folder = Path(metrics["merged_model"])
+    assert json.loads((merged_folder / "merge.json").read_text())["alpha"] == alpha
+    base = load_file(packaged_default_model_path() / "model.safetensors")
+    tuned = load_file(Path(metrics["finetuned_model"]) / "model.safetensors")
+    merged = load_file(merged_folder / "model.safetensors")
+    common = [name for name in base if name in tuned and name in merged and base[name].is_floating_point()]
+    assert len(common) > 90
+    for name in common:
+        expected = (1 - alpha) * base[name].float() + alpha * tuned[name].float()
+        assert (merged[name].float() - expected).abs().max() < 1e-5, name
+    for name in ("tradeoff.png", "remedies.png"):
+        assert figure(smoke_run, "09_forgetting_and_merging", name) > 10_000
+
+
 def test_executed_notebooks_pass_nbval(smoke_run):
     """Re-execute the notebooks that mark a cell NBVAL_CHECK_OUTPUT (the split counts of 03): same output."""
     out, summary = smoke_run

