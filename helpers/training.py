@@ -2,11 +2,13 @@
 
 Notebook 04 builds the training arguments, the loss and the trainer in its own cells: that is the lesson. Here:
 the batch sampler it uses (no text twice in a batch, texts of similar length), its dev evaluator, and its recipe
-(the defaults of its parameters cell) applied for notebooks 01 and 06, which use fine-tuning rather than teach it.
+(the defaults of its parameters cell) applied for notebooks 01 and 06, which use fine-tuning rather than teach it,
+and the record that lets notebook 06 reuse a run notebook 04 already trained with that recipe.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -197,3 +199,33 @@ def train_with_recipe(model: Any, train_dataset: Any, output_dir: str | Path, se
     output = trainer.train()
     return {"steps": trainer.state.global_step, "seconds": time.perf_counter() - started,
             "examples_per_second": output.metrics["train_samples_per_second"]}
+
+
+def recipe_runs_dir(work_dir: str | Path, dataset: str) -> Path:
+    """Where models trained with the recipe on the first examples of a training set are kept for reuse."""
+    return Path(work_dir) / "models" / dataset / "recipe-runs"
+
+
+def save_recipe_run(model: Any, folder: str | Path, settings: dict[str, Any], train_examples: int, seed: int) -> None:
+    """Save `model`, trained with the recipe `settings` on the first `train_examples` examples of the training set's
+    shuffle by `seed`, with the record `load_recipe_run` checks (written last: a save cut short is never reused)."""
+    folder = Path(folder)
+    (folder / "training.json").unlink(missing_ok=True)
+    model.save_pretrained(str(folder))
+    record = {"train_examples": train_examples, "recipe": {key: settings[key] for key in RECIPE_KEYS}, "seed": seed}
+    (folder / "training.json").write_text(json.dumps(record, indent=2))
+
+
+def load_recipe_run(folder: str | Path, settings: dict[str, Any], train_examples: int, seed: int,
+                    device: str | None = None) -> Any | None:
+    """The model `save_recipe_run` left in `folder` if it was trained with exactly this recipe, number of examples
+    and seed; None if there is none or it was trained otherwise (the caller then trains one)."""
+    from .models import load_model
+
+    record_file = Path(folder) / "training.json"
+    if not record_file.exists():
+        return None
+    wanted = {"train_examples": train_examples, "recipe": {key: settings[key] for key in RECIPE_KEYS}, "seed": seed}
+    if json.loads(record_file.read_text()) != wanted:
+        return None
+    return load_model(str(folder), device=device)

@@ -112,7 +112,7 @@ def test_04_builds_the_arguments_that_notebooks_01_and_06_train_with(smoke_run, 
     """Notebook 04's cells and `helpers.training.recipe_arguments` must agree on every recipe argument."""
     metrics = metrics_of(smoke_run, "04_training")
     smoke = SMOKE["04_training"]
-    settings = recipe(batch_size=smoke["batch_size"], max_steps=smoke["max_steps"])
+    settings = recipe(batch_size=smoke["batch_size"], epochs=smoke["epochs"])
     from helpers.models import load_model
 
     args = recipe_arguments(tmp_path, settings, "cpu", load_model(device="cpu").tokenizer)
@@ -158,6 +158,7 @@ def test_06_decision(smoke_run):
     assert metrics["recommendation"] in RECOMMENDATIONS and metrics["seed_recommendation"] in RECOMMENDATIONS
     curve = metrics["learning_curve"]
     assert curve["examples"] == [8, 16, 32, 48]  # the smoke curve sizes, then notebook 04's 48 examples
+    assert curve["trained_by_04"] == [32]  # 04's sweep ran the smoke recipe (batch 16) on 32 examples: scored, not retrained
     assert curve["relative_gain"][-1] == pytest.approx(metrics["measured_full_gain"])
     for gain, (low, high) in zip(curve["relative_gain"], curve["ci95"], strict=True):
         assert low <= gain <= high
