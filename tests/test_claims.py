@@ -74,6 +74,11 @@ CLAIMS = {
         "09: on its test sample, the base and the fine-tuned model's test NDCG@10 sit above notebook 05's whole-corpus scores",
         lambda m: m["09_forgetting_and_merging"]["test"]["base"]["ndcg@10"] > m["05_evaluation"]["base_ndcg@10"]
         and m["09_forgetting_and_merging"]["test"]["fine-tuned"]["ndcg@10"] > m["05_evaluation"]["finetuned_ndcg@10"]),
+    "renumbered_merge_below_base": (
+        "09: merged with the renumbered fine-tune, the model scores below the base on dev; merged with the fine-tune as it is, above",
+        lambda m: m["09_forgetting_and_merging"]["renumbered_control"]["renumbered_dev"]
+        < m["09_forgetting_and_merging"]["sweep"]["0"]["icd10cm dev"]
+        < m["09_forgetting_and_merging"]["renumbered_control"]["merged_dev"]),
     "slerp_close_to_linear": (
         "09: most weight-matrix rows take SLERP's straight-line fallback, and SLERP moves no weight by 0.01 from the linear merge",
         lambda m: m["09_forgetting_and_merging"]["slerp_rows_on_line"] > 0.5

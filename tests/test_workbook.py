@@ -58,9 +58,9 @@ def test_unknown_parameters_are_errors_not_warnings():
 def test_explicit_settings_win_over_the_smoke_preset():
     training = next(path for path in NOTEBOOKS if path.stem == "04_training")
     smoke = W.load_preset("smoke")
-    plan = W.parameters_per_notebook([training], {"batch_size": 32, "04_training": {"epochs": 2}}, smoke)
-    assert plan[training]["batch_size"] == 32 and plan[training]["epochs"] == 2
-    assert plan[training]["max_steps"] == smoke["04_training"]["max_steps"]  # the preset fills what was not given
+    plan = W.parameters_per_notebook([training], {"batch_size": 32, "04_training": {"epochs": 3}}, smoke)
+    assert plan[training]["batch_size"] == 32 and plan[training]["epochs"] == 3 != smoke["04_training"]["epochs"]
+    assert plan[training]["eval_steps"] == smoke["04_training"]["eval_steps"]  # the preset fills what was not given
 
 
 def test_the_smoke_preset_names_only_declared_parameters_of_existing_notebooks():
