@@ -206,34 +206,32 @@ def recipe_runs_dir(work_dir: str | Path, dataset: str) -> Path:
     return Path(work_dir) / "models" / dataset / "recipe-runs"
 
 
-def _recipe_run_record(started_from: str, settings: dict[str, Any], train_examples: int, seed: int) -> dict[str, Any]:
-    """What a reused run must match: the model it started from, the recipe, the number of examples and the seed
-    (the loss is MNRL, the one `train_with_recipe` trains with)."""
-    return {"started_from": str(started_from), "loss": "mnrl", "recipe": {key: settings[key] for key in RECIPE_KEYS},
+def recipe_run_record(started_from: str, loss: str, settings: dict[str, Any], train_examples: int,
+                      seed: int) -> dict[str, Any]:
+    """The `training.json` written beside a model trained with the recipe: the model it started from, its loss, the
+    recipe, the number of examples (the first of the training set's shuffle by `seed`) and the seed."""
+    return {"started_from": str(started_from), "loss": loss, "recipe": {key: settings[key] for key in RECIPE_KEYS},
             "train_examples": train_examples, "seed": seed}
 
 
-def save_recipe_run(model: Any, folder: str | Path, started_from: str, settings: dict[str, Any], train_examples: int,
-                    seed: int) -> None:
-    """Save `model`, trained from `started_from` with MNRL and the recipe `settings` on the first `train_examples`
-    examples of the training set's shuffle by `seed`, with the record `load_recipe_run` checks (written last: a
-    save cut short is never reused)."""
+def save_recipe_run(model: Any, folder: str | Path, record: dict[str, Any]) -> None:
+    """Save `model` with its `recipe_run_record` (written last: a save cut short is never reused)."""
     folder = Path(folder)
     (folder / "training.json").unlink(missing_ok=True)
     model.save_pretrained(str(folder))
-    record = _recipe_run_record(started_from, settings, train_examples, seed)
     (folder / "training.json").write_text(json.dumps(record, indent=2))
 
 
 def load_recipe_run(folder: str | Path, started_from: str, settings: dict[str, Any], train_examples: int, seed: int,
                     device: str | None = None) -> Any | None:
-    """The model `save_recipe_run` left in `folder` if it was trained from the same model with exactly this recipe,
-    number of examples and seed; None if there is none or it was trained otherwise (the caller then trains one)."""
+    """The model `save_recipe_run` left in `folder` if it is what `train_with_recipe` would train here: from the
+    same model, with MNRL, exactly this recipe, number of examples and seed; None if there is none or it was
+    trained otherwise (the caller then trains one)."""
     from .models import load_model
 
     record_file = Path(folder) / "training.json"
     if not record_file.exists():
         return None
-    if json.loads(record_file.read_text()) != _recipe_run_record(started_from, settings, train_examples, seed):
+    if json.loads(record_file.read_text()) != recipe_run_record(started_from, "mnrl", settings, train_examples, seed):
         return None
     return load_model(str(folder), device=device)

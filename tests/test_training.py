@@ -125,16 +125,18 @@ def test_length_grouping_cuts_padding(base_model):
     assert 0 <= grouped_share < 0.6 * random_share, (grouped_share, random_share)
 
 
-def test_a_recipe_run_is_reused_only_from_the_same_model_recipe_examples_and_seed(tmp_path):
+def test_a_recipe_run_is_reused_only_from_the_same_model_loss_recipe_examples_and_seed(tmp_path):
     model = load_model(device="cpu")
     settings = T.recipe(batch_size=4)
     folder = T.recipe_runs_dir(tmp_path, "icd10cm") / "8"
     assert T.load_recipe_run(folder, "all-MiniLM-L6-v2", settings, 8, seed=3) is None  # nothing saved yet
-    T.save_recipe_run(model, folder, "all-MiniLM-L6-v2", settings, 8, seed=3)
+    T.save_recipe_run(model, folder, T.recipe_run_record("all-MiniLM-L6-v2", "mnrl", settings, 8, seed=3))
     reused = T.load_recipe_run(folder, "all-MiniLM-L6-v2", settings, 8, seed=3, device="cpu")
     assert torch.allclose(reused.encode(PROBE, convert_to_tensor=True), model.encode(PROBE, convert_to_tensor=True), atol=1e-6)
     for other in (("BAAI/bge-small-en-v1.5", settings, 8, 3), ("all-MiniLM-L6-v2", T.recipe(batch_size=8), 8, 3),
                   ("all-MiniLM-L6-v2", settings, 16, 3), ("all-MiniLM-L6-v2", settings, 8, 4)):
         assert T.load_recipe_run(folder, *other) is None, other
+    T.save_recipe_run(model, folder, T.recipe_run_record("all-MiniLM-L6-v2", "cached_mnrl", settings, 8, seed=3))
+    assert T.load_recipe_run(folder, "all-MiniLM-L6-v2", settings, 8, seed=3) is None  # not the loss 06 trains with
     (folder / "training.json").unlink()  # a save cut short before its record: never reused
     assert T.load_recipe_run(folder, "all-MiniLM-L6-v2", settings, 8, seed=3) is None
