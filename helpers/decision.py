@@ -1,13 +1,22 @@
-"""Should you fine-tune your embedding model? The seed text's rule of thumb, with its signature and logic.
+"""Should you fine-tune your embedding model? The seed text's rule of thumb, and the rule notebook 06 builds on
+measurements instead.
 
-Its weak spots: the expected improvement is the gap itself times 1.5, capped at 0.25 (so a bigger gap "predicts"
-a bigger gain, whatever the data), and 1,000 training pairs is a fixed threshold. Notebook 06 shows it, then
-builds a rule on a measured learning curve and a measured reindexing throughput instead.
+The seed's weak spots: the expected improvement is the gap itself times 1.5, capped at 0.25 (so a bigger gap
+"predicts" a bigger gain, whatever the data), and 1,000 training pairs is a fixed threshold. The measured rule
+reads the expected gain off a learning curve and the reindex time off a measured throughput; notebooks 09 and 10
+add what they measure (the fine-tune's out-of-domain cost, what synthetic pairs did) as reasons. Notebook 06
+saves its measured inputs into the run's `work_dir`, and notebook 09 its out-of-domain cost, so that a later
+notebook can ask the rule again with everything measured so far.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 SEED_MIN_PAIRS = 1_000
 SEED_MIN_GAP = 0.05
@@ -51,3 +60,129 @@ def should_finetune_embeddings(baseline_ndcg: float, target_ndcg: float, corpus_
             reasons.append("Fine-tuning alone may not close the gap; consider hybrid retrieval (BM25 + dense)")
     reasons.append(f"Reindexing will take ~{reindex_cost_hours:.1f} hours for {corpus_size:,} documents")
     return {"recommendation": recommendation, "baseline": baseline_ndcg, "target": target_ndcg, "gap": gap, "reasons": reasons}
+
+
+def expected_relative_gain(curve: Mapping[int, float], examples: int) -> float:
+    """Relative NDCG@10 gain expected with `examples` training examples, read off a measured curve {size: gain}:
+    linear in log(examples) between measured sizes, zero with one example, flat beyond the largest size."""
+    sizes = sorted(curve)
+    return float(np.interp(np.log(max(examples, 1)), np.log([1, *sizes]), [0.0, *(curve[size] for size in sizes)]))
+
+
+def _out_of_domain_reason(cost: Mapping[str, Any]) -> str:
+    """Notebook 09's measurement as a reason: the tasks the fine-tune lost on (interval below zero), and the merge."""
+    losses = {task: row for task, row in cost["tasks"].items() if row["ci"][1] < 0}
+    if not losses:
+        return ("Notebook 09 measured no out-of-domain loss separable from zero (" + ", ".join(cost["tasks"])
+                + "): the fine-tune itself can serve those tasks too")
+    merge = cost.get("merge")
+    return ("The fine-tune lost NDCG@10 on tasks it was not tuned for: "
+            + ", ".join(f"{task} {row['difference']:+.3f} [{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}]" for task, row in losses.items())
+            + " (notebook 09); if the model also serves such queries, ship a merge with the base model"
+            + (f" (α = {merge['alpha']:g} kept {merge['test_gain_kept']:.0%} of the in-domain test gain there)"
+               if merge and merge.get("test_gain_kept") is not None else ""))
+
+
+def _synthetic_reason(synthetic: Mapping[str, Any]) -> str:
+    """Notebook 10's measurement as a reason: did generated pairs gain on real held-out queries, and against real pairs."""
+    gain, (low, high) = synthetic["synthetic_gain"], synthetic["synthetic_ci"]
+    measured = (f"{synthetic['pairs']} synthetic pairs from {synthetic['generator']} changed test NDCG@10 by {gain:+.3f} "
+                f"[{low:+.3f}, {high:+.3f}] (notebook 10; the same count of real pairs: {synthetic['real_gain']:+.3f})")
+    if low > 0:
+        return measured + ": generating pairs is worth trying here; keep comparing them with real ones on held-out queries"
+    if high < 0:
+        return measured + ": a loss, so do not train on such pairs; collect real pairs, or generate with a model that knows the domain"
+    return measured + ": no gain separable from zero, so collect real pairs, or generate with a model that knows the domain"
+
+
+def should_finetune_measured(baseline: float, target: float, corpus_size: int, examples: int, curve: Mapping[int, float],
+                             docs_per_second: float, price_per_hour: float = 0.0, min_useful_gain: float = 0.02,
+                             max_reindex_hours: float = 24.0, out_of_domain: Mapping[str, Any] | None = None,
+                             synthetic: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The seed's question, answered from a measured learning curve and throughput: a recommendation with reasons.
+
+    `out_of_domain` (notebook 09's `load_out_of_domain_cost`) adds the fine-tune's cost on other tasks as a reason
+    to any advice to fine-tune; `synthetic` (notebook 10's result) adds what generated pairs did to advice to get
+    more data first. Neither changes the recommendation: they are measurements on one data set, reported as such.
+    """
+    check_decision_inputs(baseline, target, corpus_size, examples)
+    if docs_per_second <= 0:
+        raise ValueError(f"docs_per_second={docs_per_second} must be positive: it is a measured encoding rate")
+    expected = min(1.0, baseline * (1 + expected_relative_gain(curve, examples)))
+    larger = [gain for size, gain in curve.items() if size > examples]  # what more data did on the measured curve
+    best = min(1.0, baseline * (1 + max(larger))) if larger else expected
+    reaching = [size for size in sorted(curve) if baseline * (1 + curve[size]) >= target]
+    hours = corpus_size / docs_per_second / 3600
+    if target <= baseline:
+        recommendation, reasons = "off-the-shelf", [f"The off-the-shelf model already meets the target ({baseline:.2f} ≥ {target:.2f})"]
+    elif expected - baseline < min_useful_gain and best - baseline >= min_useful_gain:
+        recommendation, reasons = "generate_data_first", [f"With {examples:,} examples the measured curve predicts only ~{expected:.2f}; "
+                                                          f"with more it reaches ~{best:.2f}: collect or generate more pairs first"]
+    elif expected - baseline < min_useful_gain:
+        recommendation, reasons = "off-the-shelf", [
+            "The measured learning curve shows no useful gain with this many examples"
+            + ("" if larger else ", and it was not measured with more: beyond its largest size the gain is unknown")]
+    elif expected >= target:
+        recommendation, reasons = "fine-tune", [f"Expected NDCG after fine-tuning with {examples:,} examples: ~{expected:.2f} (measured curve)"]
+    else:
+        recommendation, reasons = "fine-tune + improve retrieval pipeline", [
+            f"Expected NDCG after fine-tuning: ~{expected:.2f}, short of {target:.2f}; try a reranker (a second model "
+            "that rescores the top results), better data, "
+            "or a hybrid with BM25 where it measures better"]
+    if target > baseline and reaching:
+        reasons.append(f"On the measured curve, {reaching[0]:,} examples reach the target")
+    if synthetic is not None and recommendation == "generate_data_first":
+        reasons.append(_synthetic_reason(synthetic))
+    if out_of_domain is not None and recommendation.startswith("fine-tune"):
+        reasons.append(_out_of_domain_reason(out_of_domain))
+    duration = f"~{hours * 60:.1f} minutes" if hours < 1 else f"~{hours:.1f} hours"
+    reasons.append(f"Reindexing {corpus_size:,} documents takes {duration} at a measured {docs_per_second:,.0f} docs/s"
+                   + (f" (~{hours * price_per_hour:,.2f} at {price_per_hour:g} per hour)" if price_per_hour else ""))
+    if hours > max_reindex_hours and recommendation.startswith("fine-tune"):
+        reasons.append(f"Over {max_reindex_hours:g} hours: reindex on a GPU or in parallel, and incrementally (notebook 07)")
+    return {"recommendation": recommendation, "baseline": baseline, "target": target, "gap": target - baseline,
+            "expected_ndcg": expected, "reindex_hours": hours, "reasons": reasons}
+
+
+def decision_dir(work_dir: str | Path, dataset: str) -> Path:
+    """Where notebooks 06 and 09 leave their measured decision inputs for later notebooks of the same run."""
+    return Path(work_dir) / "decision" / Path(dataset).stem
+
+
+def save_decision_inputs(work_dir: str | Path, dataset: str, baseline: float, target: float, corpus_size: int,
+                         examples: int, curve: Mapping[int, float], docs_per_second: float) -> Path:
+    """Notebook 06's measured inputs of `should_finetune_measured`, as JSON in the run's `work_dir`."""
+    path = decision_dir(work_dir, dataset) / "inputs.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"baseline": baseline, "target": target, "corpus_size": corpus_size, "examples": examples,
+                                "curve": {str(size): gain for size, gain in curve.items()},
+                                "docs_per_second": docs_per_second}, indent=2))
+    return path
+
+
+def load_decision_inputs(work_dir: str | Path, dataset: str) -> dict[str, Any] | None:
+    """What `save_decision_inputs` wrote (the curve's sizes back as integers); None if notebook 06 has not run here."""
+    path = decision_dir(work_dir, dataset) / "inputs.json"
+    if not path.exists():
+        return None
+    inputs = json.loads(path.read_text())
+    return {**inputs, "curve": {int(size): gain for size, gain in inputs["curve"].items()}}
+
+
+def save_out_of_domain_cost(work_dir: str | Path, dataset: str, tasks: Mapping[str, Mapping[str, Any]],
+                            merge: Mapping[str, Any] | None) -> Path:
+    """Notebook 09's measurement: per task, the fine-tune's NDCG@10 (or Spearman) change and its 95% interval
+    (`{"difference": d, "ci": [low, high]}`), and the chosen merge (`alpha`, `test_gain_kept`)."""
+    for task, row in tasks.items():
+        if set(row) < {"difference", "ci"} or len(row["ci"]) != 2:
+            raise ValueError(f"task {task!r}: each task needs a 'difference' and a two-sided 'ci', got {dict(row)}")
+    path = decision_dir(work_dir, dataset) / "out_of_domain.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"tasks": tasks, "merge": merge}, indent=2))
+    return path
+
+
+def load_out_of_domain_cost(work_dir: str | Path, dataset: str) -> dict[str, Any] | None:
+    """What `save_out_of_domain_cost` wrote; None if notebook 09 has not run in this `work_dir`."""
+    path = decision_dir(work_dir, dataset) / "out_of_domain.json"
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,4 +1,4 @@
-"""The seed's decision helper: its example, its rule, and its input checks (notebook 06 tests the measured rule)."""
+"""The seed's decision helper (its example, its rule, its input checks) and the measured rule of notebook 06."""
 
 import pytest
 
@@ -37,3 +37,77 @@ def test_a_gap_over_a_quarter_is_beyond_fine_tuning_alone():
 def test_bad_inputs_are_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# The measured rule (notebook 06 builds it; notebooks 09 and 10 add their measurements as reasons)
+CURVE = {250: 0.05, 1000: 0.15, 4000: 0.20}
+COST = {"tasks": {"FAQ": {"difference": -0.03, "ci": [-0.05, -0.01]}, "STS": {"difference": 0.01, "ci": [-0.002, 0.02]}},
+        "merge": {"alpha": 0.6, "test_gain_kept": 0.86}}
+SYNTHETIC = {"generator": "SmolLM2", "pairs": 60, "synthetic_gain": 0.002, "synthetic_ci": [-0.006, 0.010], "real_gain": 0.012}
+
+
+def test_the_expected_gain_is_read_off_the_curve_in_log_examples_and_held_flat_past_it():
+    assert Dn.expected_relative_gain(CURVE, 1000) == pytest.approx(0.15)
+    assert Dn.expected_relative_gain(CURVE, 500) == pytest.approx(0.10)  # halfway between 250 and 1000 in log scale
+    assert Dn.expected_relative_gain(CURVE, 1) == 0.0 and Dn.expected_relative_gain(CURVE, 0) == 0.0
+    assert Dn.expected_relative_gain(CURVE, 10**6) == pytest.approx(0.20)
+
+
+@pytest.mark.parametrize("target, examples, curve, expected", [
+    (0.38, 5_000, CURVE, "off-the-shelf"),
+    (0.44, 5_000, CURVE, "fine-tune"),
+    (0.55, 5_000, CURVE, "fine-tune + improve retrieval pipeline"),
+    (0.45, 10, CURVE, "generate_data_first"),
+    (0.55, 5_000, {500: 0.0, 2000: 0.01}, "off-the-shelf"),
+])
+def test_every_branch_of_the_measured_rule(target, examples, curve, expected):
+    assert Dn.should_finetune_measured(0.40, target, 1_000_000, examples, curve, 250)["recommendation"] == expected
+
+
+def test_the_out_of_domain_cost_is_a_reason_to_ship_a_merge_and_never_changes_the_advice():
+    plain = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250)
+    with_cost = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, out_of_domain=COST)
+    assert with_cost["recommendation"] == plain["recommendation"] == "fine-tune"
+    added = [reason for reason in with_cost["reasons"] if reason not in plain["reasons"]]
+    assert added == ["The fine-tune lost NDCG@10 on tasks it was not tuned for: FAQ -0.030 [-0.050, -0.010] (notebook 09); if the "
+                     "model also serves such queries, ship a merge with the base model (α = 0.6 kept 86% of the in-domain test gain there)"]
+    no_loss = {"tasks": {"STS": COST["tasks"]["STS"]}, "merge": None}  # an interval that reaches zero is not a loss
+    reasons = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, out_of_domain=no_loss)["reasons"]
+    assert any(reason.startswith("Notebook 09 measured no out-of-domain loss separable from zero (STS)") for reason in reasons)
+    off = Dn.should_finetune_measured(0.40, 0.38, 1_000_000, 5_000, CURVE, 250, out_of_domain=COST)  # no fine-tune: no merge advice
+    assert not any("notebook 09" in reason.lower() for reason in off["reasons"])
+
+
+def test_the_synthetic_result_is_a_reason_when_real_pairs_are_too_few():
+    few = Dn.should_finetune_measured(0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic=SYNTHETIC)
+    assert few["recommendation"] == "generate_data_first"
+    assert any("no gain separable from zero" in reason and "60 synthetic pairs from SmolLM2" in reason for reason in few["reasons"])
+    helped = Dn.should_finetune_measured(0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic={**SYNTHETIC, "synthetic_ci": [0.001, 0.01]})
+    assert any("worth trying" in reason for reason in helped["reasons"])
+    hurt = Dn.should_finetune_measured(0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic={**SYNTHETIC, "synthetic_ci": [-0.03, -0.01]})
+    assert any("a loss, so do not train on such pairs" in reason for reason in hurt["reasons"])
+    enough = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, synthetic=SYNTHETIC)
+    assert not any("synthetic" in reason for reason in enough["reasons"])  # enough real pairs: generation is beside the point
+
+
+def test_measured_inputs_round_trip_through_the_work_dir(tmp_path):
+    assert Dn.load_decision_inputs(tmp_path, "icd10cm") is None and Dn.load_out_of_domain_cost(tmp_path, "icd10cm") is None
+    Dn.save_decision_inputs(tmp_path, "icd10cm", 0.5, 0.6, 20_000, 7_598, CURVE, 136.0)
+    assert Dn.load_decision_inputs(tmp_path, "icd10cm") == {"baseline": 0.5, "target": 0.6, "corpus_size": 20_000,
+                                                            "examples": 7_598, "curve": CURVE, "docs_per_second": 136.0}
+    Dn.save_out_of_domain_cost(tmp_path, "icd10cm", COST["tasks"], COST["merge"])
+    assert Dn.load_out_of_domain_cost(tmp_path, "icd10cm") == COST
+    with pytest.raises(ValueError, match="task 'FAQ': each task needs a 'difference' and a two-sided 'ci'"):
+        Dn.save_out_of_domain_cost(tmp_path, "icd10cm", {"FAQ": {"difference": -0.03}}, None)
+
+
+def test_a_throughput_of_zero_is_refused():
+    with pytest.raises(ValueError, match="docs_per_second=0 must be positive"):
+        Dn.should_finetune_measured(0.40, 0.44, 1_000, 5_000, CURVE, 0)
+
+
+def test_a_reindex_under_an_hour_is_reported_in_minutes():
+    reasons = Dn.should_finetune_measured(0.40, 0.44, 20_000, 5_000, CURVE, 137)["reasons"]
+    assert reasons[-1] == "Reindexing 20,000 documents takes ~2.4 minutes at a measured 137 docs/s"
+    assert Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250)["reasons"][-1].startswith(
+        "Reindexing 1,000,000 documents takes ~1.1 hours")
