@@ -84,15 +84,19 @@ def _out_of_domain_reason(cost: Mapping[str, Any]) -> str:
 
 
 def _synthetic_reason(synthetic: Mapping[str, Any]) -> str:
-    """Notebook 10's measurement as a reason: did generated pairs gain on real held-out queries, and against real pairs."""
+    """Notebook 10's measurement as a reason: did generated pairs gain on real held-out queries, and did as many real
+    pairs (the same documents), so that "no gain" can be told apart from "too few pairs of any kind"."""
     gain, (low, high) = synthetic["synthetic_gain"], synthetic["synthetic_ci"]
+    real_gain, (real_low, real_high) = synthetic["real_gain"], synthetic["real_ci"]
     measured = (f"{synthetic['pairs']} synthetic pairs from {synthetic['generator']} changed test NDCG@10 by {gain:+.3f} "
-                f"[{low:+.3f}, {high:+.3f}] (notebook 10; the same count of real pairs: {synthetic['real_gain']:+.3f})")
+                f"[{low:+.3f}, {high:+.3f}] (notebook 10; as many real pairs: {real_gain:+.3f} [{real_low:+.3f}, {real_high:+.3f}])")
     if low > 0:
         return measured + ": generating pairs is worth trying here; keep comparing them with real ones on held-out queries"
     if high < 0:
         return measured + ": a loss, so do not train on such pairs; collect real pairs, or generate with a model that knows the domain"
-    return measured + ": no gain separable from zero, so collect real pairs, or generate with a model that knows the domain"
+    if real_low > 0:
+        return measured + ": no gain separable from zero where real pairs gained, so collect real pairs, or generate with a model that knows the domain"
+    return measured + ": neither kind gained measurably at this count; compare them again with more pairs before choosing"
 
 
 def should_finetune_measured(baseline: float, target: float, corpus_size: int, examples: int, curve: Mapping[int, float],

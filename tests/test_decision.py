@@ -43,7 +43,8 @@ def test_bad_inputs_are_refused(call, message):
 CURVE = {250: 0.05, 1000: 0.15, 4000: 0.20}
 COST = {"tasks": {"FAQ": {"difference": -0.03, "ci": [-0.05, -0.01]}, "STS": {"difference": 0.01, "ci": [-0.002, 0.02]}},
         "merge": {"alpha": 0.6, "test_gain_kept": 0.86}}
-SYNTHETIC = {"generator": "SmolLM2", "pairs": 60, "synthetic_gain": 0.002, "synthetic_ci": [-0.006, 0.010], "real_gain": 0.012}
+SYNTHETIC = {"generator": "SmolLM2", "pairs": 60, "synthetic_gain": 0.002, "synthetic_ci": [-0.006, 0.010], "real_gain": 0.012,
+             "real_ci": [0.004, 0.020]}
 
 
 def test_the_expected_gain_is_read_off_the_curve_in_log_examples_and_held_flat_past_it():
@@ -81,7 +82,10 @@ def test_the_out_of_domain_cost_is_a_reason_to_ship_a_merge_and_never_changes_th
 def test_the_synthetic_result_is_a_reason_when_real_pairs_are_too_few():
     few = Dn.should_finetune_measured(0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic=SYNTHETIC)
     assert few["recommendation"] == "generate_data_first"
-    assert any("no gain separable from zero" in reason and "60 synthetic pairs from SmolLM2" in reason for reason in few["reasons"])
+    assert any("no gain separable from zero where real pairs gained" in reason and "60 synthetic pairs from SmolLM2" in reason
+               and "as many real pairs: +0.012 [+0.004, +0.020]" in reason for reason in few["reasons"])
+    neither = Dn.should_finetune_measured(0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic={**SYNTHETIC, "real_ci": [-0.002, 0.02]})
+    assert any("neither kind gained measurably at this count" in reason for reason in neither["reasons"])
     helped = Dn.should_finetune_measured(0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic={**SYNTHETIC, "synthetic_ci": [0.001, 0.01]})
     assert any("worth trying" in reason for reason in helped["reasons"])
     hurt = Dn.should_finetune_measured(0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic={**SYNTHETIC, "synthetic_ci": [-0.03, -0.01]})
