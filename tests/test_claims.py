@@ -79,6 +79,13 @@ CLAIMS = {
         lambda m: m["09_forgetting_and_merging"]["renumbered_control"]["renumbered_dev"]
         < m["09_forgetting_and_merging"]["sweep"]["0"]["icd10cm dev"]
         < m["09_forgetting_and_merging"]["renumbered_control"]["merged_dev"]),
+    "generation_drops_many": ("10: the filters drop a large share of what the small generator writes (over a quarter)",
+                              lambda m: m["10_synthetic_pairs"]["kept"] < 0.75 * m["10_synthetic_pairs"]["generated"]),
+    "greedy_copies_documents": (
+        "10: greedy decoding copies the document for a good share of the dev documents (a fifth or more)",
+        lambda m: m["10_synthetic_pairs"]["dev_reasons"]["0"].get("copy of the document", 0) >= 0.2 * m["10_synthetic_pairs"]["dev_documents"]),
+    "round_trip_drops_real_queries": ("10: the round trip would drop a share of real, human-written queries too (over 10%)",
+                                      lambda m: m["10_synthetic_pairs"]["round_trip_pass"]["real"] < 0.9),
     "slerp_close_to_linear": (
         "09: most weight-matrix rows take SLERP's straight-line fallback, and SLERP moves no weight by 0.01 from the linear merge",
         lambda m: m["09_forgetting_and_merging"]["slerp_rows_on_line"] > 0.5

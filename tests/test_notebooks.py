@@ -278,6 +278,55 @@ def test_09_forgetting_and_merging(smoke_run):
         assert figure(smoke_run, "09_forgetting_and_merging", name) > 10_000
 
 
+def test_10_synthetic_pairs(smoke_run):
+    from helpers.data import load_beir, normalize_text
+
+    metrics = metrics_of(smoke_run, "10_synthetic_pairs")
+    preset = SMOKE["10_synthetic_pairs"]
+    assert metrics["generated"] == preset["documents"] and 2 <= metrics["kept"] <= metrics["generated"]
+    assert metrics["kept"] + sum(metrics["dropped"].values()) == metrics["generated"]
+    shares = {float(temperature): share for temperature, share in metrics["dev_usable_share"].items()}
+    assert set(shares) == {0.0, 0.5, 0.8}  # the rule: the largest share kept, the lower temperature on a tie
+    assert metrics["temperature"] == max(shares, key=lambda temperature: (shares[temperature], -temperature))
+    training = metrics["training"]  # synthetic and real: the same documents, the same count; both: the two together
+    assert training["synthetic"]["pairs"] == training["real"]["pairs"] == metrics["kept"]
+    assert training["both"]["pairs"] == 2 * metrics["kept"]
+    test = metrics["test"]
+    assert set(test) == {"base", "synthetic", "real", "both", "notebook 04 (all real pairs)"}
+    assert test["base"]["ci_vs_base"] == [0.0, 0.0] and metrics["test_queries"] == 40 and metrics["test_corpus"] <= 300
+    for name, row in test.items():
+        assert row["difference"] == pytest.approx(row["ndcg@10"] - test["base"]["ndcg@10"])
+        assert row["ci_vs_base"][0] - 1e-4 <= row["difference"] <= row["ci_vs_base"][1] + 1e-4, name
+    assert metrics["synthetic_minus_real"] == pytest.approx(test["synthetic"]["ndcg@10"] - test["real"]["ndcg@10"])
+    assert metrics["both_minus_real"] == pytest.approx(test["both"]["ndcg@10"] - test["real"]["ndcg@10"])
+    assert metrics["recipe"]["hard_negatives"] is False  # plain pairs: the generated queries have no negatives
+    rows = [json.loads(line) for line in (smoke_run[0] / "10_synthetic_pairs" / "synthetic_pairs.jsonl").read_text().splitlines()]
+    assert len(rows) == metrics["generated"] and sum(row["kept"] for row in rows) == metrics["kept"]
+    data = load_beir(smoke_run[0] / "work" / "data" / "icd10cm")
+    held_out = {normalize_text(text) for split in ("dev", "test", "test_unseen") for text in data.split_queries(split).values()}
+    kept_texts = [normalize_text(row["generated"]) for row in rows if row["kept"]]
+    assert not set(kept_texts) & held_out and len(set(kept_texts)) == len(kept_texts)  # no leakage, no duplicate
+    assert all(text and text != normalize_text(row["document"]) for text, row in zip(kept_texts, [r for r in rows if r["kept"]]))
+    # notebooks 06 and 09 ran first in this work_dir: the decision rule is asked again with both measurements
+    advice = metrics["decision"]
+    assert set(advice) == {f"{metrics['kept']} real pairs", "all of notebook 04's pairs"}
+    for row in advice.values():
+        assert row["recommendation"] in RECOMMENDATIONS
+        if row["recommendation"] == "generate_data_first":
+            assert any("synthetic pairs from" in reason for reason in row["reasons"]), row
+        if row["recommendation"].startswith("fine-tune"):
+            assert any("notebook 09" in reason for reason in row["reasons"]), row
+    assert figure(smoke_run, "10_synthetic_pairs", "synthetic_vs_real.png") > 10_000
+
+
+def test_10_names_a_generation_that_yields_no_usable_query(smoke_run, tmp_path):
+    """One new token per answer: every answer is empty or cut off, and the notebook stops saying so."""
+    notebook = next(path for path in list_notebooks() if path.stem == "10_synthetic_pairs")
+    parameters = {**SMOKE["10_synthetic_pairs"], "max_new_tokens": 1, "temperatures": [0.0], "documents": 8}
+    result = run_notebook(notebook, tmp_path, parameters, smoke_run[0] / "work", 600)
+    assert result.status == "failed" and "ValueError: no usable query: all 8 queries generated" in result.error, result.error
+
+
 def test_executed_notebooks_pass_nbval(smoke_run):
     """Re-execute the notebooks that mark a cell NBVAL_CHECK_OUTPUT (the split counts of 03): same output."""
     out, summary = smoke_run
