@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .workbook import dataset_label, write_atomically
+
 SEED_MIN_PAIRS = 1_000
 SEED_MIN_GAP = 0.05
 RECOMMENDATIONS = ("off-the-shelf", "generate_data_first", "fine-tune", "fine-tune + improve retrieval pipeline")
@@ -150,18 +152,15 @@ def should_finetune_measured(baseline: float, target: float, corpus_size: int, e
 
 def decision_dir(work_dir: str | Path, dataset: str) -> Path:
     """Where notebooks 06 and 09 leave their measured decision inputs for later notebooks of the same run."""
-    return Path(work_dir) / "decision" / Path(dataset).stem
+    return Path(work_dir) / "decision" / dataset_label(dataset)
 
 
 def save_decision_inputs(work_dir: str | Path, dataset: str, baseline: float, target: float, corpus_size: int,
                          examples: int, curve: Mapping[int, float], docs_per_second: float) -> Path:
     """Notebook 06's measured inputs of `should_finetune_measured`, as JSON in the run's `work_dir`."""
-    path = decision_dir(work_dir, dataset) / "inputs.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"baseline": baseline, "target": target, "corpus_size": corpus_size, "examples": examples,
-                                "curve": {str(size): gain for size, gain in curve.items()},
-                                "docs_per_second": docs_per_second}, indent=2))
-    return path
+    inputs = {"baseline": baseline, "target": target, "corpus_size": corpus_size, "examples": examples,
+              "curve": {str(size): gain for size, gain in curve.items()}, "docs_per_second": docs_per_second}
+    return write_atomically(decision_dir(work_dir, dataset) / "inputs.json", json.dumps(inputs, indent=2))
 
 
 def load_decision_inputs(work_dir: str | Path, dataset: str) -> dict[str, Any] | None:
@@ -178,12 +177,10 @@ def save_out_of_domain_cost(work_dir: str | Path, dataset: str, tasks: Mapping[s
     """Notebook 09's measurement: per task, the fine-tune's NDCG@10 (or Spearman) change and its 95% interval
     (`{"difference": d, "ci": [low, high]}`), and the chosen merge (`alpha`, `test_gain_kept`)."""
     for task, row in tasks.items():
-        if set(row) < {"difference", "ci"} or len(row["ci"]) != 2:
+        if not {"difference", "ci"} <= set(row) or len(row["ci"]) != 2:
             raise ValueError(f"task {task!r}: each task needs a 'difference' and a two-sided 'ci', got {dict(row)}")
-    path = decision_dir(work_dir, dataset) / "out_of_domain.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"tasks": tasks, "merge": merge}, indent=2))
-    return path
+    cost = {"tasks": tasks, "merge": merge}
+    return write_atomically(decision_dir(work_dir, dataset) / "out_of_domain.json", json.dumps(cost, indent=2))
 
 
 def load_out_of_domain_cost(work_dir: str | Path, dataset: str) -> dict[str, Any] | None:

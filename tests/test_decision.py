@@ -103,6 +103,8 @@ def test_measured_inputs_round_trip_through_the_work_dir(tmp_path):
     assert Dn.load_out_of_domain_cost(tmp_path, "icd10cm") == COST
     with pytest.raises(ValueError, match="task 'FAQ': each task needs a 'difference' and a two-sided 'ci'"):
         Dn.save_out_of_domain_cost(tmp_path, "icd10cm", {"FAQ": {"difference": -0.03}}, None)
+    with pytest.raises(ValueError, match="task 'FAQ': each task needs"):
+        Dn.save_out_of_domain_cost(tmp_path, "icd10cm", {"FAQ": {"loss": -0.03}}, None)
 
 
 def test_a_throughput_of_zero_is_refused():
