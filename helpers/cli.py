@@ -1,10 +1,12 @@
 """The `workbook` command: list the notebooks' parameters, run notebooks with papermill, write the learners'
-copies of the exercises and check a learner's notebook."""
+copies of the exercises and check a learner's notebook; and notebook 11's two scale-out tools, notebook 04's
+recipe on several processes (`train-ddp`) and the reindex on a Ray cluster (`reindex-ray`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -108,6 +110,41 @@ def command_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_train_ddp(args: argparse.Namespace) -> int:
+    from .distributed import launch_command
+
+    arguments = args.arguments[1:] if args.arguments[:1] == ["--"] else args.arguments
+    command = launch_command(args.processes, arguments)
+    print("running:", " ".join(command), flush=True)
+    return subprocess.run(command).returncode
+
+
+def command_reindex_ray(args: argparse.Namespace) -> int:
+    from .data import load_beir
+    from .indexing import index_table_name, open_store, switch_live
+    from .models import load_model, model_fingerprint, resolve_model
+    from .ray_indexing import ray_sync_index, start_ray
+
+    try:
+        corpus = load_beir(args.data, validate=False).corpus
+        model_name = resolve_model(args.model)
+    except (OSError, ValueError, RuntimeError) as error:
+        print(f"workbook: {error}", file=sys.stderr)
+        return 2
+    if args.documents is not None:
+        corpus = dict(list(corpus.items())[: args.documents])
+    resources = start_ray(args.ray_address, num_cpus=args.num_cpus)
+    print(f"Ray {'at ' + args.ray_address if args.ray_address else 'started locally'}: {resources}", flush=True)
+    model = load_model(model_name, device="cpu")  # the driver's copy: the plan, the version and the verification
+    store = open_store(args.store)
+    table = index_table_name(args.model, model_fingerprint(model))
+    stats = ray_sync_index(store, table, corpus, model, model_name, args.workers, args.batch_size,
+                           args.cpus_per_worker, args.gpus_per_worker)
+    report = switch_live(store, table, corpus, model)
+    print(json.dumps({"reindex": stats.as_dict(), "live": report}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbook", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +172,28 @@ def build_parser() -> argparse.ArgumentParser:
     results = commands.add_parser("results", help="the README's results table from a finished run")
     results.add_argument("run", help="the run's folder (holding summary.json)")
     results.set_defaults(handler=command_results)
+    ddp = commands.add_parser(
+        "train-ddp", help="notebook 04's recipe on several processes with PyTorch's launcher (torchrun); notebook 11",
+        description="Runs `python -m torch.distributed.run --standalone --nproc_per_node=N -m helpers.distributed ARGS`. "
+                    "The script's arguments follow `--`: --data (a folder notebook 03 prepared) and --out are required; "
+                    "see `python -m helpers.distributed --help`. Notebook 05 evaluates the model it saves: "
+                    "workbook run 05 -p finetuned_model OUT/final")
+    ddp.add_argument("--processes", type=int, default=2, help="processes on this machine (default: 2)")
+    ddp.add_argument("arguments", nargs=argparse.REMAINDER, help="-- then the arguments of helpers.distributed")
+    ddp.set_defaults(handler=command_train_ddp)
+    reindex = commands.add_parser("reindex-ray", help="reindex a corpus into LanceDB on Ray workers and switch the live "
+                                                      "alias once verified; notebook 11")
+    reindex.add_argument("--data", required=True, help="a folder notebook 03 prepared (its corpus.jsonl is indexed)")
+    reindex.add_argument("--store", required=True, help="the LanceDB store: a folder, or any URI lancedb accepts")
+    reindex.add_argument("--model", default="all-MiniLM-L6-v2", help="a Hugging Face id or a folder")
+    reindex.add_argument("--workers", type=int, default=2, help="embedding workers (default: 2)")
+    reindex.add_argument("--cpus-per-worker", type=float, default=1)
+    reindex.add_argument("--gpus-per-worker", type=float, default=0, help="1: each worker on a GPU")
+    reindex.add_argument("--batch-size", type=int, help="documents per block and commit (default: 128 on CPU, 512 on GPU)")
+    reindex.add_argument("--documents", type=int, help="only the first N documents (a trial run)")
+    reindex.add_argument("--ray-address", help="a running Ray cluster to join (default: start Ray on this machine)")
+    reindex.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    reindex.set_defaults(handler=command_reindex_ray)
     return parser
 
 

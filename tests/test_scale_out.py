@@ -1,0 +1,117 @@
+"""Notebook 11's scale-out pieces: the DDP script's counts and checkpoints, the reindex projection, and the
+`workbook reindex-ray` command joining a Ray cluster by its address (the notebook's smoke run covers the local
+Ray, the 2-process training runs, the killed run and the killed worker)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from helpers import cli
+from helpers.data import RetrievalData, parse_icd10cm, save_beir
+from helpers.distributed import (build_parser, latest_checkpoint, launch_command, negatives_per_anchor, read_run,
+                                 settings_from, false_negative_steps)
+from helpers.ray_indexing import projected_hours
+from helpers.training import recipe
+
+
+@pytest.mark.parametrize("rows, processes, gather, hard, expected", [
+    (16, 1, False, False, 15), (16, 1, False, True, 31), (16, 2, False, True, 31), (16, 2, True, True, 63),
+    (16, 2, True, False, 31), (8, 4, True, True, 63), (1, 1, False, False, 0),
+])
+def test_negatives_per_anchor(rows, processes, gather, hard, expected):
+    assert negatives_per_anchor(rows, processes, gather, hard) == expected
+
+
+def test_negatives_per_anchor_refuses_empty_batches():
+    with pytest.raises(ValueError, match="at least 1"):
+        negatives_per_anchor(0, 2, True, True)
+
+
+def test_false_negative_steps_counts_a_positive_among_another_processs_candidates():
+    rows = [("q1", "d1", "n1"), ("q2", "d2", "n2"), ("q3", "d1", "n3"), ("q4", "d4", "d2"), ("q5", "q1", "n5")]
+    # step 1: d1 is the positive of rows 0 and 2, in different processes; step 2: none shared
+    assert false_negative_steps([[[0, 1], [4]], [[2], [3]]], rows) == 1
+    assert false_negative_steps([[[1]], [[3]]], rows) == 1  # d2 is row 3's hard negative: a candidate too
+    assert false_negative_steps([[[0]], [[4]]], rows) == 0  # q1 is an anchor in one and a positive in the other: not a candidate of row 0
+    assert false_negative_steps([[[0, 2]]], rows) == 0  # one process: no other process's candidates
+
+
+def test_latest_checkpoint_takes_the_newest_complete_one(tmp_path):
+    assert latest_checkpoint(tmp_path) is None
+    for step, complete in ((4, True), (12, True), (16, False)):  # 16: cut short, no trainer_state.json
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert latest_checkpoint(tmp_path).name == "checkpoint-12"  # by number: 12 after 4, though "12" < "4" as text
+
+
+def test_launch_command_uses_pytorchs_launcher():
+    command = launch_command(2, ["--data", "d", "--out", "o"], python="python")
+    assert command == ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                       "-m", "helpers.distributed", "--data", "d", "--out", "o"]
+    with pytest.raises(ValueError, match="at least 1"):
+        launch_command(0, [])
+
+
+def test_the_script_runs_notebook_04s_recipe_with_fixed_size_batches():
+    args = build_parser().parse_args(["--data", "d", "--out", "o", "--batch-size", "8", "--pairs"])
+    assert settings_from(args) == recipe(batch_size=8, hard_negatives=False, group_by_length=False)
+    assert settings_from(build_parser().parse_args(["--data", "d", "--out", "o"]))["epochs"] == recipe()["epochs"]
+
+
+def test_read_run_names_an_unfinished_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        read_run(tmp_path)
+
+
+def test_projected_hours_is_capped_by_the_writer():
+    assert projected_hours(3_600_000, 10, 100, None) == pytest.approx(1.0)
+    assert projected_hours(3_600_000, 10, 100, 500) == pytest.approx(2.0)  # 1,000/s of encoding, 500/s of writing
+    assert projected_hours(3_600_000, 10, 100, 5_000) == pytest.approx(1.0)  # the writer keeps up
+    with pytest.raises(ValueError, match="positive rate"):
+        projected_hours(1, 1, 0, None)
+
+
+def test_train_ddp_refuses_zero_processes(capsys):
+    with pytest.raises(ValueError, match="at least 1"):
+        cli.main(["train-ddp", "--processes", "0", "--", "--data", "d", "--out", "o"])
+
+
+def test_reindex_ray_names_a_folder_that_is_not_prepared_data(tmp_path, capsys):
+    assert cli.main(["reindex-ray", "--data", str(tmp_path), "--store", str(tmp_path / "store")]) == 2
+    assert "corpus.jsonl is missing" in capsys.readouterr().err
+
+
+@pytest.fixture
+def ray_cluster():
+    """A Ray head node started like a cluster's (`ray start --head`), its address, and the environment that joins
+    it (Ray's token authentication, on by default)."""
+    ray = shutil.which("ray", path=os.path.dirname(sys.executable))
+    started = subprocess.run([ray, "start", "--head", "--port", "6391", "--num-cpus", "2", "--include-dashboard=false",
+                              "--disable-usage-stats"], capture_output=True, text=True)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield "127.0.0.1:6391", {**os.environ, "RAY_AUTH_MODE": "token"}
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True)
+
+
+def test_reindex_ray_joins_a_cluster_by_address(ray_cluster, tmp_path):
+    address, environment = ray_cluster
+    corpus = {code.code: code.description for code in parse_icd10cm()[:40]}
+    first = next(iter(corpus))
+    data = RetrievalData("toy", corpus, {"q1": corpus[first].lower()}, {"test": {"q1": {first: 1}}})
+    save_beir(data, tmp_path / "data")
+    completed = subprocess.run([sys.executable, "-m", "helpers.cli", "reindex-ray", "--data", str(tmp_path / "data"),
+                                "--store", str(tmp_path / "store"), "--workers", "1", "--batch-size", "4",
+                                "--ray-address", address], capture_output=True, text=True, env=environment)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout[completed.stdout.index("{\n"):])  # after the line naming the cluster
+    assert report["reindex"]["embedded"] == len(data.corpus) == report["live"]["rows"]
+    assert report["reindex"]["rows_received"] == len(data.corpus) and len(report["reindex"]["docs_per_worker"]) == 1
+    assert report["live"]["table"].startswith("all-minilm-l6-v2__")
