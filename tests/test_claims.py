@@ -86,6 +86,9 @@ CLAIMS = {
         lambda m: m["10_synthetic_pairs"]["dev_reasons"]["0"].get("copy of the document", 0) >= 0.2 * m["10_synthetic_pairs"]["dev_documents"]),
     "round_trip_drops_real_queries": ("10: the round trip would drop a share of real, human-written queries too (over 10%)",
                                       lambda m: m["10_synthetic_pairs"]["round_trip_pass"]["real"] < 0.9),
+    "one_writer_caps_eight_gpus": (
+        "11: eight of the measured GPUs embed faster than the one writer commits, so the one-writer hours stop falling",
+        lambda m: 8 * m["11_scaling_out"]["projection"]["gpu"]["docs_per_s"] > m["11_scaling_out"]["projection"]["writer_docs_per_s"]),
     "slerp_close_to_linear": (
         "09: most weight-matrix rows take SLERP's straight-line fallback, and SLERP moves no weight by 0.01 from the linear merge",
         lambda m: m["09_forgetting_and_merging"]["slerp_rows_on_line"] > 0.5

@@ -17,7 +17,7 @@ from helpers import cli, serving
 from helpers.decision import RECOMMENDATIONS
 from helpers.exercises import checked_exercises, write_learner_copies
 from helpers.training import recipe, recipe_arguments
-from helpers.workbook import list_notebooks, load_preset, run_notebook
+from helpers.workbook import incomplete, list_notebooks, load_preset, run_notebook
 
 pytestmark = pytest.mark.notebooks
 SANITIZE = Path(__file__).with_name("nbval_sanitize.cfg")
@@ -382,3 +382,42 @@ def test_a_wrong_answer_is_reported_as_failed(smoke_run, learner_work, tmp_path,
     assert status == 1
     assert "Exercise 03.2: failed: expected the copies t1 and t3 only, got []" in printed, printed
     assert "Exercise 03.1: not done" in printed
+
+
+def test_11_scaling_out(smoke_run):
+    metrics = metrics_of(smoke_run, "11_scaling_out")
+    by_hand = metrics["by_hand"]
+    assert by_hand["library_max_difference"] < 1e-5  # our MNRL equals the library's
+    assert by_hand["negatives"] == {"one_process": 15, "own": 7, "gathered": 15}  # 2 x 4 triplets
+    assert sum(by_hand["gathered_loss"]) / 2 == pytest.approx(by_hand["one_process_loss"], abs=1e-5)  # gathered = one process
+    runs = metrics["ddp_runs"]
+    one, own, gathered = "1 process, batch 8", "2 processes x 4, own negatives", "2 processes x 4, gathered"
+    assert set(runs) == {one, own, gathered}
+    assert [runs[name]["processes"] for name in (one, own, gathered)] == [1, 2, 2]
+    assert {runs[name]["effective_batch"] for name in runs} == {8} and {runs[name]["steps"] for name in runs} == {6}
+    assert [runs[name]["negatives_per_anchor"] for name in (one, own, gathered)] == [15, 7, 15]
+    assert {runs[name]["backend"] for name in runs} == {"gloo"}
+    assert runs[one]["false_negative_steps"] == 0  # one process has no other process to gather from
+    assert [len(batches) for batches in runs[gathered]["batches_per_process"]] == [6, 6]  # each process took every step
+    assert by_hand["library_gathered"] == pytest.approx(by_hand["gathered_loss"], abs=1e-5)  # 2 real processes, gloo
+    # killed after its first checkpoint (SIGKILL), resumed from it, finished
+    assert metrics["interrupted_run"] == own and metrics["checkpoint_killed_after"] == "checkpoint-2"
+    assert runs[own]["resumed_from_step"] == 2 and runs[one]["resumed_from_step"] == runs[gathered]["resumed_from_step"] == 0
+    for run in runs.values():  # rank 0 saved one model, with its manifest
+        assert incomplete(run["model_dir"]) == "" and json.loads((Path(run["model_dir"]) / "training.json").read_text())["train_examples"] == 48
+    for name, row in metrics["dev_minus_one_process"].items():
+        assert row["ci"][0] <= row["difference"] <= row["ci"][1], name
+    ray = metrics["ray"]
+    assert ray["address"] is None and ray["resources"]["CPU"] >= 1 and ray["documents"] == 300
+    assert ray["workers"]["2"]["embedded"] == 300 and len(ray["workers"]["2"]["docs_per_worker"]) == 2
+    killed = ray["worker_killed"]
+    assert killed["worker killed (process id)"] is not None
+    assert killed["workers that ran (a restarted actor is a new process)"] == 3  # the killed actor came back and redid its block
+    assert killed["rows in the table"] == killed["verified_rows"] == 300
+    assert killed["ids stored twice"] == 0 and killed["documents missing"] == 0
+    projection = metrics["projection"]
+    assert projection["gpu"]["device_name"] == "NVIDIA H200"  # the committed measurement
+    assert len(projection["rows"]) == 3 * 2 * 3  # corpus sizes x (CPU, GPU) x worker counts
+    for row in projection["rows"]:
+        assert row["hours, one writer"] >= row["hours, if writes kept up"] > 0
+    assert figure(smoke_run, "11_scaling_out", "ddp_runs.png") > 10_000
