@@ -412,7 +412,10 @@ def test_11_scaling_out(smoke_run):
     assert ray["workers"]["2"]["embedded"] == 300 and len(ray["workers"]["2"]["docs_per_worker"]) == 2
     killed = ray["worker_killed"]
     assert killed["worker killed (process id)"] is not None
-    assert killed["workers that ran (a restarted actor is a new process)"] == 3  # the killed actor came back and redid its block
+    # Whether Ray had to redo a block depends on what the killed worker held at that instant (the default run's
+    # restarted actor redid one; a smoke run can kill a worker whose results had all left it): at least both workers
+    # ran, and whatever was in flight, every document is stored exactly once
+    assert killed["workers that ran (a restarted actor is a new process)"] >= 2
     assert killed["rows in the table"] == killed["verified_rows"] == 300
     assert killed["ids stored twice"] == 0 and killed["documents missing"] == 0
     projection = metrics["projection"]
