@@ -118,6 +118,16 @@ def _check_documents(documents: Mapping[str, str]) -> None:
             raise ValueError(f"document {doc_id!r} has an empty text")
 
 
+def open_and_plan(db: Any, table_name: str, documents: Mapping[str, str], model: Any, version: str):
+    """The table (created if new), the ids to embed and the ids deleted because they left the corpus: the first
+    step of every sync, in one process or on Ray (`ray_indexing.ray_sync_index`)."""
+    table = db.create_table(table_name, schema=_schema(model.get_embedding_dimension()), exist_ok=True)
+    to_embed, to_delete = plan_sync(read_rows(table), documents, version)
+    for start in range(0, len(to_delete), 1000):
+        table.delete(f"id IN ({_quoted(to_delete[start:start + 1000])})")
+    return table, to_embed, to_delete
+
+
 def sync_index(db: Any, table_name: str, documents: Mapping[str, str], model: Any, model_name: str,
                batch_size: int | None = None, on_batch: Callable[[int, int], None] | None = None,
                show_progress_bar: bool = True, embed: Callable[[list[str]], np.ndarray] | None = None) -> IndexStats:
@@ -135,10 +145,7 @@ def sync_index(db: Any, table_name: str, documents: Mapping[str, str], model: An
     started = time.perf_counter()
     version = model_fingerprint(model)
     batch_size = batch_size or encode_batch_size(model.device.type)
-    table = db.create_table(table_name, schema=_schema(model.get_embedding_dimension()), exist_ok=True)
-    to_embed, to_delete = plan_sync(read_rows(table), documents, version)
-    for start in range(0, len(to_delete), 1000):
-        table.delete(f"id IN ({_quoted(to_delete[start:start + 1000])})")
+    table, to_embed, to_delete = open_and_plan(db, table_name, documents, model, version)
     progress = tqdm(total=len(to_embed), unit="doc", desc=f"embedding into {table_name}",
                     disable=not show_progress_bar or not to_embed)
     for start in range(0, len(to_embed), batch_size):

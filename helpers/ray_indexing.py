@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .indexing import (_check_documents, _quoted, _schema, content_hash, encode_batch_size, plan_sync, read_rows)
+from .indexing import _check_documents, content_hash, encode_batch_size, open_and_plan
 from .models import model_fingerprint
 
 
@@ -128,10 +128,7 @@ def ray_sync_index(db: Any, table_name: str, documents: Mapping[str, str], model
     started = time.perf_counter()
     version = model_fingerprint(model)
     batch_size = batch_size or encode_batch_size("cuda" if gpus_per_worker else "cpu")
-    table = db.create_table(table_name, schema=_schema(model.get_embedding_dimension()), exist_ok=True)
-    to_embed, to_delete = plan_sync(read_rows(table), documents, version)
-    for start in range(0, len(to_delete), 1000):
-        table.delete(f"id IN ({_quoted(to_delete[start:start + 1000])})")
+    table, to_embed, to_delete = open_and_plan(db, table_name, documents, model, version)
     stats = RayIndexStats(table_name, workers, len(documents), len(to_embed), len(documents) - len(to_embed),
                           len(to_delete), 0.0, 0.0, 0)
     if to_embed:
