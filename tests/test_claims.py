@@ -67,7 +67,7 @@ CLAIMS = {
     "hybrid_below_dense_both": ("06: fusing BM25 in scores below dense retrieval, with both models (interval below 0)",
                                 _hybrid_below_dense),
     "continued_steps_lower_full_score": (
-        "08: the 32 extra steps lowered the full-size NDCG@10, with MatryoshkaLoss and with MNRL alone",
+        "08: the extra steps lowered the full-size NDCG@10, with MatryoshkaLoss and with MNRL alone",
         lambda m: max(_full_size(m["08_serving"]["matryoshka_vs_mnrl"])[key] for key in ("MNRL alone", "MatryoshkaLoss"))
         < m["08_serving"]["variants"]["pytorch fp32"]["ndcg@10"]),
     "merging_sample_scores_above_05": (

@@ -392,17 +392,22 @@ def test_11_scaling_out(smoke_run):
     assert sum(by_hand["gathered_loss"]) / 2 == pytest.approx(by_hand["one_process_loss"], abs=1e-5)  # gathered = one process
     runs = metrics["ddp_runs"]
     one, own, gathered = "1 process, batch 8", "2 processes x 4, own negatives", "2 processes x 4, gathered"
-    assert set(runs) == {one, own, gathered}
-    assert [runs[name]["processes"] for name in (one, own, gathered)] == [1, 2, 2]
+    resumed = f"{own}, killed and resumed"
+    assert set(runs) == {one, own, gathered, resumed}
+    assert [runs[name]["processes"] for name in (one, own, gathered, resumed)] == [1, 2, 2, 2]
     assert {runs[name]["effective_batch"] for name in runs} == {8} and {runs[name]["steps"] for name in runs} == {6}
     assert [runs[name]["negatives_per_anchor"] for name in (one, own, gathered)] == [15, 7, 15]
     assert {runs[name]["backend"] for name in runs} == {"gloo"}
     assert runs[one]["false_negative_steps"] == 0  # one process has no other process to gather from
     assert [len(batches) for batches in runs[gathered]["batches_per_process"]] == [6, 6]  # each process took every step
     assert by_hand["library_gathered"] == pytest.approx(by_hand["gathered_loss"], abs=1e-5)  # 2 real processes, gloo
-    # killed after its first checkpoint (SIGKILL), resumed from it, finished
-    assert metrics["interrupted_run"] == own and metrics["checkpoint_killed_after"] == "checkpoint-2"
-    assert runs[own]["resumed_from_step"] == 2 and runs[one]["resumed_from_step"] == runs[gathered]["resumed_from_step"] == 0
+    # the fourth run, own negatives again, killed after its first checkpoint (SIGKILL), resumed from it, finished
+    assert metrics["interrupted_run"] == resumed and metrics["checkpoint_killed_after"] == "checkpoint-2"
+    assert runs[resumed]["resumed_from_step"] == 2 and {runs[name]["resumed_from_step"] for name in (one, own, gathered)} == {0}
+    # and it ends where its uninterrupted twin ended: the trainer restored weights, optimizer, schedule, data position
+    twin = metrics["resumed_vs_uninterrupted"]
+    assert twin["twin"] == own and twin["steps_compared"] == 4 and twin["max_loss_difference"] < 1e-3
+    assert twin["ci"][0] <= twin["dev_difference"] <= twin["ci"][1]
     for run in runs.values():  # rank 0 saved one model, with its manifest
         assert incomplete(run["model_dir"]) == "" and json.loads((Path(run["model_dir"]) / "training.json").read_text())["train_examples"] == 48
     for name, row in metrics["dev_minus_one_process"].items():
