@@ -425,6 +425,8 @@ def test_11_scaling_out(smoke_run):
     assert killed["ids stored twice"] == 0 and killed["documents missing"] == 0
     projection = metrics["projection"]
     assert projection["gpu"]["device_name"] == "NVIDIA H200"  # the committed measurement
+    large = projection["writer_large_table"]  # bench_writer's committed figures, read by the notebook
+    assert large["table_rows"] == 1_000_000 and large["no_index"] < large["id_index"]
     assert len(projection["rows"]) == 3 * 2 * 3  # corpus sizes x (CPU, GPU) x worker counts
     for row in projection["rows"]:
         assert row["hours, one writer"] >= row["hours, if writes kept up"] > 0
