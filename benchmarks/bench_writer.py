@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 import numpy as np
 from lancedb.index import BTree
 
-from helpers.indexing import content_hash, open_store
+from helpers.indexing import content_hash, index_schema, open_store
 
 DIMENSIONS = 384  # all-MiniLM-L6-v2's
 
 
 def rows(start: int, count: int, rng: np.random.Generator) -> list[dict]:
-    """`count` index rows with ids start..start+count-1 and random unit vectors."""
+    """`count` rows of an index table with ids start..start+count-1 and random unit vectors."""
     vectors = rng.standard_normal((count, DIMENSIONS)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return [{"id": f"doc-{start + i}", "text": f"document {start + i}", "content_hash": content_hash(f"document {start + i}"),
@@ -42,8 +42,8 @@ def upsert_rate(size: int, batches: int, batch_size: int, id_index: bool, seed: 
         db = open_store(folder)
         filling = time.perf_counter()
         chunk = 100_000  # rows per write while filling: a million rows at once would hold them all as dicts
-        table = db.create_table("index", rows(0, min(chunk, size), rng))
-        for start in range(chunk, size, chunk):
+        table = db.create_table("index", schema=index_schema(DIMENSIONS))  # the schema sync_index creates
+        for start in range(0, size, chunk):
             table.add(rows(start, min(chunk, size - start), rng))
         if id_index:
             table.create_index("id", config=BTree())

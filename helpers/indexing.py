@@ -80,7 +80,8 @@ def table_names(db: Any) -> list[str]:
     return list(db.list_tables(limit=10_000).tables)
 
 
-def _schema(dimension: int):
+def index_schema(dimension: int):
+    """The columns of every index table: id, text, content hash, model name and version, and the vector."""
     import pyarrow as pa
 
     text_columns = [pa.field(name, pa.string()) for name in ("text", "content_hash", "model", "model_version")]
@@ -121,7 +122,7 @@ def _check_documents(documents: Mapping[str, str]) -> None:
 def open_and_plan(db: Any, table_name: str, documents: Mapping[str, str], model: Any, version: str):
     """The table (created if new), the ids to embed and the ids deleted because they left the corpus: the first
     step of every sync, in one process or on Ray (`ray_indexing.ray_sync_index`)."""
-    table = db.create_table(table_name, schema=_schema(model.get_embedding_dimension()), exist_ok=True)
+    table = db.create_table(table_name, schema=index_schema(model.get_embedding_dimension()), exist_ok=True)
     to_embed, to_delete = plan_sync(read_rows(table), documents, version)
     for start in range(0, len(to_delete), 1000):
         table.delete(f"id IN ({_quoted(to_delete[start:start + 1000])})")

@@ -33,15 +33,13 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, object_st
     """Join the Ray cluster at `address` (e.g. `ray://head:10001`, or `auto` on a node of a running cluster), or
     start a local one with `num_cpus` CPUs (None: all of this machine's); returns the resources Ray sees.
     A Ray already started in this process is reused."""
-    import logging
-
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")  # Ray Data's per-run lines; read when ray.data is imported
     import ray
 
     if not ray.is_initialized():
         local = {} if address else {"num_cpus": num_cpus, "object_store_memory": object_store_mb * 1024 ** 2,
                                     "include_dashboard": False}
         ray.init(address=address, logging_level="ERROR", log_to_driver=False, **local)
-        logging.getLogger("ray.data").setLevel(logging.ERROR)  # Ray Data's per-run INFO lines
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
