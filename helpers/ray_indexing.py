@@ -31,7 +31,8 @@ from .models import model_fingerprint
 
 def start_ray(address: str | None = None, num_cpus: int | None = None, object_store_mb: int = 256) -> dict[str, Any]:
     """Join the Ray cluster at `address` (e.g. `ray://head:10001`, or `auto` on a node of a running cluster), or
-    start a local one with `num_cpus` CPUs (None: all of this machine's); returns the resources Ray sees.
+    start a local one of this process's own with `num_cpus` CPUs (None: all of this machine's), never joining a
+    cluster it was not given; returns the resources Ray sees.
     A Ray already started in this process is reused."""
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")  # Ray Data's per-run lines; read when ray.data is imported
     import ray
@@ -39,7 +40,9 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, object_st
     if not ray.is_initialized():
         local = {} if address else {"num_cpus": num_cpus, "object_store_memory": object_store_mb * 1024 ** 2,
                                     "include_dashboard": False}
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False, **local)
+        # "local" starts a Ray of this process's own: with no address, ray.init would join any cluster that
+        # `ray start` left on this machine (or that RAY_ADDRESS names), another user's work among them.
+        ray.init(address=address or "local", logging_level="ERROR", log_to_driver=False, **local)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False

@@ -5,8 +5,13 @@ Ray, the 2-process training runs, the killed run and the killed worker)."""
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import uuid
 
 import pytest
 
@@ -87,18 +92,89 @@ def test_reindex_ray_names_a_folder_that_is_not_prepared_data(tmp_path, capsys):
     assert "corpus.jsonl is missing" in capsys.readouterr().err
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports that nothing listens on now (the OS picks them)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for handle in sockets:
+            handle.bind(("127.0.0.1", 0))
+        return [handle.getsockname()[1] for handle in sockets]
+    finally:
+        for handle in sockets:
+            handle.close()
+
+
+def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ray start exited with {process.returncode} before its head listened on {port}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"the Ray head did not listen on port {port} within {seconds:.0f} s")
+
+
 @pytest.fixture
 def ray_cluster():
-    """A Ray head node started like a cluster's (`ray start --head`), its address, and the environment that joins
-    it (Ray's token authentication, on by default)."""
+    """A Ray head node started like a cluster's (`ray start --head`), owned by this test: its own temporary
+    folder and ports, in the foreground (`--block`) of a process group of its own, and stopped through that
+    handle, never by `ray stop` (which stops every Ray of the user on the machine: the smoke run's notebook 11
+    may have one running meanwhile, and a developer's own). Yields its address and the environment that joins
+    it."""
     ray = shutil.which("ray", path=os.path.dirname(sys.executable))
-    started = subprocess.run([ray, "start", "--head", "--port", "6391", "--num-cpus", "2", "--include-dashboard=false",
-                              "--disable-usage-stats"], capture_output=True, text=True)
-    assert started.returncode == 0, started.stdout + started.stderr
+    temp_dir = tempfile.mkdtemp(prefix="ray-test-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    gcs, node_manager, object_manager, agent, agent_grpc, runtime_env, metrics = free_ports(7)
+    command = [ray, "start", "--head", "--block", "--temp-dir", temp_dir, "--port", str(gcs),
+               "--node-manager-port", str(node_manager), "--object-manager-port", str(object_manager),
+               "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
+               "--runtime-env-agent-port", str(runtime_env), "--metrics-export-port", str(metrics),
+               "--min-worker-port", "0", "--max-worker-port", "0",
+               "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats"]
+    # Token authentication with a token of the test's own (not ~/.ray/auth_token, shared by the user's clusters)
+    environment = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex}
+    log = open(os.path.join(temp_dir, "ray-start.log"), "w")
+    head = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=environment)
     try:
-        yield "127.0.0.1:6391", {**os.environ, "RAY_AUTH_MODE": "token"}
+        wait_for_port(gcs, head)
+        yield f"127.0.0.1:{gcs}", environment
     finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True)
+        stop_process_group(head)
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def stop_process_group(process: subprocess.Popen, grace: float = 10) -> None:
+    """Stop what `process` started, and only that: SIGTERM to its process group (the head's GCS, raylet and
+    workers are in it, as `ray stop` would send them), then SIGKILL to what is left after `grace` seconds."""
+    group = process.pid
+    for sent in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(group, sent)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and group_members(group):
+            time.sleep(0.2)
+        if not group_members(group):
+            break
+    process.wait()
+    assert not group_members(group), f"processes of the Ray head's group {group} outlived SIGKILL"
+
+
+def group_members(group: int) -> list[int]:
+    """The live processes (not zombies) whose process group is `group`."""
+    import psutil
+
+    members = []
+    for candidate in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(candidate.pid) == group and candidate.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(candidate.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return members
 
 
 def test_reindex_ray_joins_a_cluster_by_address(ray_cluster, tmp_path):
@@ -115,3 +191,17 @@ def test_reindex_ray_joins_a_cluster_by_address(ray_cluster, tmp_path):
     assert report["reindex"]["embedded"] == len(data.corpus) == report["live"]["rows"]
     assert report["reindex"]["rows_received"] == len(data.corpus) and len(report["reindex"]["docs_per_worker"]) == 1
     assert report["live"]["table"].startswith("all-minilm-l6-v2__")
+
+
+def test_the_test_cluster_cannot_be_joined_by_a_local_ray_init(ray_cluster):
+    """The head above is this test's alone: a process that starts Ray without an address (notebook 11's local
+    Ray through `start_ray`, or a bare `ray.init()`) starts a cluster of its own instead of joining it."""
+    address, environment = ray_cluster
+    script = ("import ray\nfrom helpers.ray_indexing import start_ray\n"
+              "start_ray(None, num_cpus=1)\nprint('start_ray', ray.get_runtime_context().gcs_address)\nray.shutdown()\n"
+              "ray.init(num_cpus=1, include_dashboard=False)\nprint('ray.init', ray.get_runtime_context().gcs_address)\n")
+    others = {key: value for key, value in environment.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=others, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    joined = dict(line.split(" ", 1) for line in completed.stdout.splitlines() if line.startswith(("start_ray", "ray.init")))
+    assert set(joined) == {"start_ray", "ray.init"} and address.split(":")[1] not in " ".join(joined.values())
