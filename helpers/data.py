@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 import random
 import re
@@ -146,6 +147,34 @@ def validate_retrieval_data(data: RetrievalData) -> None:
     check_split_leakage(data)
 
 
+def read_text(path: Path) -> str:
+    """The text of a UTF-8 file (a byte-order mark is dropped), or a `DataValidationError` naming the file, the
+    line of the first byte that is not UTF-8 and the encoding the file seems to be in."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise DataValidationError(
+            f"{path} is not UTF-8: line {line} holds the byte {raw[error.start:error.start + 1]!r}; the file looks "
+            f"{guess_encoding(raw)}. Save it as UTF-8 (e.g. `iconv -f ENCODING -t UTF-8 {path.name} > fixed{path.suffix}`)"
+        ) from None
+
+
+def guess_encoding(raw: bytes) -> str:
+    """A reader's guess at the encoding of bytes that are not UTF-8, for an error message."""
+    for mark, name in ((b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-BE"),
+                       (b"\xff\xfe", "UTF-16-LE"), (b"\xfe\xff", "UTF-16-BE")):
+        if raw.startswith(mark):
+            return f"{name} (it starts with that byte-order mark)"
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:  # an optional helper: the message stays clear without it
+        return "like a single-byte encoding such as Latin-1 or Windows-1252"
+    best = from_bytes(raw[:1 << 20]).best()
+    return f"{best.encoding} to charset_normalizer" if best else "binary, not text"
+
+
 def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
@@ -153,12 +182,13 @@ def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            try:
-                rows.extend([json.loads(line)] if line.strip() else [])
-            except json.JSONDecodeError as error:
-                raise DataValidationError(f"{path.name} line {number} is not valid JSON: {error}") from error
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        try:
+            rows.extend([json.loads(line)] if line.strip() else [])
+        except json.JSONDecodeError as error:
+            raise DataValidationError(f"{path.name} line {number} is not valid JSON: {error}") from error
+        if rows and not isinstance(rows[-1], dict):
+            raise DataValidationError(f"{path.name} line {number} is a JSON {type(rows[-1]).__name__}, not an object")
     return rows
 
 
@@ -193,9 +223,8 @@ def load_beir(folder: str | Path, validate: bool = True) -> RetrievalData:
     qrels: dict[str, dict[str, dict[str, int]]] = {}
     for tsv in sorted((folder / "qrels").glob("*.tsv")):
         judged = qrels[tsv.stem] = {}
-        with tsv.open(encoding="utf-8") as handle:
-            for row in csv.DictReader(handle, delimiter="\t"):
-                judged.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
+        for row in csv.DictReader(io.StringIO(read_text(tsv)), delimiter="\t"):
+            judged.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
     negatives = _read_jsonl(folder / "negatives.jsonl") if (folder / "negatives.jsonl").exists() else []
     described = folder / "dataset.json"
     description = json.loads(described.read_text(encoding="utf-8")) if described.exists() else {}
@@ -283,9 +312,12 @@ def assemble(name: str, documents: Mapping[str, str], query_doc_texts: Iterable[
     return RetrievalData(name, dict(documents), queries, qrels, negatives, attribution)
 
 
-def subsample(data: RetrievalData, corpus_size: int | None, max_queries: int | None, seed: int) -> RetrievalData:
+def subsample(data: RetrievalData, corpus_size: int | None, max_queries: int | None, seed: int,
+              names: tuple[str, str | None] = ("corpus_size", "max_queries")) -> RetrievalData:
     """A smaller copy: at most `max_queries` queries (split proportions kept), and a corpus of `corpus_size`
-    documents that always holds every relevant document and curated negative of the kept queries.
+    documents that always holds every relevant document and curated negative of the kept queries. `names` are
+    the calling notebook's parameters for the two sizes, for the error a too-small corpus raises (None: the
+    caller has no query cap).
 
     A smaller corpus has fewer distractors, so every score rises; compare models on the same corpus only.
     """
@@ -303,9 +335,11 @@ def subsample(data: RetrievalData, corpus_size: int | None, max_queries: int | N
     if corpus_size is None or corpus_size >= len(data.corpus):
         chosen_docs = set(data.corpus)
     elif corpus_size < len(needed):
-        raise DataValidationError(f"corpus_size={corpus_size} is smaller than the {len(needed)} documents that the kept "
-                                  "queries need (their relevant documents and curated negatives): raise corpus_size or "
-                                  "lower max_queries")
+        size_name, queries_name = names
+        raise DataValidationError(f"{size_name}={corpus_size} is smaller than the {len(needed)} documents that the kept "
+                                  f"queries need (their relevant documents and curated negatives): raise {size_name}"
+                                  + (f" or lower {queries_name}" if queries_name else
+                                     " (or prepare fewer queries: notebook 03's max_queries)"))
     else:
         chosen_docs = needed | set(rng.sample(sorted(set(data.corpus) - needed), corpus_size - len(needed)))
     return RetrievalData(data.name, {doc: text for doc, text in data.corpus.items() if doc in chosen_docs},
@@ -487,8 +521,7 @@ def read_pair_rows(path: str | Path) -> list[dict[str, Any]]:
         return _read_jsonl(path)
     if path.suffix != ".csv":
         raise DataValidationError(f"{path.name}: use a .jsonl or .csv file (or a folder in BEIR layout)")
-    with path.open(encoding="utf-8", newline="") as handle:
-        return [dict(row) for row in csv.DictReader(handle)]
+    return [dict(row) for row in csv.DictReader(io.StringIO(read_text(path), newline=""))]
 
 
 def validate_pair_rows(rows: Sequence[Mapping[str, Any]]) -> list[ContrastivePair]:
@@ -659,7 +692,12 @@ def save_training_sets(sets: TrainingSets, folder: str | Path) -> None:
 def load_training_dataset(folder: str | Path, with_negatives: bool, max_examples: int | None = None, seed: int = 42):
     """The saved training pairs or triplets as a `datasets.Dataset` (columns anchor, positive[, negative]),
     optionally a seeded sample of `max_examples` rows (nested: the sample of 500 rows holds that of 250)."""
-    rows = _read_jsonl(Path(folder) / ("train_triplets.jsonl" if with_negatives else "train_pairs.jsonl"))
+    path = Path(folder) / ("train_triplets.jsonl" if with_negatives else "train_pairs.jsonl")
+    rows = _read_jsonl(path)
+    if not rows:
+        raise DataValidationError(f"{path} has no rows: " + ("no training pair got a negative (prepare the data with "
+                                  "mine=True, or train on pairs with hard_negatives=False)" if with_negatives else
+                                  "the train split is empty"))
     if max_examples is not None and max_examples < len(rows):
         random.Random(seed).shuffle(rows)
         rows = rows[:max_examples]
