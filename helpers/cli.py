@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +20,26 @@ import yaml
 from .exercises import checked_exercises, write_learner_copies
 from .parameters import declared_parameters, read_value
 from .results import results_table
-from .workbook import (RUNS_DIR, SMOKE_CELL_TIMEOUT, list_notebooks, load_preset,
+from .workbook import (PRESET_ENVIRONMENT, RUNS_DIR, SMOKE_CELL_TIMEOUT, list_notebooks, load_preset,
                        parameters_per_notebook, run_notebook, select_notebooks, write_summary)
+
+
+@contextmanager
+def preset_named(name: str | None) -> Iterator[None]:
+    """Name the preset of a run in the environment that the notebooks' kernels inherit (for the prerequisite
+    notebooks they may run, see `workbook.preset_in_use`), and restore the environment afterwards."""
+    before = os.environ.get(PRESET_ENVIRONMENT)
+    if name:
+        os.environ[PRESET_ENVIRONMENT] = name
+    else:
+        os.environ.pop(PRESET_ENVIRONMENT, None)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PRESET_ENVIRONMENT, None)
+        else:
+            os.environ[PRESET_ENVIRONMENT] = before
 
 
 def command_list(_: argparse.Namespace) -> int:
@@ -61,7 +82,8 @@ def command_run(args: argparse.Namespace) -> int:
     for index, path in enumerate(notebooks, start=1):
         print(f"[{index}/{len(notebooks)}] {path.stem} {plan[path] or '(defaults)'}", flush=True)
         cell_timeout = args.cell_timeout or (SMOKE_CELL_TIMEOUT if args.smoke else None)
-        result = run_notebook(path, out_dir, plan[path], work_dir, cell_timeout)
+        with preset_named("smoke" if args.smoke else None):  # a prerequisite a notebook runs keeps the preset
+            result = run_notebook(path, out_dir, plan[path], work_dir, cell_timeout)
         runs.append(result)
         write_summary(out_dir, runs)
         if result.status != "ok":
@@ -92,7 +114,8 @@ def command_check(args: argparse.Namespace) -> int:
     out_dir = Path(args.out).resolve() if args.out else RUNS_DIR / f"check-{datetime.now():%Y%m%d-%H%M%S}"
     work_dir = Path(args.work).resolve() if args.work else out_dir / "work"
     print(f"running {path} ({'its defaults' if args.full else 'the smoke preset'}) into {out_dir}", flush=True)
-    result = run_notebook(path.resolve(), out_dir, preset, work_dir, None if args.full else SMOKE_CELL_TIMEOUT)
+    with preset_named(None if args.full else "smoke"):
+        result = run_notebook(path.resolve(), out_dir, preset, work_dir, None if args.full else SMOKE_CELL_TIMEOUT)
     results_file = out_dir / path.stem / "exercises.json"
     results = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
     for name in expected:

@@ -24,7 +24,7 @@ from transformers import TrainerCallback
 from .data import RetrievalData, subsample
 from .models import choose_precision, precision_flags
 from .parameters import check_values, declared_parameters
-from .workbook import NOTEBOOK_DIR
+from .workbook import MANIFEST, NOTEBOOK_DIR, incomplete, write_manifest
 
 RECIPE_NOTEBOOK = NOTEBOOK_DIR / "04_training.ipynb"
 RECIPE_KEYS = ("hard_negatives", "group_by_length", "epochs", "batch_size", "learning_rate", "warmup", "max_steps")
@@ -132,13 +132,15 @@ class LengthGroupedBatches:
                                                      batches_per_group=self.batches_per_group, **batch_settings)
 
 
-def dev_evaluator(data: RetrievalData, corpus_size: int | None, seed: int, split: str = "dev"):
+def dev_evaluator(data: RetrievalData, corpus_size: int | None, seed: int, split: str = "dev",
+                  parameter: str = "dev_corpus_size"):
     """An `InformationRetrievalEvaluator` on `split` over a corpus of `corpus_size` documents that always
-    contains the relevant ones (a small corpus keeps evaluation during training cheap)."""
+    contains the relevant ones (a small corpus keeps evaluation during training cheap). `parameter` is the
+    calling notebook's name for `corpus_size`, named if it is too small for the split's relevant documents."""
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
     only = RetrievalData(data.name, data.corpus, data.queries, {split: data.qrels[split]})
-    small = subsample(only, corpus_size, None, seed)
+    small = subsample(only, corpus_size, None, seed, names=(parameter, None))
     return InformationRetrievalEvaluator(queries=small.split_queries(split), corpus=small.corpus, name=split,
                                          relevant_docs=small.relevant_docs(split), ndcg_at_k=[10], mrr_at_k=[10],
                                          accuracy_at_k=[1], precision_recall_at_k=[10], map_at_k=[10], batch_size=128,
@@ -215,11 +217,14 @@ def recipe_run_record(started_from: str, loss: str, settings: dict[str, Any], tr
 
 
 def save_recipe_run(model: Any, folder: str | Path, record: dict[str, Any]) -> None:
-    """Save `model` with its `recipe_run_record` (written last: a save cut short is never reused)."""
+    """Save `model` with its `recipe_run_record` and a manifest of every file (written last: a save cut short, or
+    a file damaged since, is never reused)."""
     folder = Path(folder)
+    (folder / MANIFEST).unlink(missing_ok=True)
     (folder / "training.json").unlink(missing_ok=True)
     model.save_pretrained(str(folder))
     (folder / "training.json").write_text(json.dumps(record, indent=2))
+    write_manifest(folder, record)
 
 
 def load_recipe_run(folder: str | Path, started_from: str, settings: dict[str, Any], train_examples: int, seed: int,
@@ -231,6 +236,9 @@ def load_recipe_run(folder: str | Path, started_from: str, settings: dict[str, A
 
     record_file = Path(folder) / "training.json"
     if not record_file.exists():
+        return None
+    if problem := incomplete(folder):
+        print(f"the saved run {folder} {problem}: training it again", flush=True)
         return None
     if json.loads(record_file.read_text()) != recipe_run_record(started_from, "mnrl", settings, train_examples, seed):
         return None

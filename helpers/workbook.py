@@ -16,7 +16,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,30 +68,74 @@ def embeddings_dir(work_dir: str | Path) -> Path:
     return Path(work_dir) / "embeddings"
 
 
-def ensure_prepared(dataset: str, work_dir: str | Path, model: str = "all-MiniLM-L6-v2") -> Path:
+PRESET_ENVIRONMENT = "WORKBOOK_PRESET"  # set by `workbook run --smoke`; the notebooks' kernels inherit it
+
+
+def ensure_prepared(dataset: str, work_dir: str | Path, model: str = "all-MiniLM-L6-v2", caller: str = "",
+                    caller_settings: Mapping[str, Any] | None = None) -> Path:
     """The prepared folder of a data set; if notebook 03 has not written it completely into this `work_dir`,
-    notebook 03 runs now with its defaults, so that every later notebook also runs on its own."""
+    notebook 03 runs now, at the scale the calling notebook runs at (see `prerequisite_parameters`), so that
+    every later notebook also runs on its own."""
     folder = prepared_dir(work_dir, dataset)
     if problem := incomplete(folder):
-        _run_prerequisite("03_data_preparation", work_dir, {"dataset": dataset, "model": model}, folder, problem)
+        parameters, scale = prerequisite_parameters("03_data_preparation", caller, caller_settings)
+        _run_prerequisite("03_data_preparation", work_dir, {**parameters, "dataset": dataset, "model": model},
+                          folder, problem, scale)
     return folder
 
 
-def ensure_finetuned(dataset: str, work_dir: str | Path, model: str = "all-MiniLM-L6-v2") -> Path:
+def ensure_finetuned(dataset: str, work_dir: str | Path, model: str = "all-MiniLM-L6-v2", caller: str = "",
+                     caller_settings: Mapping[str, Any] | None = None) -> Path:
     """The folder of the model notebook 04 fine-tuned on a data set; if it is not completely in this
-    `work_dir`, notebook 04 runs now with its defaults (without its batch-size sweep)."""
+    `work_dir`, notebook 04 runs now (without its batch-size sweep), at the calling notebook's scale."""
     final = finetuned_dir(work_dir, dataset) / "final"
     if problem := incomplete(final):
-        _run_prerequisite("04_training", work_dir, {"dataset": dataset, "model": model, "sweep_batch_sizes": []},
-                          final, problem)
+        parameters, scale = prerequisite_parameters("04_training", caller, caller_settings)
+        _run_prerequisite("04_training", work_dir, {**parameters, "dataset": dataset, "model": model,
+                                                    "sweep_batch_sizes": []}, final, problem, scale)
     return final
 
 
-def _run_prerequisite(stem: str, work_dir: str | Path, parameters: dict[str, Any], missing: Path, problem: str) -> None:
+def declared_defaults(stem: str) -> dict[str, Any]:
+    """A notebook's parameters at their declared defaults (what it runs with when given nothing)."""
+    return {name: declared.default for name, declared in declared_parameters(NOTEBOOK_DIR / f"{stem}.ipynb").items()}
+
+
+def preset_in_use(caller: str = "", caller_settings: Mapping[str, Any] | None = None) -> str | None:
+    """The preset a notebook runs with: the one `workbook run` names in the environment, else the preset whose
+    section for the `caller` notebook its settings all match (the smoke preset's values given by hand through
+    papermill, say), else None (the notebook runs at its defaults or at values of the user's own)."""
+    if name := os.environ.get(PRESET_ENVIRONMENT):
+        return name
+    if not caller or not caller_settings:
+        return None
+    for path in sorted(PRESETS_DIR.glob("*.yaml")):
+        section = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get(caller)
+        if isinstance(section, Mapping) and section and all(
+                name in caller_settings and caller_settings[name] == value for name, value in section.items()):
+            return path.stem
+    return None
+
+
+def prerequisite_parameters(stem: str, caller: str = "",
+                            caller_settings: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """The parameters a missing prerequisite notebook `stem` runs with when `caller` needs it, and their
+    description: the section for `stem` of the preset the caller runs with (a small run stays small), else
+    the prerequisite's defaults."""
+    preset = preset_in_use(caller, caller_settings)
+    if preset is None:
+        return {}, "its defaults"
+    section = load_preset(preset).get(stem) or {}
+    return dict(section), f"the {preset} preset's values, as {caller or 'this run'} runs with that preset"
+
+
+def _run_prerequisite(stem: str, work_dir: str | Path, parameters: dict[str, Any], missing: Path, problem: str,
+                      scale: str = "its defaults") -> None:
     path = NOTEBOOK_DIR / f"{stem}.ipynb"
     out_dir = Path(work_dir).resolve() / "prerequisites"
-    print(f"{missing}: {problem}; running notebook {stem} with its defaults, into {out_dir / stem}", flush=True)
-    result = run_notebook(path, out_dir, parameters, Path(work_dir).resolve())
+    print(f"{missing}: {problem}; running notebook {stem} with {scale}, into {out_dir / stem}", flush=True)
+    plan = parameters_per_notebook([path], {}, {stem: parameters})[path]
+    result = run_notebook(path, out_dir, plan, Path(work_dir).resolve())
     if result.status != "ok":
         raise RuntimeError(f"notebook {stem}, run to prepare {missing}, failed: {result.error} "
                            f"(executed copy: {result.executed})")
@@ -166,8 +210,7 @@ def publish_output(staging: str | Path, about: Mapping[str, Any]) -> Path:
     version) and release the lock; returns the final folder."""
     staging = Path(staging)
     final = staging.with_name(staging.name.removesuffix(".partial"))
-    files = {str(path.relative_to(staging)): _file_facts(path) for path in sorted(staging.rglob("*")) if path.is_file()}
-    (staging / MANIFEST).write_text(json.dumps({"about": _plain(about), "files": files}, indent=2), encoding="utf-8")
+    write_manifest(staging, about)
     previous = final.with_name(f"{final.name}.previous")
     shutil.rmtree(previous, ignore_errors=True)
     if final.exists():
@@ -179,13 +222,71 @@ def publish_output(staging: str | Path, about: Mapping[str, Any]) -> Path:
     return final
 
 
+def write_manifest(folder: str | Path, about: Mapping[str, Any]) -> Path:
+    """Write `folder/manifest.json`: every file's size and SHA-256 (the manifest itself aside), and `about`."""
+    folder = Path(folder)
+    files = {str(path.relative_to(folder)): _file_facts(path) for path in sorted(folder.rglob("*"))
+             if path.is_file() and path.name != MANIFEST}
+    return write_atomically(folder / MANIFEST, json.dumps({"about": _plain(about), "files": files}, indent=2))
+
+
+def cached_folder(folder: str | Path, build: Callable[[Path], Any], about: Mapping[str, Any]) -> Path:
+    """A folder that `build(folder)` fills once and later runs reuse, trusted only while its manifest matches
+    every file: if it does not (a file cut short, damaged or missing), a line says why and it is built again."""
+    folder = Path(folder)
+    problem = incomplete(folder)
+    if not problem:
+        return folder
+    if folder.exists():
+        print(f"{folder}: {problem}; building it again", flush=True)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    build(folder)
+    write_manifest(folder, about)
+    return folder
+
+
+# Single cached files (embeddings, rankings) carry a checksum file beside them, written after the file itself;
+# a reader trusts the file only if the checksum file is there and matches.
+def checksum_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(f"{path.name}.sha256")
+
+
+def write_checksum(path: str | Path) -> Path:
+    """Record `path`'s size and SHA-256 beside it (`<name>.sha256`), once the file is complete."""
+    return write_atomically(checksum_path(path), json.dumps(_file_facts(Path(path))))
+
+
+def unverified(path: str | Path) -> str:
+    """Why the cached file `path` cannot be trusted ("" if it can): missing, no checksum beside it (written by
+    an older version, or cut short before its checksum), or different from its checksum (damaged)."""
+    path, recorded = Path(path), checksum_path(path)
+    if not path.is_file():
+        return "does not exist"
+    if not recorded.is_file():
+        return f"has no checksum file {recorded.name}"
+    try:
+        facts = json.loads(recorded.read_text(encoding="utf-8"))
+        expected = (int(facts["bytes"]), str(facts["sha256"]))
+    except (ValueError, KeyError, TypeError):
+        return f"its checksum file {recorded.name} is damaged"
+    if path.stat().st_size != expected[0] or _file_facts(path)["sha256"] != expected[1]:
+        return "differs from its checksum (damaged or edited since it was written)"
+    return ""
+
+
 def incomplete(folder: str | Path) -> str:
     """Why `folder` cannot be trusted ("" if it can): missing, no manifest (the step that writes it did not
     finish), or a file missing or different from what the manifest says."""
     folder = Path(folder)
     if not (folder / MANIFEST).exists():
         return "does not exist" if not folder.exists() else f"has no {MANIFEST}: the step that writes it did not finish"
-    for name, facts in json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"].items():
+    try:
+        listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"].items()
+    except (ValueError, KeyError, AttributeError):
+        return f"its {MANIFEST} is damaged"
+    for name, facts in listed:
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"

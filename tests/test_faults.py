@@ -172,7 +172,7 @@ def test_a_folder_cut_short_or_without_its_manifest_is_not_trusted(tmp_path):
 
 def test_ensure_prepared_prepares_again_when_the_folder_is_incomplete(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(W, "_run_prerequisite", lambda stem, work, params, folder, problem: calls.append(problem))
+    monkeypatch.setattr(W, "_run_prerequisite", lambda stem, work, params, folder, problem, scale: calls.append(problem))
     final = published(W.prepared_dir(tmp_path, "icd10cm"), 1)
     W.ensure_prepared("icd10cm", tmp_path)
     assert calls == []
@@ -231,3 +231,64 @@ def test_a_nan_loss_stops_training_with_its_step():
     callback.on_log(args, state, None, logs={"loss": 0.7})
     with pytest.raises(FloatingPointError, match="loss became nan by step 30: the learning rate \\(5\\) is likely too high"):
         callback.on_log(args, state, None, logs={"loss": float("nan")})
+
+
+# A notebook that runs a missing prerequisite runs it at the caller's scale, and a size conflict names the
+# caller's own parameter
+
+
+def test_a_prerequisite_runs_with_the_preset_the_caller_runs_with(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(W, "_run_prerequisite", lambda stem, work, params, folder, problem, scale: calls.append((params, scale)))
+    monkeypatch.delenv(W.PRESET_ENVIRONMENT, raising=False)
+    smoke = W.load_preset("smoke")
+    caller = {**W.declared_defaults("04_training"), **smoke["04_training"]}  # the smoke values, given by hand
+    W.ensure_prepared("icd10cm", tmp_path, "all-MiniLM-L6-v2", "04_training", caller)
+    assert calls[-1][0] == {**smoke["03_data_preparation"], "dataset": "icd10cm", "model": "all-MiniLM-L6-v2"}
+    assert "the smoke preset's values" in calls[-1][1]
+    W.ensure_finetuned("icd10cm", tmp_path, "all-MiniLM-L6-v2", "05_evaluation",
+                       {**W.declared_defaults("05_evaluation"), **smoke["05_evaluation"]})
+    assert calls[-1][0] == {**smoke["04_training"], "dataset": "icd10cm", "model": "all-MiniLM-L6-v2", "sweep_batch_sizes": []}
+    own = {**W.declared_defaults("04_training"), "dev_corpus_size": 300}  # the user's own values: the defaults
+    W.ensure_prepared("icd10cm", tmp_path, "all-MiniLM-L6-v2", "04_training", own)
+    assert calls[-1] == ({"dataset": "icd10cm", "model": "all-MiniLM-L6-v2"}, "its defaults")
+    monkeypatch.setenv(W.PRESET_ENVIRONMENT, "smoke")  # what `workbook run --smoke` sets for its notebooks' kernels
+    W.ensure_prepared("icd10cm", tmp_path, "all-MiniLM-L6-v2", "04_training", own)
+    assert calls[-1][0]["corpus_size"] == smoke["03_data_preparation"]["corpus_size"]
+
+
+def test_workbook_run_names_its_preset_for_the_kernels_and_restores_the_environment(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.delenv(W.PRESET_ENVIRONMENT, raising=False)
+    monkeypatch.setattr(cli, "run_notebook", lambda *a, **k: seen.append(os.environ.get(W.PRESET_ENVIRONMENT))
+                        or W.NotebookRun("04_training", "ok", 0.0, "", {}))
+    assert cli.main(["run", "04", "--smoke", "--out", str(tmp_path / "a")]) == 0
+    assert cli.main(["run", "04", "--out", str(tmp_path / "b")]) == 0
+    assert seen == ["smoke", None] and W.PRESET_ENVIRONMENT not in os.environ
+
+
+def test_a_dev_corpus_too_small_names_the_notebooks_own_parameter():
+    from helpers.data import DataValidationError, RetrievalData
+    from helpers.training import dev_evaluator
+
+    corpus = {f"d{i}": f"document {i}" for i in range(30)}
+    data = RetrievalData("toy", corpus, {f"q{i}": f"query {i}" for i in range(12)},
+                         {"dev": {f"q{i}": {f"d{i}": 1} for i in range(12)}})
+    with pytest.raises(DataValidationError, match=r"^dev_corpus_size=10 is smaller than the 12 documents .* raise dev_corpus_size"):
+        dev_evaluator(data, 10, 42)
+
+
+@pytest.mark.notebooks
+def test_notebook_04_alone_with_the_smoke_values_prepares_its_data_at_that_scale(tmp_path):
+    """The case a learner meets: notebook 04 through papermill with the smoke preset's values, on an empty
+    work_dir. Notebook 03 must run at the smoke preset's sizes (not its 20,000-document defaults), and 04 finish."""
+    smoke = W.load_preset("smoke")["04_training"]
+    arguments = [argument for name, value in smoke.items() for argument in ("-p", name, json.dumps(value))]
+    completed = subprocess.run(
+        [*PAPERMILL, str(W.NOTEBOOK_DIR / "04_training.ipynb"), str(tmp_path / "04.ipynb"), *arguments,
+         "-p", "output_dir", str(tmp_path / "out"), "-p", "work_dir", str(tmp_path / "work")],
+        capture_output=True, text=True, cwd=W.NOTEBOOK_DIR, timeout=900, env={**os.environ, W.PRESET_ENVIRONMENT: ""})
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    prepared = json.loads((W.prepared_dir(tmp_path / "work", "icd10cm") / "dataset.json").read_text())
+    assert prepared["parameters"]["corpus_size"] == W.load_preset("smoke")["03_data_preparation"]["corpus_size"]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["train_examples"] == smoke["max_train_examples"]
