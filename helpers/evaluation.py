@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .models import model_fingerprint
-from .workbook import write_atomically
+from .workbook import unverified, write_atomically, write_checksum
 
 METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "recall@1", "recall@5", "recall@10", "recall@50", "mrr@10")
 
@@ -31,8 +31,10 @@ def encode(model: Any, texts: Sequence[str], cache_dir: str | Path | None = None
     if cache_dir is not None:
         digest = hashlib.sha256("\x1f".join(texts).encode("utf-8")).hexdigest()[:16]
         path = Path(cache_dir) / f"{model_fingerprint(model)}-{digest}.npy"
-        if path.exists():
+        if not (problem := unverified(path)):
             return torch.from_numpy(np.load(path)).to(model.device)
+        if path.exists():
+            print(f"cached embeddings {path.name} {problem}: encoding again", flush=True)
     embeddings = model.encode(list(texts), batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True,
                               show_progress_bar=show_progress_bar)
     if path is not None:
@@ -40,6 +42,7 @@ def encode(model: Any, texts: Sequence[str], cache_dir: str | Path | None = None
         partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")  # one per process: two runs may share a cache
         np.save(partial, embeddings.cpu().numpy())
         partial.replace(path)  # complete or absent: a crash never leaves half a file under the final name
+        write_checksum(path)  # last: a file without its checksum is never trusted
     return embeddings
 
 
@@ -194,8 +197,20 @@ def save_trec(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Mapping
                  for query_id in sorted(run)
                  for rank, (doc_id, score) in enumerate(best_first(run[query_id]), 1)]
         written.append(write_atomically(folder / f"{name}.trec", "".join(f"{line}\n" for line in lines)))
+        write_checksum(written[-1])
     lines = [f"{query_id} 0 {doc_id} {grade}" for query_id in sorted(qrels) for doc_id, grade in qrels[query_id].items()]
     return [*written, write_atomically(folder / "test.qrels", "".join(f"{line}\n" for line in lines))]
+
+
+def cached_trec_runs(folder: str | Path, names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]] | None:
+    """The runs `save_trec` left in `folder` (`<name>.trec` for each of `names`), or None if one is missing or
+    differs from its checksum (a line then says which and why: the caller ranks again)."""
+    for name in names:
+        if problem := unverified(Path(folder) / f"{name}.trec"):
+            if (Path(folder) / f"{name}.trec").exists():
+                print(f"cached ranking {name}.trec {problem}: ranking again", flush=True)
+            return None
+    return {name: load_trec_run(Path(folder) / f"{name}.trec") for name in names}
 
 
 def load_trec_run(path: str | Path) -> dict[str, dict[str, float]]:

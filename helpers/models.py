@@ -191,17 +191,21 @@ def gguf_to_hf_folder(gguf_path: str | os.PathLike[str], folder: str | os.PathLi
 
     transformers de-quantizes GGUF weights on load but refuses to save such a model, so the architecture is
     rebuilt from its config without the GGUF quantization entry, and the de-quantized weights are loaded into it.
+    The folder is reused by later runs while its manifest matches its files (see `workbook.cached_folder`).
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    folder = Path(folder)
-    if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
-        return folder
+    from .workbook import cached_folder
+
     gguf_path = Path(gguf_path)
-    loaded = AutoModel.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
-    settings = {k: v for k, v in loaded.config.to_dict().items() if k != "quantization_config"}
-    rebuilt = AutoModel.from_config(AutoConfig.for_model(settings.pop("model_type"), **settings), dtype=torch.float32)
-    rebuilt.load_state_dict(loaded.state_dict(), strict=True)
-    rebuilt.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name).save_pretrained(folder)
-    return folder
+
+    def convert(into: Path) -> None:
+        loaded = AutoModel.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+        settings = {k: v for k, v in loaded.config.to_dict().items() if k != "quantization_config"}
+        rebuilt = AutoModel.from_config(AutoConfig.for_model(settings.pop("model_type"), **settings), dtype=torch.float32)
+        rebuilt.load_state_dict(loaded.state_dict(), strict=True)
+        rebuilt.save_pretrained(into)
+        AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name).save_pretrained(into)
+
+    # Kept between runs with a manifest: a damaged file is noticed and the conversion done again
+    return cached_folder(folder, convert, {"converted_from": str(gguf_path), "bytes": gguf_path.stat().st_size})
