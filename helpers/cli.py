@@ -20,7 +20,7 @@ import yaml
 from .exercises import checked_exercises, write_learner_copies
 from .parameters import declared_parameters, read_value
 from .results import results_table
-from .workbook import (PRESET_ENVIRONMENT, RUNS_DIR, SMOKE_CELL_TIMEOUT, list_notebooks, load_preset,
+from .workbook import (PRECISION_ENVIRONMENT, PRESET_ENVIRONMENT, RUNS_DIR, SMOKE_CELL_TIMEOUT, list_notebooks, load_preset,
                        parameters_per_notebook, run_notebook, select_notebooks, write_summary)
 
 
@@ -28,18 +28,21 @@ from .workbook import (PRESET_ENVIRONMENT, RUNS_DIR, SMOKE_CELL_TIMEOUT, list_no
 def preset_named(name: str | None) -> Iterator[None]:
     """Name the preset of a run in the environment that the notebooks' kernels inherit (for the prerequisite
     notebooks they may run, see `workbook.preset_in_use`), and restore the environment afterwards."""
-    before = os.environ.get(PRESET_ENVIRONMENT)
+    before = {key: os.environ.get(key) for key in (PRESET_ENVIRONMENT, PRECISION_ENVIRONMENT)}
     if name:
         os.environ[PRESET_ENVIRONMENT] = name
     else:
         os.environ.pop(PRESET_ENVIRONMENT, None)
+    if name == "smoke":  # the smoke run computes in fp32 on every machine, so that its figures compare across them
+        os.environ.setdefault(PRECISION_ENVIRONMENT, "fp32")
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(PRESET_ENVIRONMENT, None)
-        else:
-            os.environ[PRESET_ENVIRONMENT] = before
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def command_list(_: argparse.Namespace) -> int:

@@ -30,7 +30,8 @@ def encode(model: Any, texts: Sequence[str], cache_dir: str | Path | None = None
     path = None
     if cache_dir is not None:
         digest = hashlib.sha256("\x1f".join(texts).encode("utf-8")).hexdigest()[:16]
-        path = Path(cache_dir) / f"{model_fingerprint(model)}-{digest}.npy"
+        precision = getattr(model, "encoding_precision", "fp32")  # bf16 and fp32 vectors differ in the last digits
+        path = Path(cache_dir) / f"{model_fingerprint(model)}-{precision}-{digest}.npy"
         if not (problem := unverified(path)):
             return torch.from_numpy(np.load(path)).to(model.device)
         if path.exists():

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import socket
+import types
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+
+from .workbook import PRECISION_ENVIRONMENT
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # Names under which users know the packaged default model; all resolve to the installed copy.
@@ -98,21 +101,62 @@ def choose_device(preferred: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 
 
-def choose_precision(device: str, preferred: str | None = None) -> Precision:
-    """Training precision for `device`: bf16 where the GPU supports it, fp16 on older CUDA, fp32 otherwise.
+_NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # x86 CPU flags: bf16 matrix products in hardware
 
-    Mixed precision on the CPU is refused: it is a GPU setting (the seed text sets `fp16=True` whatever the device).
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux reports them (/proc/cpuinfo); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_computes_bf16_natively() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX, or AVX512-BF16 on Intel and AMD): there
+    bf16 trains and encodes 1.7-1.9x faster than fp32 (benchmarks/bench_training.py, bench_encoding.py); on an
+    AVX2-only CPU it is emulated, and slower than fp32."""
+    return bool(cpu_flags() & set(_NATIVE_BF16_FLAGS))
+
+
+def choose_precision(device: str, preferred: str | None = None) -> Precision:
+    """Training and encoding precision for `device`: `preferred` if given, else $WORKBOOK_PRECISION if set, else
+    bf16 where the hardware computes it (a GPU that supports it, or a CPU with AMX or AVX512-BF16), fp16 on
+    older CUDA GPUs, fp32 otherwise.
+
+    fp16 on the CPU is refused: it is a GPU setting (the source chapter sets `fp16=True` whatever the device).
     """
     on_cuda = device.startswith("cuda")
+    source = "precision"
+    if not preferred and os.environ.get(PRECISION_ENVIRONMENT):
+        preferred, source = os.environ[PRECISION_ENVIRONMENT], f"${PRECISION_ENVIRONMENT}"
     if preferred:
         if preferred not in ("bf16", "fp16", "fp32"):
-            raise ValueError(f"unknown precision {preferred!r}: use 'bf16', 'fp16' or 'fp32'")
-        if preferred != "fp32" and not on_cuda:
-            raise ValueError(f"precision {preferred!r} needs a CUDA GPU; on {device!r} use 'fp32'")
-        if preferred == "bf16" and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"unknown {source} {preferred!r}: use 'bf16', 'fp16' or 'fp32'")
+        if preferred == "fp16" and not on_cuda:
+            raise ValueError(f"{source} 'fp16' needs a CUDA GPU; on {device!r} use 'bf16' or 'fp32'")
+        if preferred == "bf16" and on_cuda and not torch.cuda.is_bf16_supported():
             raise ValueError("this GPU does not support bf16: use 'fp16'")
+        if preferred == "bf16" and device.startswith("mps"):
+            raise ValueError(f"{source} 'bf16' is not supported on {device!r} here: use 'fp32'")
         return preferred  # type: ignore[return-value]
-    return "fp32" if not on_cuda else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if on_cuda:
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if device.startswith("cpu") and cpu_computes_bf16_natively() else "fp32"
+
+
+def encoding_autocast(device: str, precision: Precision):
+    """The context that `encode` runs in: bf16 autocast on the CPU when bf16 is chosen (the weights stay fp32,
+    matrix products run in bf16), nothing otherwise (a GPU model encodes in its own dtype)."""
+    import contextlib
+
+    if precision == "bf16" and device.startswith("cpu"):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def precision_flags(precision: Precision) -> dict[str, bool]:
@@ -120,8 +164,13 @@ def precision_flags(precision: Precision) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def load_model(name: str | os.PathLike[str] = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype = torch.float32):
+def load_model(name: str | os.PathLike[str] = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype = torch.float32,
+               precision: str | None = None):
     """Load a SentenceTransformer by name (see `resolve_model`) on `device` (see `choose_device`).
+
+    Its `encode` runs in the precision `choose_precision` picks for the device (or `precision`): on a CPU that
+    computes bf16 natively, under bf16 autocast (cosine to the fp32 embedding of each text >= 0.9999, about twice
+    as fast). The choice is kept as `model.encoding_precision`, and embedding caches are keyed by it.
 
     Weights are loaded in `dtype`, fp32 by default whatever the checkpoint holds: transformers 5 would keep a
     half-precision checkpoint in half precision, and training would then update half-precision weights (mixed
@@ -131,8 +180,26 @@ def load_model(name: str | os.PathLike[str] = DEFAULT_MODEL, device: str | None 
     resolved = resolve_model(name)  # before the slow import, so that a bad name fails at once
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(resolved, device=choose_device(device), trust_remote_code=False,
-                               local_files_only=Path(resolved).exists() or _in_hub_cache(resolved), model_kwargs={"dtype": dtype})
+    chosen = choose_device(device)
+    model = SentenceTransformer(resolved, device=chosen, trust_remote_code=False,
+                                local_files_only=Path(resolved).exists() or _in_hub_cache(resolved), model_kwargs={"dtype": dtype})
+    return with_encoding_precision(model, choose_precision(chosen, precision) if dtype == torch.float32 else "fp32")
+
+
+def with_encoding_precision(model: Any, precision: Precision) -> Any:
+    """Make `model.encode` run under `encoding_autocast` for `precision` (recorded as `model.encoding_precision`).
+    A bound method of the model itself, so that a deep copy of the model encodes with the copy."""
+    model.encoding_precision = "fp32" if precision == "fp16" and model.device.type != "cuda" else precision
+    model.encode = types.MethodType(_encode_in_precision, model)
+    return model
+
+
+def _encode_in_precision(self: Any, *args: Any, **kwargs: Any) -> Any:
+    with encoding_autocast(self.device.type, self.encoding_precision):
+        embeddings = type(self).encode(self, *args, **kwargs)
+    if isinstance(embeddings, torch.Tensor) and embeddings.dtype == torch.bfloat16:
+        embeddings = embeddings.float()  # callers compute with fp32 vectors
+    return embeddings
 
 
 def model_fingerprint(model: Any) -> str:

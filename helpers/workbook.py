@@ -69,6 +69,7 @@ def embeddings_dir(work_dir: str | Path) -> Path:
 
 
 PRESET_ENVIRONMENT = "WORKBOOK_PRESET"  # set by `workbook run --smoke`; the notebooks' kernels inherit it
+PRECISION_ENVIRONMENT = "WORKBOOK_PRECISION"  # fp32 or bf16: overrides the automatic choice (the smoke run pins fp32)
 
 
 def ensure_prepared(dataset: str, work_dir: str | Path, model: str = "all-MiniLM-L6-v2", caller: str = "",
@@ -155,10 +156,14 @@ def _plain(value: Any) -> Any:
 
 
 def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any], settings: Mapping[str, Any]) -> Path:
-    """Write `metrics.json` (the figures a notebook computed, and under "parameters" the settings it ran with)
-    into `output_dir` in one step, and return its path."""
+    """Write `metrics.json` (the figures a notebook computed, under "parameters" the settings it ran with, and
+    under "numeric_precision" the precision models encode in on this machine) into `output_dir` in one step, and
+    return its path."""
+    from .models import choose_device, choose_precision
+
+    numeric = {"numeric_precision": choose_precision(choose_device())}  # what load_model encodes in, here
     return write_atomically(Path(output_dir) / "metrics.json",
-                            json.dumps(_plain({**metrics, "parameters": settings}), indent=2, sort_keys=True))
+                            json.dumps(_plain({**numeric, **metrics, "parameters": settings}), indent=2, sort_keys=True))
 
 
 def write_atomically(path: Path, text: str) -> Path:

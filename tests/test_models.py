@@ -62,18 +62,63 @@ def test_loading_the_default_model_makes_no_network_call(monkeypatch):
 def test_device_and_precision_on_cpu(monkeypatch):
     monkeypatch.setattr(M.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(M.torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.delenv(M.PRECISION_ENVIRONMENT, raising=False)
+    monkeypatch.setattr(M, "cpu_flags", lambda: {"avx2", "fma"})  # an AVX2-only CPU: bf16 would be emulated, slower
     assert M.choose_device() == "cpu"
     assert M.choose_precision("cpu") == "fp32"
     assert M.precision_flags("fp32") == {"bf16": False, "fp16": False}
     with pytest.raises(ValueError, match="no CUDA GPU"):
         M.choose_device("cuda")
-    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+    with pytest.raises(ValueError, match="'fp16' needs a CUDA GPU"):
         M.choose_precision("cpu", "fp16")
     with pytest.raises(ValueError, match="unknown device"):
         M.choose_device("tpu")
 
 
+@pytest.mark.parametrize("flags, expected", [({"avx2"}, "fp32"), ({"avx2", "avx512f"}, "fp32"),
+                                              ({"avx512f", "avx512_bf16"}, "bf16"), ({"amx_tile", "amx_bf16"}, "bf16")])
+def test_the_cpu_computes_in_bf16_only_where_its_hardware_does(monkeypatch, flags, expected):
+    monkeypatch.delenv(M.PRECISION_ENVIRONMENT, raising=False)
+    monkeypatch.setattr(M, "cpu_flags", lambda: flags)
+    assert M.choose_precision("cpu") == expected
+    assert M.choose_precision("cpu", "fp32") == "fp32" and M.choose_precision("cpu", "bf16") == "bf16"  # the parameter wins
+    monkeypatch.setenv(M.PRECISION_ENVIRONMENT, "fp32")  # what the smoke run and the tests set
+    assert M.choose_precision("cpu") == "fp32" and M.choose_precision("cpu", "bf16") == "bf16"
+    monkeypatch.setenv(M.PRECISION_ENVIRONMENT, "fp8")
+    with pytest.raises(ValueError, match=r"unknown \$WORKBOOK_PRECISION 'fp8'"):
+        M.choose_precision("cpu")
+
+
+def test_cpu_flags_are_read_from_the_kernels_report():
+    flags = M.cpu_flags()
+    assert not flags or "fpu" in flags  # Linux lists fpu on every x86 CPU; elsewhere the set is empty
+
+
+def test_bf16_encoding_stays_within_a_rounding_of_fp32_and_is_kept_apart_in_the_cache(tmp_path):
+    from helpers.evaluation import encode
+
+    texts = ["Cholera due to Vibrio cholerae 01, biovar eltor", "Typhoid fever, unspecified", "chest pain on exertion"]
+    fp32, bf16 = M.load_model(device="cpu", precision="fp32"), M.load_model(device="cpu", precision="bf16")
+    assert (fp32.encoding_precision, bf16.encoding_precision) == ("fp32", "bf16")
+    a, b = encode(fp32, texts, tmp_path, show_progress_bar=False), encode(bf16, texts, tmp_path, show_progress_bar=False)
+    assert b.dtype == M.torch.float32 and not M.torch.equal(a, b)  # really computed in bf16, returned in fp32
+    assert M.torch.nn.functional.cosine_similarity(a, b).min() > 0.999
+    assert len(list(tmp_path.glob("*-fp32-*.npy"))) == 1 and len(list(tmp_path.glob("*-bf16-*.npy"))) == 1
+
+
+def test_a_deep_copy_encodes_with_its_own_weights(base_model):
+    import copy
+
+    twin = copy.deepcopy(base_model)
+    with M.torch.no_grad():
+        for weight in twin.parameters():
+            weight.mul_(0.5)
+    assert twin.encode.__self__ is twin
+    assert not M.torch.equal(twin.encode(["asthma"], convert_to_tensor=True), base_model.encode(["asthma"], convert_to_tensor=True))
+
+
 def test_precision_on_cuda_follows_bf16_support(monkeypatch):
+    monkeypatch.delenv(M.PRECISION_ENVIRONMENT, raising=False)
     monkeypatch.setattr(M.torch.cuda, "is_bf16_supported", lambda: True)
     assert M.choose_precision("cuda") == "bf16"
     monkeypatch.setattr(M.torch.cuda, "is_bf16_supported", lambda: False)

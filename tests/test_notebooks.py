@@ -106,6 +106,12 @@ def test_04_training(smoke_run):
     final = Path(metrics["model_dir"])
     assert (final / "model.safetensors").exists()
     assert json.loads((final / "training.json").read_text())["train_examples"] == 48
+    # section 8: the smoke run pins fp32 (WORKBOOK_PRECISION), and compares bf16 with it at equal settings
+    comparison = metrics["precision_comparison"]
+    assert metrics["numeric_precision"] == "fp32" and comparison["arms"] == ["bf16", "fp32"]
+    assert comparison["ci"][0] <= comparison["difference"] <= comparison["ci"][1]
+    assert 0 < comparison["bf16_matmul_max_error"] < 0.02  # three significant digits, not none
+    assert all(row["training examples/s"] > 0 and row["encoding texts/s"] > 0 for row in comparison["by_arm"].values())
 
 
 def test_04_builds_the_arguments_that_notebooks_01_and_06_train_with(smoke_run, tmp_path):

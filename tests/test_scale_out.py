@@ -116,7 +116,7 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 120) ->
     raise TimeoutError(f"the Ray head did not listen on port {port} within {seconds:.0f} s")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_cluster():
     """A Ray head node started like a cluster's (`ray start --head`), owned by this test: its own temporary
     folder and ports, in the foreground (`--block`) of a process group of its own, and stopped through that
@@ -145,7 +145,7 @@ def ray_cluster():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def stop_process_group(process: subprocess.Popen, grace: float = 10) -> None:
+def stop_process_group(process: subprocess.Popen, grace: float = 3) -> None:
     """Stop what `process` started, and only that: SIGTERM to its process group (the head's GCS, raylet and
     workers are in it, as `ray stop` would send them), then SIGKILL to what is left after `grace` seconds."""
     group = process.pid

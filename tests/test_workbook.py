@@ -124,7 +124,8 @@ def test_metrics_are_written_as_plain_json(tmp_path):
     import numpy as np
 
     path = W.write_metrics(tmp_path, {"ndcg": np.float32(0.5), "ci": (np.float64(0.1), 0.2), "nan": float("nan")}, {"seed": 1})
-    assert json.loads(path.read_text()) == {"ndcg": 0.5, "ci": [0.1, 0.2], "nan": None, "parameters": {"seed": 1}}
+    assert json.loads(path.read_text()) == {"ndcg": 0.5, "ci": [0.1, 0.2], "nan": None, "parameters": {"seed": 1},
+                                            "numeric_precision": "fp32"}  # the tests pin fp32 (conftest)
 
 
 def test_environment_yml_agrees_with_pyproject():
