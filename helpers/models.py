@@ -189,7 +189,8 @@ def load_model(name: str | os.PathLike[str] = DEFAULT_MODEL, device: str | None 
 def with_encoding_precision(model: Any, precision: Precision) -> Any:
     """Make `model.encode` run under `encoding_autocast` for `precision` (recorded as `model.encoding_precision`).
     A bound method of the model itself, so that a deep copy of the model encodes with the copy."""
-    model.encoding_precision = "fp32" if precision == "fp16" and model.device.type != "cuda" else precision
+    # Only the CPU's bf16 autocast changes what encode computes; elsewhere the model encodes in its own dtype (fp32)
+    model.encoding_precision = "bf16" if precision == "bf16" and model.device.type == "cpu" else "fp32"
     model.encode = types.MethodType(_encode_in_precision, model)
     return model
 
