@@ -18,15 +18,17 @@ import numpy as np
 import torch
 
 from .models import model_fingerprint
+from .progress import live_progress
 from .workbook import unverified, write_atomically, write_checksum
 
 METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "recall@1", "recall@5", "recall@10", "recall@50", "mrr@10")
 
 
 def encode(model: Any, texts: Sequence[str], cache_dir: str | Path | None = None, batch_size: int = 128,
-           show_progress_bar: bool = True) -> torch.Tensor:
+           show_progress_bar: bool | None = None) -> torch.Tensor:
     """Normalised embeddings of `texts`, in order. With `cache_dir`, they are saved under the model's weight
-    fingerprint and a hash of the texts, so the notebooks of a run encode one corpus once per model."""
+    fingerprint and a hash of the texts, so the notebooks of a run encode one corpus once per model. A progress
+    bar shows where someone watches (`progress.live_progress`, the default) or where `show_progress_bar` asks."""
     path = None
     if cache_dir is not None:
         digest = hashlib.sha256("\x1f".join(texts).encode("utf-8")).hexdigest()[:16]
@@ -37,7 +39,7 @@ def encode(model: Any, texts: Sequence[str], cache_dir: str | Path | None = None
         if path.exists():
             print(f"cached embeddings {path.name} {problem}: encoding again", flush=True)
     embeddings = model.encode(list(texts), batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True,
-                              show_progress_bar=show_progress_bar)
+                              show_progress_bar=live_progress() if show_progress_bar is None else show_progress_bar)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")  # one per process: two runs may share a cache

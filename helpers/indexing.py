@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .models import model_fingerprint
+from .progress import live_progress
 
 LIVE_ALIAS = "live"
 ALIASES_TABLE = "aliases"
@@ -131,14 +132,15 @@ def open_and_plan(db: Any, table_name: str, documents: Mapping[str, str], model:
 
 def sync_index(db: Any, table_name: str, documents: Mapping[str, str], model: Any, model_name: str,
                batch_size: int | None = None, on_batch: Callable[[int, int], None] | None = None,
-               show_progress_bar: bool = True, embed: Callable[[list[str]], np.ndarray] | None = None) -> IndexStats:
+               show_progress_bar: bool | None = None, embed: Callable[[list[str]], np.ndarray] | None = None) -> IndexStats:
     """Bring `table_name` up to date with `documents` (id -> text) under `model`, resumably.
 
     Each batch of `batch_size` documents is encoded and upserted by id in one atomic LanceDB commit; a process
     killed part-way loses at most the batch in flight, and running this again embeds only what is missing.
     `on_batch(embedded_so_far, to_embed)` is called after every commit. `embed(texts)` replaces `model.encode`
     where `model`'s normalised vectors already exist (read from `evaluation.encode`'s cache, which keys them by
-    the same weight fingerprint that the rows record); nothing checks that they are `model`'s.
+    the same weight fingerprint that the rows record); nothing checks that they are `model`'s. The progress bar
+    shows where someone watches (`progress.live_progress`, the default) or where `show_progress_bar` asks.
     """
     from tqdm.auto import tqdm
 
@@ -148,7 +150,7 @@ def sync_index(db: Any, table_name: str, documents: Mapping[str, str], model: An
     batch_size = batch_size or encode_batch_size(model.device.type)
     table, to_embed, to_delete = open_and_plan(db, table_name, documents, model, version)
     progress = tqdm(total=len(to_embed), unit="doc", desc=f"embedding into {table_name}",
-                    disable=not show_progress_bar or not to_embed)
+                    disable=not (live_progress() if show_progress_bar is None else show_progress_bar) or not to_embed)
     for start in range(0, len(to_embed), batch_size):
         ids = to_embed[start:start + batch_size]
         texts = [documents[doc_id] for doc_id in ids]

@@ -24,6 +24,7 @@ from transformers import TrainerCallback
 from .data import RetrievalData, subsample
 from .models import choose_precision, precision_flags
 from .parameters import check_values, declared_parameters
+from .progress import quiet_trainer
 from .workbook import MANIFEST, NOTEBOOK_DIR, incomplete, write_manifest
 
 RECIPE_NOTEBOOK = NOTEBOOK_DIR / "04_training.ipynb"
@@ -195,8 +196,8 @@ def train_with_recipe(model: Any, train_dataset: Any, output_dir: str | Path, se
         raise ValueError(f"{len(train_dataset)} training example(s): MNRL needs at least two to have a negative")
     args = recipe_arguments(output_dir, settings, model.device.type, model.tokenizer, seed)
     loss = MultipleNegativesRankingLoss(model)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
-                                         callbacks=[StopOnNonFiniteLoss()])
+    trainer = quiet_trainer(SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
+                                                       callbacks=[StopOnNonFiniteLoss()]))
     started = time.perf_counter()
     output = trainer.train()
     return {"steps": trainer.state.global_step, "seconds": time.perf_counter() - started,

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from .parameters import check_values, declared_parameters
+from .progress import batch_run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -401,8 +402,9 @@ def run_notebook(path: Path, out_dir: Path, parameters: Mapping[str, Any], work_
     started = time.perf_counter()
     status, error = "ok", ""
     try:
-        papermill.execute_notebook(str(path), str(executed), parameters=full, kernel_name="python3", progress_bar=True,
-                                   cwd=str(path.parent), execution_timeout=cell_timeout)
+        with batch_run():  # the kernel's progress bars would be frozen in the executed copy: none there
+            papermill.execute_notebook(str(path), str(executed), parameters=full, kernel_name="python3", progress_bar=True,
+                                       cwd=str(path.parent), execution_timeout=cell_timeout)
     except PapermillExecutionError as failure:
         status, error = "failed", f"{failure.ename}: {failure.evalue}"
     except CellTimeoutError:

@@ -5,6 +5,7 @@ copies and compares the cells marked NBVAL_CHECK_OUTPUT: the same parameters mus
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,20 @@ def test_every_notebook_ran_and_wrote_metrics(smoke_run):
     out, summary = smoke_run
     assert set(summary) == {path.stem for path in list_notebooks()}
     assert (out / "summary.md").read_text().count("ok in") == len(summary)
+
+
+FROZEN_PROGRESS_BAR = re.compile(r"\d+%\|[^|\n]*\| *\d+/\d+")  # tqdm's "  0%|          | 0/8 [00:00<?, ?it/s]"
+
+
+def test_the_executed_copies_hold_no_frozen_progress_bar(smoke_run):
+    """A bar printed in a papermill run stays frozen in the executed copy: `workbook run` keeps them out."""
+    out, _ = smoke_run
+    for path in list_notebooks():
+        for number, cell in enumerate(nbformat.read(out / path.stem / path.name, as_version=4).cells):
+            for output in cell.get("outputs", []):
+                text = output.get("text", "") + output.get("data", {}).get("text/plain", "")
+                bar = FROZEN_PROGRESS_BAR.search(text)
+                assert bar is None, f"{path.stem} cell {number} prints a progress bar: {bar.group(0)!r}"
 
 
 def test_01_why_finetune(smoke_run):

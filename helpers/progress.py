@@ -1,0 +1,55 @@
+"""Progress bars for the one who watches them: live in JupyterLab, absent from a copy executed by `workbook run`.
+
+A notebook executed by papermill keeps every output it printed, so a progress bar is frozen in its first state
+("Batches: 0%") forever. `workbook run` sets the variables of `batch_run_environment()` for the kernels it
+starts: tqdm and Hugging Face's own bars read them, `live_progress()` tells the workbook's helpers, and
+`quiet_trainer` takes the trainer's progress table off (kept in a live session: it is how you watch a run).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+BATCH_RUN_ENVIRONMENT = "WORKBOOK_EXECUTED"
+
+
+def batch_run_environment() -> dict[str, str]:
+    """The variables `workbook run` sets for the kernels it starts: no one watches their progress bars."""
+    return {BATCH_RUN_ENVIRONMENT: "1", "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+def live_progress() -> bool:
+    """True where someone may watch a progress bar (a live kernel, a terminal); False in a batch run."""
+    return os.environ.get(BATCH_RUN_ENVIRONMENT) != "1"
+
+
+def quiet_trainer(trainer: Any) -> Any:
+    """`trainer` without the callbacks that print every log line (transformers' `PrinterCallback`, used when
+    `disable_tqdm` is set) and, in a batch run, without its progress bar or notebook table; returns it."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    if not live_progress():
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(NotebookProgressCallback)
+    return trainer
+
+
+@contextmanager
+def batch_run() -> Iterator[None]:
+    """Set `batch_run_environment()` for the kernels started inside (they inherit the environment), then restore
+    the environment as it was. Set it after tqdm is imported here: this process's own bars stay."""
+    before = {key: os.environ.get(key) for key in batch_run_environment()}
+    os.environ.update(batch_run_environment())
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

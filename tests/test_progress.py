@@ -1,0 +1,37 @@
+"""Progress bars: live where someone watches, absent from the copies `workbook run` executes."""
+
+import os
+
+import pytest
+from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from helpers import progress
+
+
+def test_a_batch_run_sets_the_variables_for_its_kernels_and_restores_them(monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    monkeypatch.delenv(progress.BATCH_RUN_ENVIRONMENT, raising=False)
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    assert progress.live_progress()
+    with progress.batch_run():
+        assert not progress.live_progress()
+        assert os.environ["TQDM_DISABLE"] == "1" and os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    assert progress.live_progress()
+    assert os.environ["TQDM_DISABLE"] == "0" and "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
+
+
+@pytest.mark.parametrize("batch_run", [False, True])
+def test_quiet_trainer_drops_the_log_printer_always_and_the_progress_bar_in_a_batch_run(batch_run, base_model, tmp_path,
+                                                                                         monkeypatch):
+    from datasets import Dataset
+
+    monkeypatch.setenv(progress.BATCH_RUN_ENVIRONMENT, "1" if batch_run else "0")
+    rows = Dataset.from_dict({"anchor": ["a", "b"], "positive": ["c", "d"]})
+    for disable_tqdm in (False, True):  # True: transformers prints every log line instead of a bar
+        args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path), disable_tqdm=disable_tqdm, report_to="none",
+                                                    use_cpu=True)
+        trainer = progress.quiet_trainer(SentenceTransformerTrainer(model=base_model, args=args, train_dataset=rows))
+        kinds = [type(callback) for callback in trainer.callback_handler.callbacks]
+        assert PrinterCallback not in kinds
+        assert any(issubclass(kind, ProgressCallback) for kind in kinds) == (not batch_run and not disable_tqdm)
