@@ -53,3 +53,23 @@ def batch_run() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def silence_widget_bars_in_batch_runs() -> None:
+    """In a batch run, switch off tqdm's notebook (widget) bars as well: they pass `disable` to tqdm themselves,
+    so `TQDM_DISABLE` never reaches them, and libraries create them on their own (sentence-transformers' model
+    card, for one). Called when the package is imported; does nothing where someone watches."""
+    if live_progress():
+        return
+    import tqdm.notebook
+
+    original = tqdm.notebook.tqdm.__init__
+    if getattr(original, "silenced_by_workbook", False):
+        return
+
+    def silenced(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        original(self, *args, **kwargs)
+
+    silenced.silenced_by_workbook = True  # type: ignore[attr-defined]
+    tqdm.notebook.tqdm.__init__ = silenced

@@ -35,3 +35,18 @@ def test_quiet_trainer_drops_the_log_printer_always_and_the_progress_bar_in_a_ba
         kinds = [type(callback) for callback in trainer.callback_handler.callbacks]
         assert PrinterCallback not in kinds
         assert any(issubclass(kind, ProgressCallback) for kind in kinds) == (not batch_run and not disable_tqdm)
+
+
+def test_widget_bars_are_silenced_in_a_batch_run_only(monkeypatch):
+    import tqdm.notebook
+
+    monkeypatch.setattr(tqdm.notebook.tqdm, "__init__", tqdm.notebook.tqdm.__init__)  # restored after the test
+    monkeypatch.setenv(progress.BATCH_RUN_ENVIRONMENT, "0")
+    progress.silence_widget_bars_in_batch_runs()
+    assert not getattr(tqdm.notebook.tqdm.__init__, "silenced_by_workbook", False)
+    monkeypatch.setenv(progress.BATCH_RUN_ENVIRONMENT, "1")
+    progress.silence_widget_bars_in_batch_runs()
+    progress.silence_widget_bars_in_batch_runs()  # twice: wrapped once
+    assert tqdm.notebook.tqdm.__init__.silenced_by_workbook
+    bar = tqdm.notebook.tqdm(range(3), disable=False)
+    assert bar.disable and list(bar) == [0, 1, 2]
