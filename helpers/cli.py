@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .environment import temporary_environment
 from .exercises import checked_exercises, write_learner_copies
 from .parameters import declared_parameters, read_value
 from .results import results_table
@@ -28,21 +29,11 @@ from .workbook import (PRECISION_ENVIRONMENT, PRESET_ENVIRONMENT, RUNS_DIR, SMOK
 def preset_named(name: str | None) -> Iterator[None]:
     """Name the preset of a run in the environment that the notebooks' kernels inherit (for the prerequisite
     notebooks they may run, see `workbook.preset_in_use`), and restore the environment afterwards."""
-    before = {key: os.environ.get(key) for key in (PRESET_ENVIRONMENT, PRECISION_ENVIRONMENT)}
-    if name:
-        os.environ[PRESET_ENVIRONMENT] = name
-    else:
-        os.environ.pop(PRESET_ENVIRONMENT, None)
-    if name == "smoke":  # the smoke run computes in fp32 on every machine, so that its figures compare across them
-        os.environ.setdefault(PRECISION_ENVIRONMENT, "fp32")
-    try:
+    changes: dict[str, str | None] = {PRESET_ENVIRONMENT: name or None}
+    if name == "smoke" and PRECISION_ENVIRONMENT not in os.environ:  # the smoke run computes in fp32 on every machine,
+        changes[PRECISION_ENVIRONMENT] = "fp32"  # so that its figures compare across them
+    with temporary_environment(changes):
         yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def command_list(_: argparse.Namespace) -> int:

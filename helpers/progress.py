@@ -9,9 +9,10 @@ starts: tqdm and Hugging Face's own bars read them, `live_progress()` tells the 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
+
+from .environment import temporary_environment
 
 BATCH_RUN_ENVIRONMENT = "WORKBOOK_EXECUTED"
 
@@ -39,20 +40,10 @@ def quiet_trainer(trainer: Any) -> Any:
     return trainer
 
 
-@contextmanager
-def batch_run() -> Iterator[None]:
+def batch_run() -> AbstractContextManager[None]:
     """Set `batch_run_environment()` for the kernels started inside (they inherit the environment), then restore
     the environment as it was. Set it after tqdm is imported here: this process's own bars stay."""
-    before = {key: os.environ.get(key) for key in batch_run_environment()}
-    os.environ.update(batch_run_environment())
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return temporary_environment(batch_run_environment())
 
 
 def silence_widget_bars_in_batch_runs() -> None:

@@ -50,3 +50,13 @@ def test_widget_bars_are_silenced_in_a_batch_run_only(monkeypatch):
     assert tqdm.notebook.tqdm.__init__.silenced_by_workbook
     bar = tqdm.notebook.tqdm(range(3), disable=False)
     assert bar.disable and list(bar) == [0, 1, 2]
+
+
+def test_a_temporary_environment_sets_removes_and_restores(monkeypatch):
+    from helpers.environment import temporary_environment
+
+    monkeypatch.setenv("WORKBOOK_TEST_KEPT", "before")
+    monkeypatch.delenv("WORKBOOK_TEST_NEW", raising=False)
+    with temporary_environment({"WORKBOOK_TEST_KEPT": None, "WORKBOOK_TEST_NEW": "set"}):
+        assert "WORKBOOK_TEST_KEPT" not in os.environ and os.environ["WORKBOOK_TEST_NEW"] == "set"
+    assert os.environ["WORKBOOK_TEST_KEPT"] == "before" and "WORKBOOK_TEST_NEW" not in os.environ
