@@ -27,14 +27,15 @@ def live_progress() -> bool:
     return os.environ.get(BATCH_RUN_ENVIRONMENT) != "1"
 
 
-def quiet_trainer(trainer: Any) -> Any:
+def quiet_trainer(trainer: Any, live_table: bool = True) -> Any:
     """`trainer` without the callbacks that print every log line (transformers' `PrinterCallback`, used when
-    `disable_tqdm` is set) and, in a batch run, without its progress bar or notebook table; returns it."""
+    `disable_tqdm` is set) and, in a batch run or without `live_table`, without its progress bar or notebook
+    table; returns it."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.utils.notebook import NotebookProgressCallback
 
     trainer.remove_callback(PrinterCallback)
-    if not live_progress():
+    if not live_table or not live_progress():
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(NotebookProgressCallback)
     return trainer

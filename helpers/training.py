@@ -196,8 +196,9 @@ def train_with_recipe(model: Any, train_dataset: Any, output_dir: str | Path, se
         raise ValueError(f"{len(train_dataset)} training example(s): MNRL needs at least two to have a negative")
     args = recipe_arguments(output_dir, settings, model.device.type, model.tokenizer, seed)
     loss = MultipleNegativesRankingLoss(model)
-    trainer = quiet_trainer(SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
-                                                       callbacks=[StopOnNonFiniteLoss()]))
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
+                                         callbacks=[StopOnNonFiniteLoss()])
+    quiet_trainer(trainer, live_table=False)  # a brief run prints its own line: no table, live or executed, the same in both
     started = time.perf_counter()
     output = trainer.train()
     return {"steps": trainer.state.global_step, "seconds": time.perf_counter() - started,

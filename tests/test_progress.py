@@ -35,6 +35,8 @@ def test_quiet_trainer_drops_the_log_printer_always_and_the_progress_bar_in_a_ba
         kinds = [type(callback) for callback in trainer.callback_handler.callbacks]
         assert PrinterCallback not in kinds
         assert any(issubclass(kind, ProgressCallback) for kind in kinds) == (not batch_run and not disable_tqdm)
+    without_table = progress.quiet_trainer(SentenceTransformerTrainer(model=base_model, args=args, train_dataset=rows), live_table=False)
+    assert not any(issubclass(type(callback), (ProgressCallback, PrinterCallback)) for callback in without_table.callback_handler.callbacks)
 
 
 def test_widget_bars_are_silenced_in_a_batch_run_only(monkeypatch):
