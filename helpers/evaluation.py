@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .models import model_fingerprint
-from .progress import live_progress
+from .progress import bar_shown
 from .workbook import unverified, write_atomically, write_checksum
 
 METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "recall@1", "recall@5", "recall@10", "recall@50", "mrr@10")
@@ -39,7 +39,7 @@ def encode(model: Any, texts: Sequence[str], cache_dir: str | Path | None = None
         if path.exists():
             print(f"cached embeddings {path.name} {problem}: encoding again", flush=True)
     embeddings = model.encode(list(texts), batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True,
-                              show_progress_bar=live_progress() if show_progress_bar is None else show_progress_bar)
+                              show_progress_bar=bar_shown(show_progress_bar))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")  # one per process: two runs may share a cache

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .models import model_fingerprint
-from .progress import live_progress
+from .progress import bar_shown
 
 LIVE_ALIAS = "live"
 ALIASES_TABLE = "aliases"
@@ -150,7 +150,7 @@ def sync_index(db: Any, table_name: str, documents: Mapping[str, str], model: An
     batch_size = batch_size or encode_batch_size(model.device.type)
     table, to_embed, to_delete = open_and_plan(db, table_name, documents, model, version)
     progress = tqdm(total=len(to_embed), unit="doc", desc=f"embedding into {table_name}",
-                    disable=not (live_progress() if show_progress_bar is None else show_progress_bar) or not to_embed)
+                    disable=not bar_shown(show_progress_bar) or not to_embed)
     for start in range(0, len(to_embed), batch_size):
         ids = to_embed[start:start + batch_size]
         texts = [documents[doc_id] for doc_id in ids]

@@ -27,6 +27,11 @@ def live_progress() -> bool:
     return os.environ.get(BATCH_RUN_ENVIRONMENT) != "1"
 
 
+def bar_shown(requested: bool | None) -> bool:
+    """Whether to show a progress bar: as `requested`, or (None) where someone watches."""
+    return live_progress() if requested is None else requested
+
+
 def quiet_trainer(trainer: Any, live_table: bool = True) -> Any:
     """`trainer` without the callbacks that print every log line (transformers' `PrinterCallback`, used when
     `disable_tqdm` is set) and, in a batch run or without `live_table`, without its progress bar or notebook

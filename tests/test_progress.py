@@ -62,3 +62,10 @@ def test_a_temporary_environment_sets_removes_and_restores(monkeypatch):
     with temporary_environment({"WORKBOOK_TEST_KEPT": None, "WORKBOOK_TEST_NEW": "set"}):
         assert "WORKBOOK_TEST_KEPT" not in os.environ and os.environ["WORKBOOK_TEST_NEW"] == "set"
     assert os.environ["WORKBOOK_TEST_KEPT"] == "before" and "WORKBOOK_TEST_NEW" not in os.environ
+
+
+def test_a_bar_is_shown_as_asked_or_where_someone_watches(monkeypatch):
+    monkeypatch.setenv(progress.BATCH_RUN_ENVIRONMENT, "1")
+    assert progress.bar_shown(True) and not progress.bar_shown(False) and not progress.bar_shown(None)
+    monkeypatch.setenv(progress.BATCH_RUN_ENVIRONMENT, "0")
+    assert progress.bar_shown(None)
