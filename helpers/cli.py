@@ -20,7 +20,7 @@ import yaml
 from .environment import temporary_environment
 from .exercises import checked_exercises, write_learner_copies
 from .parameters import declared_parameters, read_value
-from .results import results_table
+from .results import REFERENCE_FILE, add_to_reference, results_table
 from .workbook import (PRECISION_ENVIRONMENT, PRESET_ENVIRONMENT, RUNS_DIR, SMOKE_CELL_TIMEOUT, list_notebooks, load_preset,
                        parameters_per_notebook, run_notebook, select_notebooks, write_summary)
 
@@ -121,6 +121,17 @@ def command_check(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
+def command_reference(args: argparse.Namespace) -> int:
+    summary = json.loads((Path(args.run) / "summary.json").read_text(encoding="utf-8"))
+    commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                           check=True).stdout.strip()
+    provenance = {"command": args.command, "machine": args.machine, "commit": commit,
+                  "date": args.date or datetime.now().strftime("%Y-%m-%d")}
+    recorded = add_to_reference(summary, provenance, args.into)
+    print(f"recorded {', '.join(recorded)} in {args.into}")
+    return 0
+
+
 def command_results(args: argparse.Namespace) -> int:
     summary = json.loads((Path(args.run) / "summary.json").read_text(encoding="utf-8"))
     print(results_table(summary))
@@ -189,6 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     results = commands.add_parser("results", help="the README's results table from a finished run")
     results.add_argument("run", help="the run's folder (holding summary.json)")
     results.set_defaults(handler=command_results)
+    reference = commands.add_parser("reference", help="record a finished run's notebooks as the committed reference run "
+                                                      "(benchmarks/results/reference-cpu/reference.json)")
+    reference.add_argument("run", help="the run's folder (holding summary.json)")
+    reference.add_argument("--command", required=True, help="the command that made the run, as a reader would retype it")
+    reference.add_argument("--machine", required=True, help="the machine it ran on, in words (processor, cores, precision)")
+    reference.add_argument("--date", default="", help="the run's date (default: today)")
+    reference.add_argument("--commit", default="", help="the commit it ran (default: git's HEAD)")
+    reference.add_argument("--into", default=str(REFERENCE_FILE), help=argparse.SUPPRESS)
+    reference.set_defaults(handler=command_reference)
     ddp = commands.add_parser(
         "train-ddp", help="notebook 04's recipe on several processes with PyTorch's launcher (torchrun); notebook 11",
         description="Runs `python -m torch.distributed.run --standalone --nproc_per_node=N -m helpers.distributed ARGS`. "

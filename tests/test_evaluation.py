@@ -115,3 +115,18 @@ def test_statistic_bootstrap_brackets_a_paired_spearman_difference():
     assert 0 < low < difference < high
     with pytest.raises(ValueError, match="at least two"):
         E.bootstrap_statistic_ci(lambda at: 0.0, 1)
+
+
+def test_seeds_and_queries_interval_widens_with_the_spread_between_seeds():
+    rng = np.random.default_rng(0)
+    per_query = rng.normal(0.02, 0.05, 400)
+    one_seed = E.seeds_and_queries_ci(per_query, n_resamples=500)
+    assert one_seed == E.bootstrap_ci(per_query, n_resamples=500)  # one seed: the query bootstrap, unchanged
+    agreeing = E.seeds_and_queries_ci(np.stack([per_query, per_query + 0.001, per_query - 0.001]), n_resamples=500)
+    assert agreeing[0] < 0.02 < agreeing[1]
+    # three runs whose means disagree (one lost its gain): the interval must reach down to the weak run's mean
+    disagreeing = np.stack([per_query + 0.02, per_query + 0.02, per_query - 0.04])
+    low, high = E.seeds_and_queries_ci(disagreeing, n_resamples=2000)
+    assert low < 0 < high and (high - low) > 2 * (agreeing[1] - agreeing[0])
+    with pytest.raises(ValueError, match="shape"):
+        E.seeds_and_queries_ci(np.zeros((3, 1)))

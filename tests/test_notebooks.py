@@ -309,17 +309,28 @@ def test_10_synthetic_pairs(smoke_run):
     shares = {float(temperature): share for temperature, share in metrics["dev_usable_share"].items()}
     assert set(shares) == {0.0, 0.5, 0.8}  # the rule: the largest share kept, the lower temperature on a tie
     assert metrics["temperature"] == max(shares, key=lambda temperature: (shares[temperature], -temperature))
-    training = metrics["training"]  # synthetic and real: the same documents, the same count; both: the two together
-    assert training["synthetic"]["pairs"] == training["real"]["pairs"] == metrics["kept"]
-    assert training["both"]["pairs"] == 2 * metrics["kept"]
-    test = metrics["test"]
-    assert set(test) == {"base", "synthetic", "real", "both", "notebook 04 (all real pairs)"}
-    assert test["base"]["ci_vs_base"] == [0.0, 0.0] and metrics["test_queries"] == 40 and metrics["test_corpus"] <= 300
-    for name, row in test.items():
-        assert row["difference"] == pytest.approx(row["ndcg@10"] - test["base"]["ndcg@10"])
-        assert row["ci_vs_base"][0] - 1e-4 <= row["difference"] <= row["ci_vs_base"][1] + 1e-4, name
-    assert metrics["synthetic_minus_real"] == pytest.approx(test["synthetic"]["ndcg@10"] - test["real"]["ndcg@10"])
-    assert metrics["both_minus_real"] == pytest.approx(test["both"]["ndcg@10"] - test["real"]["ndcg@10"])
+    # every arm trained for the same number of steps, once per training seed
+    assert metrics["training_seeds"] == preset["training_seeds"] and metrics["recipe"]["max_steps"] == preset["training_steps"]
+    assert set(metrics["training"]) == {"synthetic", "real", "both", "generated", "notebook 04 + generated", "notebook 04 + real"}
+    for arm, runs in metrics["training"].items():
+        assert [run["seed"] for run in runs] == preset["training_seeds"], arm
+        assert all(run["steps"] == preset["training_steps"] for run in runs), arm
+    comparisons = metrics["comparisons"]
+    assert set(comparisons) == {"test: synthetic - base", "test: real - base", "test: both - base", "test: notebook 04 - base",
+                                "test: synthetic - real", "test: both - real", "test_unseen: generated - base",
+                                "test_unseen: notebook 04 - base", "test_unseen: notebook 04 + generated - notebook 04",
+                                "test_unseen: notebook 04 + real - notebook 04", "test_unseen: notebook 04 + generated - notebook 04 + real"}
+    base = metrics["base_ndcg@10"]
+    for name, row in comparisons.items():
+        low, high = row["95% CI"]
+        assert low - 1e-4 <= row["difference"] <= high + 1e-4, name
+        assert row["verdict"] == ("above zero" if low > 0 else "below zero" if high < 0 else "can't tell"), name
+        if name.endswith(" - base"):
+            assert row["difference"] == pytest.approx(row["ndcg@10"] - base[name.split(":")[0]]), name
+    assert comparisons["test: synthetic - real"]["difference"] == pytest.approx(
+        comparisons["test: synthetic - base"]["difference"] - comparisons["test: real - base"]["difference"])
+    assert metrics["test_queries"] == 40 and metrics["test_corpus"] <= 300
+    assert metrics["unlabelled_generated"] == preset["unlabelled_documents"] and 1 <= metrics["kept_unlabelled"] <= preset["unlabelled_documents"]
     assert metrics["recipe"]["hard_negatives"] is False  # plain pairs: the generated queries have no negatives
     rows = [json.loads(line) for line in (smoke_run[0] / "10_synthetic_pairs" / "synthetic_pairs.jsonl").read_text().splitlines()]
     assert len(rows) == metrics["generated"] and sum(row["kept"] for row in rows) == metrics["kept"]
@@ -328,6 +339,15 @@ def test_10_synthetic_pairs(smoke_run):
     kept_texts = [normalize_text(row["generated"]) for row in rows if row["kept"]]
     assert not set(kept_texts) & held_out and len(set(kept_texts)) == len(kept_texts)  # no leakage, no duplicate
     assert all(text and text != normalize_text(row["document"]) for text, row in zip(kept_texts, [r for r in rows if r["kept"]]))
+    # question 2: generated for documents that only test_unseen queries answer, scored on exactly those queries
+    unlabelled = [json.loads(line) for line in (smoke_run[0] / "10_synthetic_pairs" / "synthetic_pairs_unlabelled.jsonl").read_text().splitlines()]
+    generated_for = {row["doc_id"] for row in unlabelled}
+    answered = {doc_id for judged in data.qrels["test_unseen"].values() for doc_id in judged}
+    trained = {doc_id for judged in data.qrels["train"].values() for doc_id in judged}
+    assert len(unlabelled) == metrics["unlabelled_generated"] and sum(row["kept"] for row in unlabelled) == metrics["kept_unlabelled"]
+    assert generated_for <= answered and not generated_for & trained
+    assert metrics["test_unseen_queries"] == sum(bool(set(judged) & generated_for) for judged in data.qrels["test_unseen"].values())
+    assert not {normalize_text(row["generated"]) for row in unlabelled if row["kept"]} & held_out
     # notebooks 06 and 09 ran first in this work_dir: the decision rule is asked again with both measurements
     advice = metrics["decision"]
     assert set(advice) == {f"{metrics['kept']} real pairs", "all of notebook 04's pairs"}

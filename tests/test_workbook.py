@@ -221,3 +221,23 @@ def test_a_cell_over_the_timeout_fails_its_notebook_instead_of_hanging(tmp_path)
     nbformat.write(notebook, path)
     result = W.run_notebook(path, tmp_path / "out", {}, tmp_path / "work", cell_timeout=3)
     assert result.status == "failed" and result.error.startswith("CellTimeoutError") and result.seconds < 60
+
+
+def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
+    from helpers.results import add_to_reference, reference_run
+
+    path = tmp_path / "reference.json"
+    provenance = {"command": "workbook run 10 -f benchmarks/presets/reference.yaml", "machine": "2-core EPYC",
+                  "date": "2026-12-05", "commit": "abc1234"}
+    finished = {"notebook": "10_synthetic_pairs", "status": "ok", "seconds": 1200.04, "parameters": {"training_seeds": [1, 2, 3]},
+                "metrics": {"kept": 400}}
+    assert reference_run("10_synthetic_pairs", path) is None  # nothing committed yet
+    assert add_to_reference([finished], provenance, path) == ["10_synthetic_pairs"]
+    recorded = reference_run("10_synthetic_pairs", path)
+    assert recorded["metrics"] == {"kept": 400} and recorded["date"] == "2026-12-05" and recorded["seconds"] == 1200.0
+    add_to_reference([{**finished, "notebook": "06_decision"}], {**provenance, "date": "2026-12-06"}, path)
+    assert reference_run("10_synthetic_pairs", path)["date"] == "2026-12-05"  # notebooks recorded before are kept
+    with pytest.raises(ValueError, match="10_synthetic_pairs did not finish"):
+        add_to_reference([{**finished, "status": "failed", "metrics": {}}], provenance, path)
+    with pytest.raises(ValueError, match="machine missing"):
+        add_to_reference([finished], {**provenance, "machine": ""}, path)
