@@ -177,3 +177,46 @@ def projected_hours(documents: int, workers: int, docs_per_s_per_worker: float, 
     if write_docs_per_s is not None:
         rate = min(rate, write_docs_per_s)
     return documents / rate / 3600
+
+
+def _writer_stretches(documents: int, rate_at_size: Mapping[int, float],
+                      extend_largest: bool) -> list[tuple[int, float]] | None:
+    """(rows, the writer's documents/s) for each stretch of a table growing from empty to `documents` rows: the rows
+    up to each measured size at that size's rate; None past the largest measured size unless `extend_largest`."""
+    if documents < 0 or not rate_at_size or min(rate_at_size.values()) <= 0:
+        raise ValueError(f"need documents >= 0 and positive measured rates (got {documents}, {dict(rate_at_size)})")
+    sizes = sorted(rate_at_size)
+    if documents > sizes[-1] and not extend_largest:
+        return None
+    stretches, committed = [], 0
+    for size in sizes:
+        if committed >= documents:
+            break
+        stretches.append((min(documents, size) - committed, rate_at_size[size]))
+        committed = min(documents, size)
+    if documents > committed:
+        stretches.append((documents - committed, rate_at_size[sizes[-1]]))
+    return stretches
+
+
+def writer_seconds(documents: int, rate_at_size: Mapping[int, float], extend_largest: bool = False) -> float | None:
+    """Seconds for the one writer to commit `documents` rows into a table that grows from empty, from its rate
+    (documents/s) measured at several table sizes (`rate_at_size`: rows -> rate, as `benchmarks/bench_writer.py`
+    measures it). The rows up to each measured size are committed at that size's rate: the slower end of the
+    stretch where, as without an index on `id`, the rate falls while the table grows. Past the largest measured
+    size the answer is None (not measured), unless `extend_largest` assumes that size's rate holds on: say so
+    wherever the figure is shown."""
+    stretches = _writer_stretches(documents, rate_at_size, extend_largest)
+    return None if stretches is None else sum(rows / rate for rows, rate in stretches)
+
+
+def projected_hours_as_table_grows(documents: int, workers: int, docs_per_s_per_worker: float,
+                                   rate_at_size: Mapping[int, float], extend_largest: bool = False) -> float | None:
+    """`projected_hours` with the writer's rate at each table size (`writer_seconds`): stretch by stretch, the
+    pipeline runs at the slower of the workers' encoding and the writer. None where the writer was not measured
+    that far."""
+    stretches = _writer_stretches(documents, rate_at_size, extend_largest)
+    if stretches is None:
+        return None
+    encoding = projected_hours(1, workers, docs_per_s_per_worker, None) * 3600  # seconds per document, all workers
+    return sum(rows * max(encoding, 1 / rate) for rows, rate in stretches) / 3600

@@ -205,6 +205,28 @@ def latencies_ms(search: Callable[[str], Any], queries: Sequence[str], warmup: i
     return np.array(timings)
 
 
+def latencies_in_turns(searches: Mapping[str, Callable[[str], Any]], queries: Sequence[str],
+                       block: int = 10) -> dict[str, np.ndarray]:
+    """Milliseconds that each search takes for each query alone (as `latencies_ms`), the searches taking turns
+    block by block: each block of `block` queries is answered by every search in turn, the order rotating by one
+    from each block to the next, so that a machine whose speed drifts favours none of them. Within its turn a
+    search first answers the block's first query untimed: the thread pool of the search before it (torch's,
+    onnxruntime's) has gone quiet, and its own is awake, as in a server that answers one kind of query."""
+    if not queries or not searches or block < 1:
+        raise ValueError("latency needs at least one search, one query and a block of at least one")
+    names, queries = list(searches), list(queries)
+    timings: dict[str, list[float]] = {name: [] for name in names}
+    for turn, start in enumerate(range(0, len(queries), block)):
+        shift = turn % len(names)
+        for name in names[shift:] + names[:shift]:
+            searches[name](queries[start])  # untimed: wakes this search's threads
+            for query in queries[start:start + block]:
+                started = time.perf_counter()
+                searches[name](query)
+                timings[name].append((time.perf_counter() - started) * 1000)
+    return {name: np.array(values) for name, values in timings.items()}
+
+
 def int8_speedup(model: Any, texts: Sequence[str], folder: str | Path, batch_size: int = 64, rounds: int = 2) -> float:
     """How many times faster `model`'s int8 ONNX copy (exported and quantized into `folder`, read back from disk)
     encodes `texts` than the model itself in PyTorch: the ratio of their median documents/s, timed alternately.

@@ -1,8 +1,10 @@
-"""Claims in the notebooks' prose that depend on a measurement, checked against the committed default run.
+"""Claims in the notebooks' prose that depend on a measurement, checked against the committed runs.
 
 A markdown cell that states such a claim carries `<!-- claim: NAME -->`; CLAIMS holds, for every name, what
 the claim says and a check on the run's summary. A new run that flips a claim fails here until the prose is
-rewritten; a claim without a check, or a check that no notebook uses, fails too. (Figures that the notebooks
+rewritten; a claim without a check, or a check that no notebook uses, fails too. CLAIMS are about the default
+run (benchmarks/results/cpu-default-all); REFERENCE_CLAIMS about the reference run, the powered settings with
+several training seeds that the prose concludes from (benchmarks/results/reference-cpu/reference.json). (Figures that the notebooks
 print from their own run need no entry: they cannot disagree with it.)
 """
 
@@ -12,6 +14,7 @@ import re
 import nbformat
 import pytest
 
+from helpers.results import REFERENCE_FILE
 from helpers.workbook import PROJECT_ROOT, list_notebooks
 
 SUMMARY = PROJECT_ROOT / "benchmarks" / "results" / "cpu-default-all" / "summary.json"
@@ -96,6 +99,14 @@ CLAIMS = {
 }
 
 
+def _comparison(notebook, name):
+    return lambda m: m[notebook]["comparisons"][name]
+
+
+# claims about the reference run: each names the comparison it rests on, whose verdict comes from its interval
+REFERENCE_CLAIMS = {}
+
+
 def notebook_claims():
     """Claim name -> notebooks whose markdown cells carry its tag."""
     found = {}
@@ -114,8 +125,17 @@ def summary():
 
 def test_every_tagged_claim_has_a_check_and_every_check_a_claim():
     found = notebook_claims()
-    assert set(found) - set(CLAIMS) == set(), "claims tagged in a notebook without a check in CLAIMS"
-    assert set(CLAIMS) - set(found) == set(), "checks in CLAIMS that no notebook states"
+    checks = set(CLAIMS) | set(REFERENCE_CLAIMS)
+    assert not set(CLAIMS) & set(REFERENCE_CLAIMS), "a claim is checked against one run, the default or the reference"
+    assert set(found) - checks == set(), "claims tagged in a notebook without a check in CLAIMS or REFERENCE_CLAIMS"
+    assert checks - set(found) == set(), "checks that no notebook states"
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_CLAIMS))
+def test_the_reference_run_supports_the_claim(name):
+    description, holds = REFERENCE_CLAIMS[name]
+    reference = {notebook: run["metrics"] for notebook, run in json.loads(REFERENCE_FILE.read_text()).items()}
+    assert holds(reference), f"the committed reference run contradicts the claim {name!r}: {description}"
 
 
 @pytest.mark.parametrize("name", sorted(CLAIMS))

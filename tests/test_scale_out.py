@@ -19,7 +19,7 @@ from helpers import cli
 from helpers.data import RetrievalData, parse_icd10cm, save_beir
 from helpers.distributed import (build_parser, latest_checkpoint, launch_command, negatives_per_anchor, read_run,
                                  settings_from, false_negative_steps)
-from helpers.ray_indexing import projected_hours
+from helpers.ray_indexing import projected_hours, projected_hours_as_table_grows, writer_seconds
 from helpers.training import recipe
 
 
@@ -80,6 +80,23 @@ def test_projected_hours_is_capped_by_the_writer():
     assert projected_hours(3_600_000, 10, 100, 5_000) == pytest.approx(1.0)  # the writer keeps up
     with pytest.raises(ValueError, match="positive rate"):
         projected_hours(1, 1, 0, None)
+
+
+def test_the_writer_slows_as_its_table_grows():
+    falling = {10_000: 10_000.0, 100_000: 9_000.0, 1_000_000: 1_000.0}  # documents/s at each table size
+    assert writer_seconds(10_000, falling) == pytest.approx(1.0)
+    assert writer_seconds(100_000, falling) == pytest.approx(1.0 + 90_000 / 9_000)
+    assert writer_seconds(1_000_000, falling) == pytest.approx(1.0 + 10.0 + 900_000 / 1_000)
+    assert writer_seconds(2_000_000, falling) is None  # past the largest measured table: not measured
+    assert writer_seconds(2_000_000, falling, extend_largest=True) == pytest.approx(911.0 + 1_000_000 / 1_000)
+    # encoding and writing overlap: the slower one sets the time
+    assert projected_hours_as_table_grows(1_000_000, 1, 100.0, falling) == pytest.approx(10_000 / 3600)
+    assert projected_hours_as_table_grows(1_000_000, 100, 100.0, falling) == pytest.approx(911.0 / 3600)
+    assert projected_hours_as_table_grows(2_000_000, 100, 100.0, falling) is None
+    # the bottleneck switches as the table grows: encoding first (5,000/s), then the writer (1,000/s)
+    assert projected_hours_as_table_grows(1_000_000, 50, 100.0, falling) == pytest.approx((100_000 / 5_000 + 900_000 / 1_000) / 3600)
+    with pytest.raises(ValueError, match="positive measured rates"):
+        writer_seconds(10, {})
 
 
 def test_train_ddp_refuses_zero_processes(capsys):

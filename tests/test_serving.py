@@ -72,3 +72,15 @@ def test_alternate_timing_gives_every_encoder_one_rate_per_round_and_latency_one
     assert timings.shape == (7,) and (timings > 0).all()
     with pytest.raises(ValueError, match="at least one"):
         serving.docs_per_second_alternately(encoders, [], rounds=1)
+
+
+def test_latencies_in_turns_takes_turns_block_by_block_and_rotates_the_order():
+    calls = []
+    searches = {name: (lambda query, name=name: calls.append((name, query))) for name in ("a", "b", "c")}
+    timings = serving.latencies_in_turns(searches, ["q1", "q2", "q3", "q4"], block=2)
+    assert {name: len(values) for name, values in timings.items()} == {"a": 4, "b": 4, "c": 4}
+    first_block, second_block = calls[:9], calls[9:]  # per search: one untimed call, then the block's two queries
+    assert [name for name, _ in first_block[::3]] == ["a", "b", "c"] and [name for name, _ in second_block[::3]] == ["b", "c", "a"]
+    assert [query for _, query in first_block[:3]] == ["q1", "q1", "q2"] and {query for _, query in second_block} == {"q3", "q4"}
+    with pytest.raises(ValueError, match="at least one search"):
+        serving.latencies_in_turns({}, ["q"])
