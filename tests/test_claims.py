@@ -99,12 +99,30 @@ CLAIMS = {
 }
 
 
-def _comparison(notebook, name):
-    return lambda m: m[notebook]["comparisons"][name]
+def _verdict(notebook, comparison, verdict):
+    """A check that the reference run's `comparison` got `verdict` (from its interval over seeds and queries)."""
+    return lambda m: m[notebook]["comparisons"][comparison]["verdict"] == verdict and len(m[notebook]["training_seeds"]) >= 3
 
 
 # claims about the reference run: each names the comparison it rests on, whose verdict comes from its interval
-REFERENCE_CLAIMS = {}
+REFERENCE_CLAIMS = {
+    "synthetic_pairs_below_base": ("10: trained on generated pairs alone, the model scores below the base model on test",
+                                   _verdict("10_synthetic_pairs", "test: synthetic - base", "below zero")),
+    "real_pairs_above_base": ("10: as many real pairs, same documents and steps, score above the base model on test",
+                              _verdict("10_synthetic_pairs", "test: real - base", "above zero")),
+    "synthetic_below_real": ("10: generated pairs score below as many real ones (same documents, count and steps)",
+                             _verdict("10_synthetic_pairs", "test: synthetic - real", "below zero")),
+    "both_minus_real_cannot_tell": ("10: generated pairs mixed into the real ones change nothing the run can see",
+                                    _verdict("10_synthetic_pairs", "test: both - real", "can't tell")),
+    "generated_for_unlabelled_below_base": (
+        "10: pairs generated for codes with no labelled query leave the model below the base on those codes' queries",
+        _verdict("10_synthetic_pairs", "test_unseen: generated - base", "below zero")),
+    "real_pairs_of_other_codes_help_unseen": ("10: notebook 04's model (real pairs of other codes) scores above the base on test_unseen",
+                                              _verdict("10_synthetic_pairs", "test_unseen: notebook 04 - base", "above zero")),
+    "generated_on_top_below_control": (
+        "10: on top of notebook 04's model, generated pairs score below as many real pairs of other codes",
+        _verdict("10_synthetic_pairs", "test_unseen: notebook 04 + generated - notebook 04 + real", "below zero")),
+}
 
 
 def notebook_claims():

@@ -475,7 +475,7 @@ def test_11_scaling_out(smoke_run):
     assert len(projection["rows"]) == 3 * 2 * 3  # corpus sizes x (CPU, GPU) x worker counts
     for row in projection["rows"]:
         documents = int(row["documents"].replace(",", ""))
-        assert row["hours, id index"] >= row["hours, if writes kept up"] > 0
+        assert row["hours, id index"] >= row["hours, if writes kept up"] * (1 - 1e-9) > 0  # the same sum, added in another order
         assert row["id index: past 1M rows assumed"] == (documents > 1_000_000)
         if documents <= 1_000_000:  # measured that far: the writer without an index is never faster
             assert row["hours, no id index"] >= row["hours, id index"] * 0.99
