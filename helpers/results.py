@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 REFERENCE_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "reference-cpu" / "reference.json"
+DEFAULT_SUMMARY = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "cpu-default-all" / "summary.json"
 PROVENANCE_KEYS = ("command", "machine", "date", "commit")
 
 
@@ -81,8 +82,63 @@ def reference_lines(reference: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _interval(row: Mapping[str, Any], key: str = "ci") -> str:
+    low, high = row[key]
+    return f"[{low:+.3f}, {high:+.3f}]"
+
+
+def _side(low: float, high: float) -> str:
+    return "above zero" if low > 0 else "below zero" if high < 0 else "can't tell"
+
+
+def batch_sweep_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 04's batch-size sweep: dev NDCG@10 per batch size (mean over seeds) and the largest minus the smallest."""
+    comparison = metrics.get("batch_size_sweep_comparison")
+    if not comparison:
+        return None
+    scores = ", ".join(f"batch {batch} {score:.3f}" for batch, score in metrics["batch_size_sweep"].items())
+    low, high = comparison["ci"]
+    return (f"Notebook 04, batch-size sweep on {metrics['precision_comparison']['examples']:,} examples, {len(metrics['sweep_seeds'])} "
+            f"training seed(s), dev NDCG@10 (off the shelf {metrics['base_dev_ndcg@10']:.3f}): {scores}; {comparison['comparison']} "
+            f"{comparison['mean difference']:+.3f} [{low:+.3f}, {high:+.3f}] ({_side(low, high)}).")
+
+
+def learning_curve_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 06's learning curve: relative dev gain per training-set size, and the prediction of the full set's."""
+    curve = metrics.get("learning_curve")
+    if not curve:
+        return None
+    points = ", ".join(f"{examples:,} {gain:+.1%}" for examples, gain in zip(curve["examples"], curve["relative_gain"]))
+    return (f"Notebook 06, learning curve, relative dev NDCG@10 gain by training examples ({len(curve['seeds'])} training seed(s)): "
+            f"{points}; the fit on the smaller sizes predicted {metrics['predicted_full_gain']:+.1%} for the full set "
+            f"(prediction error {metrics['prediction_error'] * 100:+.2f} points).")
+
+
+def matryoshka_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 08's MatryoshkaLoss against MNRL alone, at every prefix."""
+    rows = metrics.get("matryoshka_vs_mnrl")
+    if not rows or "matryoshka_seeds" not in metrics:
+        return None
+    cells = "; ".join(f"{dims} dims {row['difference']:+.3f} {_interval(row)} ({_side(*row['ci'])})"
+                      for dims, row in sorted(rows.items(), key=lambda item: -int(item[0])))
+    return (f"Notebook 08, MatryoshkaLoss minus MNRL alone after {metrics['matryoshka_steps']} further steps, "
+            f"{len(metrics['matryoshka_seeds'])} training seed(s), test NDCG@10: {cells}.")
+
+
+def scale_out_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 11's distributed runs against one process at the same effective batch."""
+    rows = metrics.get("dev_minus_one_process")
+    if not rows or "training_seeds" not in metrics:
+        return None
+    cells = "; ".join(f"{name} {row['difference']:+.3f} {_interval(row)} ({_side(*row['ci'])})"
+                      for name, row in rows.items() if "killed" not in name)
+    return (f"Notebook 11, {metrics['processes']}-process DDP against one process at the same effective batch, "
+            f"{len(metrics['training_seeds'])} training seed(s), dev NDCG@10 ({metrics['dev_queries']} queries): {cells}.")
+
+
 # notebooks whose README line is rendered here from their metrics (the others still write a `readme_line`)
-LINES = {"10_synthetic_pairs": synthetic_pairs_line}
+LINES = {"04_training": batch_sweep_line, "06_decision": learning_curve_line, "08_serving": matryoshka_line,
+         "10_synthetic_pairs": synthetic_pairs_line, "11_scaling_out": scale_out_line}
 
 
 def serving_table(variants: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -140,3 +196,56 @@ def add_to_reference(summary: Sequence[Mapping[str, Any]], provenance: Mapping[s
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(sorted(runs.items())), indent=1, ensure_ascii=False) + "\n")
     return [run["notebook"] for run in summary]
+
+
+def committed_default_run(path: str | Path = DEFAULT_SUMMARY) -> dict[str, dict[str, Any]]:
+    """The committed default run's metrics, notebook -> metrics.json (empty when no run is committed)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    return {run["notebook"]: run["metrics"] for run in json.loads(path.read_text()) if run.get("metrics")}
+
+
+# (notebook, split, documents searched, queries, off the shelf, notebook 04's model or None): where each notebook's
+# metrics.json keeps the ICD-10-CM scores it measured with the off-the-shelf model
+_OFF_THE_SHELF = (
+    ("01_why_finetune", "test (compact)", lambda m: m["measured"]["icd10cm"]["corpus"], lambda m: m["measured"]["icd10cm"]["test_queries"],
+     lambda m: m["measured"]["icd10cm"]["base_ndcg@10"], lambda m: None),
+    ("02_encoder_vs_decoder", "test", lambda m: m["corpus_size"], lambda m: m["test_queries"],
+     lambda m: m["table"]["encoder"]["test NDCG@10, off the shelf"], lambda m: None),
+    ("05_evaluation", "test", lambda m: m["corpus_size"], lambda m: m["test_queries"], lambda m: m["base_ndcg@10"],
+     lambda m: m["finetuned_ndcg@10"]),
+    ("05_evaluation", "test_unseen", lambda m: m["corpus_size"], lambda m: m["test_unseen_queries"],
+     lambda m: m["base_ndcg@10_test_unseen"], lambda m: m["finetuned_ndcg@10_test_unseen"]),
+    ("06_decision", "dev", lambda m: m["parameters"]["dev_corpus_size"], lambda m: None,
+     lambda m: m["learning_curve"]["base_dev_ndcg@10"], lambda m: None),
+    ("09_forgetting_and_merging", "dev", lambda m: m["parameters"]["dev_corpus_size"], lambda m: m["parameters"]["dev_queries"],
+     lambda m: m["fine_tune_cost"]["icd10cm dev"]["base"], lambda m: m["fine_tune_cost"]["icd10cm dev"]["finetuned"]),
+    ("09_forgetting_and_merging", "test", lambda m: m["parameters"]["test_corpus_size"], lambda m: None,
+     lambda m: m["test"]["base"]["ndcg@10"], lambda m: m["test"]["fine-tuned"]["ndcg@10"]),
+    ("10_synthetic_pairs", "test (sample)", lambda m: m["test_corpus"], lambda m: m["test_queries"], lambda m: m["base_ndcg@10"]["test"],
+     lambda m: m["comparisons"]["test: notebook 04 - base"]["ndcg@10"]),
+    ("10_synthetic_pairs", "test_unseen (generated-for codes)", lambda m: m["test_unseen_corpus"], lambda m: m["test_unseen_queries"],
+     lambda m: m["base_ndcg@10"]["test_unseen"], lambda m: m["comparisons"]["test_unseen: notebook 04 - base"]["ndcg@10"]),
+)
+
+
+def off_the_shelf_rows(metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The off-the-shelf model's ICD-10-CM NDCG@10 in every notebook of a run that measures it, with the number of
+    documents searched, and notebook 04's model's score where the same notebook scored it on the same documents
+    (with the relative gain): the figures a learner meets across the course, side by side, sorted by split and
+    size. `metrics` maps notebook -> metrics.json (`committed_default_run()`); notebooks or keys a run lacks are
+    left out, and a notebook run on another data set is left out too."""
+    rows = []
+    for notebook, split, documents, queries, base, tuned in _OFF_THE_SHELF:
+        m = metrics.get(notebook)
+        if not m or m.get("dataset", m.get("parameters", {}).get("dataset", "icd10cm")) != "icd10cm":
+            continue
+        try:
+            row = {"notebook": notebook[:2], "split": split, "documents searched": int(documents(m)), "queries": queries(m),
+                   "off the shelf": float(base(m)), "notebook 04's model": tuned(m)}
+        except (KeyError, TypeError):
+            continue
+        row["relative gain"] = row["notebook 04's model"] / row["off the shelf"] - 1 if row["notebook 04's model"] is not None else None
+        rows.append(row)
+    return sorted(rows, key=lambda row: (row["split"].split()[0], row["documents searched"]))

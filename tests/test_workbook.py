@@ -251,3 +251,24 @@ def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
         add_to_reference([{**finished, "status": "failed", "metrics": {}}], provenance, path)
     with pytest.raises(ValueError, match="machine missing"):
         add_to_reference([finished], {**provenance, "machine": ""}, path)
+
+
+def test_off_the_shelf_rows_line_up_each_notebooks_figure_with_its_corpus():
+    from helpers.results import committed_default_run, off_the_shelf_rows
+
+    metrics = {
+        "05_evaluation": {"dataset": "icd10cm", "corpus_size": 20000, "test_queries": 2248, "base_ndcg@10": 0.5,
+                          "finetuned_ndcg@10": 0.65, "test_unseen_queries": 10, "base_ndcg@10_test_unseen": 0.4,
+                          "finetuned_ndcg@10_test_unseen": 0.5},
+        "02_encoder_vs_decoder": {"parameters": {"dataset": "icd10cm"}, "corpus_size": 600, "test_queries": 200,
+                                  "table": {"encoder": {"test NDCG@10, off the shelf": 0.8}}},
+        "06_decision": {"dataset": "hpo", "parameters": {"dev_corpus_size": 1000}, "learning_curve": {"base_dev_ndcg@10": 0.7}},
+        "10_synthetic_pairs": {"dataset": "icd10cm"},  # a run without the keys: left out, not guessed
+    }
+    rows = off_the_shelf_rows(metrics)
+    assert [(row["notebook"], row["split"], row["documents searched"]) for row in rows] == [
+        ("02", "test", 600), ("05", "test", 20000), ("05", "test_unseen", 20000)]  # by split, then size; 06 ran on HPO
+    assert rows[1]["relative gain"] == pytest.approx(0.3) and rows[0]["relative gain"] is None
+    committed = off_the_shelf_rows(committed_default_run())  # every notebook of the committed run that measures one
+    assert {row["notebook"] for row in committed} >= {"01", "02", "05", "06", "09", "10"}
+    assert committed_default_run(W.PROJECT_ROOT / "no-such-file.json") == {}
