@@ -96,7 +96,7 @@ def batch_sweep_line(metrics: Mapping[str, Any]) -> str | None:
     comparison = metrics.get("batch_size_sweep_comparison")
     if not comparison:
         return None
-    scores = ", ".join(f"batch {batch} {score:.3f}" for batch, score in metrics["batch_size_sweep"].items())
+    scores = ", ".join(f"batch {batch} {score:.3f}" for batch, score in sorted(metrics["batch_size_sweep"].items(), key=lambda item: int(item[0])))
     low, high = comparison["ci"]
     return (f"Notebook 04, batch-size sweep on {metrics['precision_comparison']['examples']:,} examples, {len(metrics['sweep_seeds'])} "
             f"training seed(s), dev NDCG@10 (off the shelf {metrics['base_dev_ndcg@10']:.3f}): {scores}; {comparison['comparison']} "

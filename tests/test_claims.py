@@ -119,8 +119,21 @@ def _curve(m):
     return m["06_decision"]["learning_curve"]
 
 
+def _sweep(m):
+    return m["04_training"]["batch_size_sweep_comparison"]
+
+
 # claims about the reference run: each names the comparison it rests on, whose verdict comes from its interval
 REFERENCE_CLAIMS = {
+    "reference_sweep_cant_tell": (
+        "04: the reference sweep cannot tell batch 128 from batch 16 (interval holds 0), though 128 scored higher with every seed",
+        lambda m: len(_sweep(m)["seeds"]) >= 3 and _sweep(m)["ci"][0] <= 0 <= _sweep(m)["ci"][1]
+        and all(large > small for large, small in zip(m["04_training"]["sweep_by_seed"]["128"], m["04_training"]["sweep_by_seed"]["16"]))),
+    "reference_sweep_no_loss": (
+        "04: in the reference sweep, batch 128 loses at most a hair (interval low end above -0.005) with about a fifth of the steps",
+        lambda m: len(_sweep(m)["seeds"]) >= 3 and _sweep(m)["ci"][0] > -0.005
+        and m["04_training"]["sweep_steps"]["128"] * 4 < m["04_training"]["sweep_steps"]["16"]
+        and all(score > m["04_training"]["base_dev_ndcg@10"] for score in m["04_training"]["batch_size_sweep"].values())),
     "reference_curve_rises": (
         "06: every size of the reference curve gains (interval above 0), and every larger size gains more",
         lambda m: len(_curve(m)["seeds"]) >= 3 and all(low > 0 for low, _ in _curve(m)["ci95"])
