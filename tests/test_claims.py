@@ -123,8 +123,19 @@ def _sweep(m):
     return m["04_training"]["batch_size_sweep_comparison"]
 
 
+def _ddp(m, name):
+    row = m["11_scaling_out"]["dev_minus_one_process"][name]
+    return row if row["seeds"] >= 3 else None
+
+
 # claims about the reference run: each names the comparison it rests on, whose verdict comes from its interval
 REFERENCE_CLAIMS = {
+    "reference_ddp_runs_learn": ("11: in the reference run, the base model scores below the one-process run (interval below 0)",
+                                 lambda m: (row := _ddp(m, "base")) is not None and row["ci"][1] < 0),
+    "reference_gathering_cant_tell": (
+        "11: in the reference run, neither gathered nor own negatives can be told from one process (both intervals hold 0)",
+        lambda m: len(names := [name for name in m["11_scaling_out"]["dev_minus_one_process"] if "processes" in name and "killed" not in name]) == 2
+        and all((row := _ddp(m, name)) is not None and row["ci"][0] <= 0 <= row["ci"][1] for name in names)),
     "reference_sweep_cant_tell": (
         "04: the reference sweep cannot tell batch 128 from batch 16 (interval holds 0), though 128 scored higher with every seed",
         lambda m: len(_sweep(m)["seeds"]) >= 3 and _sweep(m)["ci"][0] <= 0 <= _sweep(m)["ci"][1]
