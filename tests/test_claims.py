@@ -128,8 +128,18 @@ def _ddp(m, name):
     return row if row["seeds"] >= 3 else None
 
 
+def _matryoshka(m, dims):
+    row = m["08_serving"]["matryoshka_vs_mnrl"][str(dims)]
+    return row if row["seeds"] >= 3 else None
+
+
 # claims about the reference run: each names the comparison it rests on, whose verdict comes from its interval
 REFERENCE_CLAIMS = {
+    "reference_matryoshka_helps_at_64": ("08: in the reference run, MatryoshkaLoss scores above MNRL alone at 64 dimensions (interval above 0)",
+                                         lambda m: (row := _matryoshka(m, 64)) is not None and row["ci"][0] > 0),
+    "reference_matryoshka_cant_tell_at_full_size": (
+        "08: in the reference run, at 128, 256 and 384 dimensions the interval of MatryoshkaLoss minus MNRL alone holds 0",
+        lambda m: all((row := _matryoshka(m, dims)) is not None and row["ci"][0] <= 0 <= row["ci"][1] for dims in (128, 256, 384))),
     "reference_ddp_runs_learn": ("11: in the reference run, the base model scores below the one-process run (interval below 0)",
                                  lambda m: (row := _ddp(m, "base")) is not None and row["ci"][1] < 0),
     "reference_gathering_cant_tell": (
