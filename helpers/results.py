@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,11 @@ def _side(low: float, high: float) -> str:
     return "above zero" if low > 0 else "below zero" if high < 0 else "can't tell"
 
 
+def _comparisons(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> str:
+    """`label difference [low, high] (verdict)` for each (label, row with `difference` and `ci`), joined by semicolons."""
+    return "; ".join(f"{label} {row['difference']:+.3f} {_interval(row)} ({_side(*row['ci'])})" for label, row in rows)
+
+
 def batch_sweep_line(metrics: Mapping[str, Any]) -> str | None:
     """Notebook 04's batch-size sweep: dev NDCG@10 per batch size (mean over seeds) and the largest minus the smallest."""
     comparison = metrics.get("batch_size_sweep_comparison")
@@ -119,8 +124,7 @@ def matryoshka_line(metrics: Mapping[str, Any]) -> str | None:
     rows = metrics.get("matryoshka_vs_mnrl")
     if not rows or "matryoshka_seeds" not in metrics:
         return None
-    cells = "; ".join(f"{dims} dims {row['difference']:+.3f} {_interval(row)} ({_side(*row['ci'])})"
-                      for dims, row in sorted(rows.items(), key=lambda item: -int(item[0])))
+    cells = _comparisons((f"{dims} dims", row) for dims, row in sorted(rows.items(), key=lambda item: -int(item[0])))
     return (f"Notebook 08, MatryoshkaLoss minus MNRL alone after {metrics['matryoshka_steps']} further steps, "
             f"{len(metrics['matryoshka_seeds'])} training seed(s), test NDCG@10: {cells}.")
 
@@ -130,8 +134,7 @@ def scale_out_line(metrics: Mapping[str, Any]) -> str | None:
     rows = metrics.get("dev_minus_one_process")
     if not rows or "training_seeds" not in metrics:
         return None
-    cells = "; ".join(f"{name} {row['difference']:+.3f} {_interval(row)} ({_side(*row['ci'])})"
-                      for name, row in rows.items() if "killed" not in name)
+    cells = _comparisons((name, row) for name, row in rows.items() if "killed" not in name)
     return (f"Notebook 11, {metrics['processes']}-process DDP against one process at the same effective batch, "
             f"{len(metrics['training_seeds'])} training seed(s), dev NDCG@10 ({metrics['dev_queries']} queries): {cells}.")
 
