@@ -254,3 +254,43 @@ def off_the_shelf_rows(metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[st
         row["relative gain"] = row["notebook 04's model"] / row["off the shelf"] - 1 if row["notebook 04's model"] is not None else None
         rows.append(row)
     return sorted(rows, key=lambda row: (row["split"].split()[0], row["documents searched"]))
+
+
+# (notebook, what is timed, model, documents/s, documents timed): where each notebook's metrics.json keeps a rate at
+# which it embedded documents, and what the rate includes
+_REINDEX_RATES = (
+    ("06_decision", "notebook 07's pipeline (encode, hash, write to LanceDB), one process", "off the shelf",
+     lambda m: m["docs_per_s"], lambda m: m["throughput_documents"]),
+    ("07_reindexing", "the same pipeline: the green build", "fine-tuned", lambda m: m["docs_per_s"], lambda m: m["documents"]),
+    ("08_serving", "encoding only, PyTorch in fp32", "fine-tuned", lambda m: m["variants"]["pytorch fp32"]["docs_per_s"],
+     lambda m: m["parameters"]["throughput_documents"]),
+    ("08_serving", "encoding only, int8 ONNX", "fine-tuned, int8 weights", lambda m: m["variants"]["onnx int8"]["docs_per_s"],
+     lambda m: m["parameters"]["throughput_documents"]),
+    ("11_scaling_out", "the same pipeline, one process, beside a running Ray", "off the shelf",
+     lambda m: m["ray"]["single_process"]["docs_per_s"], lambda m: m["ray"]["documents"]),
+    ("11_scaling_out", "encoding only, one Ray worker on one core (of 2 running)", "off the shelf",
+     lambda m: m["projection"]["cpu_docs_per_s_per_worker"], lambda m: m["ray"]["documents"]),
+    ("11_scaling_out", "the Ray pipeline end to end, 2 workers (start-up included)", "off the shelf",
+     lambda m: m["ray"]["workers"]["2"]["docs_per_s"], lambda m: m["ray"]["documents"]),
+)
+
+
+def reindex_rate_rows(metrics: Mapping[str, Mapping[str, Any]], documents: int = 1_000_000) -> list[dict[str, Any]]:
+    """Every rate at which a run's notebooks embedded documents, with what it includes (the whole pipeline or encoding
+    alone, the backend, the cores), the model, its numeric precision and the minutes it implies for `documents`
+    documents: the reindex figures a learner meets across the course, side by side. `metrics` maps notebook ->
+    metrics.json (`committed_default_run()`); notebooks or keys a run lacks are left out."""
+    rows = []
+    for notebook, timed, model, rate, count in _REINDEX_RATES:
+        m = metrics.get(notebook)
+        if not m:
+            continue
+        try:
+            per_second, timed_documents = float(rate(m)), int(count(m))
+        except (KeyError, TypeError):
+            continue
+        precision = "fp32" if "fp32" in timed else "int8" if "int8" in timed else m.get("numeric_precision", "fp32")
+        rows.append({"notebook": notebook[:2], "what is timed": timed, "model": model, "precision": precision,
+                     "documents timed": timed_documents, "documents/s": per_second,
+                     f"minutes for {documents:,}": documents / per_second / 60})
+    return rows

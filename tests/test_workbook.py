@@ -272,3 +272,16 @@ def test_off_the_shelf_rows_line_up_each_notebooks_figure_with_its_corpus():
     committed = off_the_shelf_rows(committed_default_run())  # every notebook of the committed run that measures one
     assert {row["notebook"] for row in committed} >= {"01", "02", "05", "06", "09", "10"}
     assert committed_default_run(W.PROJECT_ROOT / "no-such-file.json") == {}
+
+
+def test_reindex_rate_rows_say_what_each_rate_includes():
+    from helpers.results import committed_default_run, reindex_rate_rows
+
+    metrics = {"06_decision": {"docs_per_s": 500.0, "throughput_documents": 1000, "numeric_precision": "bf16"},
+               "08_serving": {"variants": {"pytorch fp32": {"docs_per_s": 250.0}}, "parameters": {"throughput_documents": 500}},
+               "11_scaling_out": {"ray": {}}}  # keys missing: left out, not guessed
+    rows = reindex_rate_rows(metrics)
+    assert [(row["notebook"], row["precision"]) for row in rows] == [("06", "bf16"), ("08", "fp32")]
+    assert rows[0]["minutes for 1,000,000"] == pytest.approx(1_000_000 / 500 / 60)
+    assert "pipeline" in rows[0]["what is timed"] and "encoding only" in rows[1]["what is timed"]
+    assert len(reindex_rate_rows(committed_default_run())) == 7  # 06, 07, 08 twice, 11 three times
