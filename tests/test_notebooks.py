@@ -56,6 +56,22 @@ def test_the_executed_copies_hold_no_frozen_progress_bar(smoke_run):
                 assert bar is None, f"{path.stem} cell {number} prints a progress bar: {bar.group(0)!r}"
 
 
+# what an output shows where its rich form is not rendered, when it is an object's repr instead of its content
+OBJECT_REPRS = re.compile(r"object at 0x|<pandas\.io\.formats\.style\.Styler|VBox\(|<IPython\.core\.display\.\w+ object>|\bNo log\b")
+
+
+def test_the_executed_copies_hold_no_object_repr(smoke_run):
+    """Tables, markdown and forms read as their content in every view of an executed copy (helpers.outputs), and the
+    trainer leaves no table of "No log" columns."""
+    out, _ = smoke_run
+    for path in list_notebooks():
+        for number, cell in enumerate(nbformat.read(out / path.stem / path.name, as_version=4).cells):
+            for output in cell.get("outputs", []):
+                text = output.get("text", "") + output.get("data", {}).get("text/plain", "")
+                found = OBJECT_REPRS.search(text)
+                assert found is None, f"{path.stem} cell {number} shows {found.group(0)!r} instead of its content"
+
+
 def test_01_why_finetune(smoke_run):
     metrics = metrics_of(smoke_run, "01_why_finetune")
     assert metrics["recipe"] == recipe(**SMOKE["01_why_finetune"]["recipe_changes"])

@@ -285,3 +285,15 @@ def test_reindex_rate_rows_say_what_each_rate_includes():
     assert rows[0]["minutes for 1,000,000"] == pytest.approx(1_000_000 / 500 / 60)
     assert "pipeline" in rows[0]["what is timed"] and "encoding only" in rows[1]["what is timed"]
     assert len(reindex_rate_rows(committed_default_run())) == 7  # 06, 07, 08 twice, 11 three times
+
+
+def test_readable_outputs_show_their_content_as_text():
+    import pandas as pd
+
+    from helpers.outputs import markdown, readable
+
+    table = readable(pd.DataFrame({"score": [0.12345, 1.5], "name": ["x", "y"]}, index=["a", "bb"]).style.format({"score": "{:.2f}"}))
+    assert repr(table).splitlines() == ["    score  name", " a   0.12     x", "bb   1.50     y"]
+    assert "<table" in table._repr_html_() and "0.12" in table._repr_html_()
+    note = markdown("**bold** claim")
+    assert repr(note) == note._repr_markdown_() == "**bold** claim"

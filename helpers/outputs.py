@@ -1,0 +1,46 @@
+"""Outputs that read the same in a notebook and in every other view of its executed copy: a pandas Styler shows
+as `<pandas.io.formats.style.Styler at 0x...>` and IPython's Markdown as `<IPython.core.display.Markdown object>`
+wherever the rich form is not rendered (a text diff, a terminal, a test); these show their content instead."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ReadableTable:
+    """A styled table whose plain-text form is the formatted table itself, not the Styler's object repr."""
+
+    def __init__(self, styler: Any) -> None:
+        self.styler = styler
+
+    def _repr_html_(self) -> str:
+        return self.styler.to_html()
+
+    def __repr__(self) -> str:
+        rows = [line.split("\x1f") for line in self.styler.to_string(delimiter="\x1f").splitlines()]
+        widths = [max(len(row[column]) if column < len(row) else 0 for row in rows) for column in range(max(map(len, rows)))]
+        return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def readable(styler: Any) -> ReadableTable:
+    """Wrap a pandas Styler (`df.style.format(...)`) so that it shows as HTML in a notebook and as its formatted
+    text elsewhere; the last expression of a cell, or `display(readable(...))`."""
+    return ReadableTable(styler)
+
+
+class ReadableMarkdown:
+    """Markdown rendered in a notebook, the same text in plain views."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def markdown(text: str) -> ReadableMarkdown:
+    """Markdown text to display (`display(markdown(...))`) that reads as itself outside a notebook too."""
+    return ReadableMarkdown(text)
