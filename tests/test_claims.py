@@ -60,10 +60,10 @@ CLAIMS = {
         "01: notebook 04's model gains relatively more over 20,000 test documents than over 2,000",
         lambda m: (gains := {row["documents searched"]: row["relative gain"] for row in _by_corpus(m, "test") if row["relative gain"] is not None})
         and gains[20000] > gains[2000] + 0.05),
-    "pipeline_rates_agree": ("07: the three pipeline rates (06, 07, 11's single process) agree within a third",
+    "pipeline_rates_agree": ("07: the three pipeline rates (06, 07, 11's single process) agree within a factor of 1.5",
                              lambda m: (rates := [row["documents/s"] for row in reindex_rate_rows(m) if "pipeline" in row["what is timed"]
                                                   and "Ray pipeline" not in row["what is timed"]]) and len(rates) == 3
-                             and max(rates) < min(rates) * 4 / 3),
+                             and max(rates) < min(rates) * 1.5),
     "writes_small_share": ("07: the blue build, writing cached vectors, ran over ten times faster than the pipeline",
                            lambda m: m["07_reindexing"]["steps"]["blue build"]["docs_per_s"] > 10 * m["07_reindexing"]["docs_per_s"]),
     "int8_onnx_encodes_faster": (
@@ -71,8 +71,8 @@ CLAIMS = {
         lambda m: m["08_serving"]["variants"]["pytorch fp32"]["docs_per_s"] <= m["07_reindexing"]["docs_per_s"]
         and m["08_serving"]["variants"]["onnx int8"]["docs_per_s"] > 1.5 * m["08_serving"]["variants"]["pytorch fp32"]["docs_per_s"]),
     "ray_worker_and_startup": (
-        "07/11: a one-core Ray worker encodes at under 60% of one process's pipeline rate; two workers end to end are slower than one worker's encoding",
-        lambda m: m["11_scaling_out"]["projection"]["cpu_docs_per_s_per_worker"] < 0.6 * m["11_scaling_out"]["ray"]["single_process"]["docs_per_s"]
+        "07/11: a one-core Ray worker encodes at under 3/4 of one process's pipeline rate; two workers end to end are slower than one worker's encoding",
+        lambda m: m["11_scaling_out"]["projection"]["cpu_docs_per_s_per_worker"] < 0.75 * m["11_scaling_out"]["ray"]["single_process"]["docs_per_s"]
         and m["11_scaling_out"]["ray"]["workers"]["2"]["docs_per_s"] < m["11_scaling_out"]["projection"]["cpu_docs_per_s_per_worker"]),
     "brief_run_breaks_some_queries": ("01: the fine-tuned model breaks some queries the base model got right at rank 1",
                                       lambda m: m["01_why_finetune"]["examples_broken_at_rank_1"] > 0),
