@@ -96,6 +96,17 @@ def _comparisons(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> str:
     return "; ".join(f"{label} {row['difference']:+.3f} {_interval(row)} ({_side(*row['ci'])})" for label, row in rows)
 
 
+def brief_runs_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 01's brief runs: fine-tuned minus off-the-shelf test NDCG@10 per domain, over seeds and queries."""
+    rows = {domain: row for domain, row in metrics.get("measured", {}).items() if "ci95_diff" in row}
+    if not rows:
+        return None
+    cells = _comparisons((f"{domain} ({row['training_examples']:,} pairs)",
+                          {"difference": row["finetuned_ndcg@10"] - row["base_ndcg@10"], "ci": row["ci95_diff"]}) for domain, row in rows.items())
+    seeds = max(row.get("seeds", 1) for row in rows.values())
+    return f"Notebook 01, the brief recipe on compact corpora, {seeds} training seed(s), test NDCG@10 fine-tuned minus off the shelf: {cells}."
+
+
 def batch_sweep_line(metrics: Mapping[str, Any]) -> str | None:
     """Notebook 04's batch-size sweep: dev NDCG@10 per batch size (mean over seeds) and the largest minus the smallest."""
     comparison = metrics.get("batch_size_sweep_comparison")
@@ -142,7 +153,7 @@ def scale_out_line(metrics: Mapping[str, Any]) -> str | None:
 # notebooks whose README line is rendered here from their metrics (the others still write a `readme_line`)
 LINES = {"10_synthetic_pairs": synthetic_pairs_line}
 # the reference run's lines: the comparisons its powered settings were run for
-REFERENCE_LINES = {**LINES, "04_training": batch_sweep_line, "06_decision": learning_curve_line, "08_serving": matryoshka_line,
+REFERENCE_LINES = {**LINES, "01_why_finetune": brief_runs_line, "04_training": batch_sweep_line, "06_decision": learning_curve_line, "08_serving": matryoshka_line,
                    "11_scaling_out": scale_out_line}
 
 
