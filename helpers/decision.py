@@ -119,8 +119,15 @@ def should_finetune_measured(baseline: float, target: float, corpus_size: int, e
     best = min(1.0, baseline * (1 + max(larger))) if larger else expected
     reaching = [size for size in sorted(curve) if baseline * (1 + curve[size]) >= target]
     hours = corpus_size / docs_per_second / 3600
+    smallest = min(curve)
     if target <= baseline:
         recommendation, reasons = "off-the-shelf", [f"The off-the-shelf model already meets the target ({baseline:.2f} ≥ {target:.2f})"]
+    elif examples < smallest:  # below the measured range the curve says nothing: no gain is expected from it
+        expected = baseline
+        recommendation = "generate_data_first" if best - baseline >= min_useful_gain else "off-the-shelf"
+        reasons = [f"With {examples:,} examples, fewer than the smallest training set the curve measured ({smallest:,}), the curve "
+                   "predicts nothing" + (f"; with more it reaches ~{best:.2f}: collect or generate more pairs first"
+                                         if recommendation == "generate_data_first" else ", and no measured size gains usefully")]
     elif expected - baseline < min_useful_gain and best - baseline >= min_useful_gain:
         recommendation, reasons = "generate_data_first", [f"With {examples:,} examples the measured curve predicts only ~{expected:.2f}; "
                                                           f"with more it reaches ~{best:.2f}: collect or generate more pairs first"]

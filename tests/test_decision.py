@@ -65,6 +65,14 @@ def test_every_branch_of_the_measured_rule(target, examples, curve, expected):
     assert Dn.should_finetune_measured(0.40, target, 1_000_000, examples, curve, 250)["recommendation"] == expected
 
 
+def test_below_the_smallest_measured_size_the_rule_expects_nothing_from_the_curve():
+    few = Dn.should_finetune_measured(0.40, 0.42, 1_000_000, 100, CURVE, 250)  # 100 < 250, the smallest measured size
+    assert few["recommendation"] == "generate_data_first" and few["expected_ndcg"] == 0.40
+    assert few["reasons"][0].startswith("With 100 examples, fewer than the smallest training set the curve measured (250)")
+    flat = Dn.should_finetune_measured(0.40, 0.42, 1_000_000, 100, {500: 0.0, 2000: 0.01}, 250)
+    assert flat["recommendation"] == "off-the-shelf" and "no measured size gains usefully" in flat["reasons"][0]
+
+
 def test_the_out_of_domain_cost_is_a_reason_to_ship_a_merge_and_never_changes_the_advice():
     plain = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250)
     with_cost = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, out_of_domain=COST)

@@ -195,13 +195,14 @@ def test_05_evaluation(smoke_run):
     assert metrics["improved_queries"] + metrics["worse_queries"] <= metrics["test_queries"]
     trec = (smoke_run[0] / "05_evaluation" / "finetuned.trec").read_text().splitlines()
     assert len({line.split()[0] for line in trec}) == metrics["test_queries"]
-    dedup = metrics["dedup_f1"]  # duplicate detection: thresholds from dev, F1 on test with a query bootstrap
-    assert dedup["dev_pairs"] > 0 and dedup["test_pairs"] > 0 and dedup["test_pairs"] % 2 == 0  # two pairs per query
+    dedup = metrics["dedup_f1"]  # duplicate detection: thresholds from dev, F1 on test and test_unseen with a query bootstrap
+    assert dedup["dev_pairs"] > 0 and set(dedup["by_split"]) == {"test", "test_unseen"}
     for name in ("base", "finetuned"):
         assert dedup[name]["dev F1, by hand"] == pytest.approx(dedup[name]["dev F1, sentence-transformers"], abs=1e-6)
-        assert 0 < dedup[name]["test F1"] <= 1
-    assert dedup["difference"] == pytest.approx(dedup["finetuned"]["test F1"] - dedup["base"]["test F1"])
-    assert dedup["ci"][0] <= dedup["difference"] <= dedup["ci"][1]
+        assert 0 < dedup[name]["test F1"] <= 1 and 0 < dedup[name]["test_unseen F1"] <= 1
+    for split, row in dedup["by_split"].items():
+        assert row["difference"] == pytest.approx(dedup["finetuned"][f"{split} F1"] - dedup["base"][f"{split} F1"]), split
+        assert row["ci"][0] <= row["difference"] <= row["ci"][1], split
 
 
 def test_06_decision(smoke_run):
