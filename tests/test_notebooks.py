@@ -43,33 +43,32 @@ def test_every_notebook_ran_and_wrote_metrics(smoke_run):
 
 
 FROZEN_PROGRESS_BAR = re.compile(r"\d+%\|[^|\n]*\| *\d+/\d+")  # tqdm's "  0%|          | 0/8 [00:00<?, ?it/s]"
+# what an output shows where its rich form is not rendered, when it is an object's repr instead of its content
+OBJECT_REPRS = re.compile(r"object at 0x|<pandas\.io\.formats\.style\.Styler|VBox\(|<IPython\.core\.display\.\w+ object>|\bNo log\b")
 
 
-def test_the_executed_copies_hold_no_frozen_progress_bar(smoke_run):
-    """A bar printed in a papermill run stays frozen in the executed copy: `workbook run` keeps them out."""
+def output_texts(smoke_run):
+    """(notebook, cell number, text) of every output of the smoke run's executed copies: printed text and plain-text forms."""
     out, _ = smoke_run
     for path in list_notebooks():
         for number, cell in enumerate(nbformat.read(out / path.stem / path.name, as_version=4).cells):
             for output in cell.get("outputs", []):
-                text = output.get("text", "") + output.get("data", {}).get("text/plain", "")
-                bar = FROZEN_PROGRESS_BAR.search(text)
-                assert bar is None, f"{path.stem} cell {number} prints a progress bar: {bar.group(0)!r}"
+                yield path.stem, number, output.get("text", "") + output.get("data", {}).get("text/plain", "")
 
 
-# what an output shows where its rich form is not rendered, when it is an object's repr instead of its content
-OBJECT_REPRS = re.compile(r"object at 0x|<pandas\.io\.formats\.style\.Styler|VBox\(|<IPython\.core\.display\.\w+ object>|\bNo log\b")
+def test_the_executed_copies_hold_no_frozen_progress_bar(smoke_run):
+    """A bar printed in a papermill run stays frozen in the executed copy: `workbook run` keeps them out."""
+    for notebook, number, text in output_texts(smoke_run):
+        bar = FROZEN_PROGRESS_BAR.search(text)
+        assert bar is None, f"{notebook} cell {number} prints a progress bar: {bar.group(0)!r}"
 
 
 def test_the_executed_copies_hold_no_object_repr(smoke_run):
     """Tables, markdown and forms read as their content in every view of an executed copy (helpers.outputs), and the
     trainer leaves no table of "No log" columns."""
-    out, _ = smoke_run
-    for path in list_notebooks():
-        for number, cell in enumerate(nbformat.read(out / path.stem / path.name, as_version=4).cells):
-            for output in cell.get("outputs", []):
-                text = output.get("text", "") + output.get("data", {}).get("text/plain", "")
-                found = OBJECT_REPRS.search(text)
-                assert found is None, f"{path.stem} cell {number} shows {found.group(0)!r} instead of its content"
+    for notebook, number, text in output_texts(smoke_run):
+        found = OBJECT_REPRS.search(text)
+        assert found is None, f"{notebook} cell {number} shows {found.group(0)!r} instead of its content"
 
 
 def test_01_why_finetune(smoke_run):
