@@ -112,6 +112,8 @@ def should_finetune_measured(baseline: float, target: float, corpus_size: int, e
     more data first. Neither changes the recommendation: they are measurements on one data set, reported as such.
     """
     check_decision_inputs(baseline, target, corpus_size, examples)
+    if not curve:
+        raise ValueError("the learning curve is empty: measure the gain at one training-set size at least (notebook 06)")
     if docs_per_second <= 0:
         raise ValueError(f"docs_per_second={docs_per_second} must be positive: it is a measured encoding rate")
     expected = min(1.0, baseline * (1 + expected_relative_gain(curve, examples)))

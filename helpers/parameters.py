@@ -60,6 +60,9 @@ class Parameter:
         if accepted is _REJECTED:
             raise ParameterError(f"{notebook}: {self.name}={value!r} must be {_failed_part(spec, value)} "
                                  f"(`{self.name}`: {self.meaning})")
+        if self.name.endswith("_seeds") and isinstance(accepted, list) and (not accepted or len(set(accepted)) != len(accepted)):
+            raise ParameterError(f"{notebook}: {self.name}={accepted!r} must hold one or more distinct seeds: intervals over "
+                                 f"seeds need each run to be a different one (`{self.name}`: {self.meaning})")
         if usual and isinstance(accepted, (int, float)):
             low, high = (float(bound) for bound in usual.split(" to "))
             if not low <= accepted <= high:

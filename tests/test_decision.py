@@ -71,6 +71,8 @@ def test_below_the_smallest_measured_size_the_rule_expects_nothing_from_the_curv
     assert few["reasons"][0].startswith("With 100 examples, fewer than the smallest training set the curve measured (250)")
     flat = Dn.should_finetune_measured(0.40, 0.42, 1_000_000, 100, {500: 0.0, 2000: 0.01}, 250)
     assert flat["recommendation"] == "off-the-shelf" and "no measured size gains usefully" in flat["reasons"][0]
+    with pytest.raises(ValueError, match="the learning curve is empty"):
+        Dn.should_finetune_measured(0.40, 0.42, 1_000_000, 100, {}, 250)
 
 
 def test_the_out_of_domain_cost_is_a_reason_to_ship_a_merge_and_never_changes_the_advice():

@@ -292,3 +292,13 @@ def test_notebook_04_alone_with_the_smoke_values_prepares_its_data_at_that_scale
     prepared = json.loads((W.prepared_dir(tmp_path / "work", "icd10cm") / "dataset.json").read_text())
     assert prepared["parameters"]["corpus_size"] == W.load_preset("smoke")["03_data_preparation"]["corpus_size"]
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["train_examples"] == smoke["max_train_examples"]
+
+
+@pytest.mark.parametrize("notebook, name", [("01_why_finetune", "training_seeds"), ("04_training", "sweep_seeds"),
+                                            ("06_decision", "curve_seeds"), ("08_serving", "matryoshka_seeds"),
+                                            ("10_synthetic_pairs", "training_seeds"), ("11_scaling_out", "training_seeds")])
+def test_seed_lists_must_hold_distinct_seeds(notebook, name):
+    assert check_values(notebook, {name: "[42, 1, 2]"}) == {name: [42, 1, 2]}
+    for wrong in ("[]", "[42, 42]"):  # no run at all; the same run twice, whose spread would pass for a seed's
+        with pytest.raises(ParameterError, match=f"{name}=.* must hold one or more distinct seeds"):
+            check_values(notebook, {name: wrong})

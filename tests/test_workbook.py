@@ -285,6 +285,8 @@ def test_reindex_rate_rows_say_what_each_rate_includes():
     assert rows[0]["minutes for 1,000,000"] == pytest.approx(1_000_000 / 500 / 60)
     assert "pipeline" in rows[0]["what is timed"] and "encoding only" in rows[1]["what is timed"]
     assert len(reindex_rate_rows(committed_default_run())) == 7  # 06, 07, 08 twice, 11 three times
+    projected = reindex_rate_rows({"06_decision": {**metrics["06_decision"], "reindex_encoder": "onnx_int8"}})[0]
+    assert projected["what is timed"].startswith("projected") and projected["precision"] == "int8"
 
 
 def test_readable_outputs_show_their_content_as_text():
