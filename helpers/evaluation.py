@@ -205,6 +205,29 @@ def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], n_items: in
     return float(low), float(high)
 
 
+def seeds_and_statistic_ci(statistic: Callable[[int, Any], float], n_seeds: int, n_items: int,
+                           confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Interval of the mean over training seeds of `statistic(s, indices)`, a number computed from the items at
+    `indices` in the runs trained with the s-th seed (a Spearman difference, a share of a gain kept), covering the
+    items' sampling and the seeds' luck as `seeds_and_queries_ci` does for a mean difference: the item part is
+    `bootstrap_statistic_ci` of the seeds' mean statistic (each resample draws the same items for every seed), the
+    seed part Student's t interval of the seeds' statistics on all items; the two are added in quadrature on each
+    side of the mean. With one seed this is `bootstrap_statistic_ci`: items only."""
+    from scipy.stats import t as student_t
+
+    if n_seeds < 1:
+        raise ValueError(f"seeds_and_statistic_ci needs at least one seed, got {n_seeds}")
+    everything = np.arange(n_items)
+    per_seed = np.array([statistic(s, everything) for s in range(n_seeds)], dtype=float)
+    mean = float(per_seed.mean())
+    low, high = bootstrap_statistic_ci(lambda at: float(np.mean([statistic(s, at) for s in range(n_seeds)])), n_items,
+                                       confidence, n_resamples, seed)
+    if n_seeds == 1:
+        return low, high
+    seed_part = student_t.ppf(0.5 + confidence / 2, n_seeds - 1) * per_seed.std(ddof=1) / np.sqrt(n_seeds)
+    return mean - float(np.hypot(mean - low, seed_part)), mean + float(np.hypot(high - mean, seed_part))
+
+
 def significance(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Mapping[str, Mapping[str, float]]],
                  metric: str = "ndcg@10", seed: int = 0, n_resamples: int = 10_000) -> float:
     """Two-sided p-value of Fisher's randomization test between the first two runs on `metric` (scipy's paired

@@ -150,10 +150,21 @@ def scale_out_line(metrics: Mapping[str, Any]) -> str | None:
             f"{len(metrics['training_seeds'])} training seed(s), dev NDCG@10 ({metrics['dev_queries']} queries): {cells}.")
 
 
+def forgetting_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 09's comparisons over training seeds: what the fine-tune cost on each task, what the chosen merge
+    won back, and where the other remedies sit against the merges' line."""
+    rows = metrics.get("across_seeds")
+    if not rows:
+        return None
+    cells = _comparisons((label, {"difference": row["mean"], "ci": row["ci"]}) for label, row in rows.items())
+    return (f"Notebook 09, the fine-tune and its merges over {len(metrics['training_seeds'])} training seed(s) of notebook 04's "
+            f"recipe (α chosen per seed: {', '.join(f'{alpha:g}' for alpha in metrics['seed_alphas'].values())}): {cells}.")
+
+
 # notebooks whose README line is rendered here from their metrics (the others still write a `readme_line`)
 LINES = {"10_synthetic_pairs": synthetic_pairs_line}
 # the reference run's lines: the comparisons its powered settings were run for
-REFERENCE_LINES = {**LINES, "01_why_finetune": brief_runs_line, "04_training": batch_sweep_line, "06_decision": learning_curve_line, "08_serving": matryoshka_line,
+REFERENCE_LINES = {**LINES, "01_why_finetune": brief_runs_line, "04_training": batch_sweep_line, "06_decision": learning_curve_line, "08_serving": matryoshka_line, "09_forgetting_and_merging": forgetting_line,
                    "11_scaling_out": scale_out_line}
 
 

@@ -98,6 +98,27 @@ def ensure_finetuned(dataset: str, work_dir: str | Path, model: str = "all-MiniL
     return final
 
 
+def finetuned_with_seed(dataset: str, work_dir: str | Path, seed: int, model: str = "all-MiniLM-L6-v2", caller: str = "",
+                        caller_settings: Mapping[str, Any] | None = None) -> Path:
+    """The folder of notebook 04's model trained with training seed `seed` instead of its own, for notebooks that
+    compare fine-tunes across seeds. It is trained (notebook 04 without its sweep, at the calling notebook's scale)
+    into `work_dir`/seeds/seed-`seed` when not completely there; that folder links to `work_dir`'s prepared data and
+    embedding cache, so notebook 03 does not run again and nothing is encoded twice."""
+    seed_dir = Path(work_dir).resolve() / "seeds" / f"seed-{seed}"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    for shared in ("data", "embeddings"):
+        target, link = Path(work_dir).resolve() / shared, seed_dir / shared
+        target.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(target, target_is_directory=True)
+    final = finetuned_dir(seed_dir, dataset) / "final"
+    if problem := incomplete(final):
+        parameters, scale = prerequisite_parameters("04_training", caller, caller_settings)
+        _run_prerequisite("04_training", seed_dir, {**parameters, "dataset": dataset, "model": model,
+                                                    "sweep_batch_sizes": [], "seed": seed}, final, problem, scale)
+    return final
+
+
 def declared_defaults(stem: str) -> dict[str, Any]:
     """A notebook's parameters at their declared defaults (what it runs with when given nothing)."""
     return {name: declared.default for name, declared in declared_parameters(NOTEBOOK_DIR / f"{stem}.ipynb").items()}

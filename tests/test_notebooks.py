@@ -44,7 +44,7 @@ def test_every_notebook_ran_and_wrote_metrics(smoke_run):
 
 FROZEN_PROGRESS_BAR = re.compile(r"\d+%\|[^|\n]*\| *\d+/\d+")  # tqdm's "  0%|          | 0/8 [00:00<?, ?it/s]"
 # what an output shows where its rich form is not rendered, when it is an object's repr instead of its content
-OBJECT_REPRS = re.compile(r"object at 0x|<pandas\.io\.formats\.style\.Styler|VBox\(|<IPython\.core\.display\.\w+ object>|\bNo log\b")
+OBJECT_REPRS = re.compile(r"object at 0x|\b(?:Posix|Windows)Path\(|<pandas\.io\.formats\.style\.Styler|VBox\(|<IPython\.core\.display\.\w+ object>|\bNo log\b")
 
 
 def output_texts(smoke_run):
@@ -319,6 +319,18 @@ def test_09_forgetting_and_merging(smoke_run):
         assert low - 1e-4 <= row["merged - fine-tuned"] <= high + 1e-4, name
     assert set(metrics["alternatives"]) == {f"linear α={alpha:g}", f"ties α={alpha:g}", "fewer steps"}
     assert metrics["fewer_steps"]["steps"] == [3, 6]  # notebook 04's smoke run: checkpoints at steps 3 and 6
+    # section 8: one row per comparison over the training seeds; over the smoke run's one seed, the comparisons above
+    seeds = metrics["training_seeds"]
+    assert seeds[0] == 42 and metrics["seed_alphas"]["42"] == alpha and set(metrics["seed_alphas"]) == {str(s) for s in seeds}
+    assert all(row["ci"][0] - 1e-4 <= row["mean"] <= row["ci"][1] + 1e-4 for row in metrics["across_seeds"].values())
+    for name, row in metrics["fine_tune_cost"].items() if len(seeds) == 1 else ():
+        across = metrics["across_seeds"][f"fine-tuned - base / {metrics['tasks'][name]['label']}"]
+        assert across["mean"] == pytest.approx(row["difference"])
+    for name, row in metrics["out_of_domain"].items() if len(seeds) == 1 else ():
+        assert metrics["across_seeds"][f"merged - fine-tuned / {metrics['tasks'][name]['label']}"]["mean"] == pytest.approx(row["merged - fine-tuned"])
+    for key, row in metrics["alternatives_against_line"].items() if len(seeds) == 1 else ():  # "ties α=0.5 / X" is "ties - the line / X"
+        model, task = key.split(" / ")
+        assert metrics["across_seeds"][f"{model.split(' α=')[0]} - the line / {task}"]["mean"] == pytest.approx(row["gap"])
     # the saved merged model's weights are the stated interpolation of the two models it came from
     merged_folder = Path(metrics["merged_model"])
     assert json.loads((merged_folder / "merge.json").read_text())["alpha"] == alpha

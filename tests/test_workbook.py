@@ -95,6 +95,28 @@ def test_a_missing_prerequisite_runs_its_notebook_with_the_defaults(tmp_path, mo
         W.ensure_prepared("icd10cm", tmp_path)
 
 
+def test_a_fine_tune_with_another_seed_is_trained_beside_the_data_it_shares(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(path, out_dir, parameters, work_dir, cell_timeout=None):
+        calls.append((path.stem, dict(parameters), work_dir))
+        staging = W.begin_output(W.finetuned_dir(work_dir, parameters["dataset"]) / "final", "a test")
+        (staging / "model.safetensors").write_bytes(b"weights")
+        W.publish_output(staging, {})
+        return W.NotebookRun(path.stem, "ok", 1.0, "", dict(parameters))
+
+    monkeypatch.setattr(W, "run_notebook", fake_run)
+    (tmp_path / "data" / "hpo").mkdir(parents=True)
+    final = W.finetuned_with_seed("hpo", tmp_path, 7)
+    seed_dir = tmp_path.resolve() / "seeds" / "seed-7"
+    assert final == seed_dir / "models" / "hpo" / "final" and final.exists()
+    assert calls == [("04_training", {"dataset": "hpo", "model": "all-MiniLM-L6-v2", "sweep_batch_sizes": [], "seed": 7}, seed_dir)]
+    assert (seed_dir / "data" / "hpo").is_dir() and (seed_dir / "embeddings").resolve() == (tmp_path / "embeddings").resolve()
+    W.finetuned_with_seed("hpo", tmp_path, 7)
+    assert len(calls) == 1, "a model already there is not trained again"
+    assert not W.incomplete(W.ensure_finetuned("hpo", tmp_path)) and len(calls) == 2, "the seed's model is not notebook 04's own"
+
+
 def test_cli_run_names_an_unknown_parameter(capsys, tmp_path):
     assert cli.main(["run", "-p", "no_such_param", "1", "--out", str(tmp_path)]) == 2
     assert "no_such_param" in capsys.readouterr().err
