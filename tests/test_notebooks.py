@@ -322,7 +322,7 @@ def test_09_forgetting_and_merging(smoke_run):
     # section 8: one row per comparison over the training seeds; over the smoke run's one seed, the comparisons above
     seeds = metrics["training_seeds"]
     assert seeds[0] == 42 and metrics["seed_alphas"]["42"] == alpha and set(metrics["seed_alphas"]) == {str(s) for s in seeds}
-    assert all(row["ci"][0] - 1e-4 <= row["mean"] <= row["ci"][1] + 1e-4 for row in metrics["across_seeds"].values())
+    assert all(row["ci"][0] - 1e-4 <= row["mean"] <= row["ci"][1] + 1e-4 and row["seeds"] == len(seeds) for row in metrics["across_seeds"].values())
     for name, row in metrics["fine_tune_cost"].items() if len(seeds) == 1 else ():
         across = metrics["across_seeds"][f"fine-tuned - base / {metrics['tasks'][name]['label']}"]
         assert across["mean"] == pytest.approx(row["difference"])
