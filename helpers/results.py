@@ -13,8 +13,9 @@ PROVENANCE_KEYS = ("command", "machine", "date", "commit")
 
 
 def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
-    """The held-out test table of notebook 05, the training line of notebook 04, and the `readme_line` that other
-    notebooks write into their metrics (each states its own headline figures)."""
+    """The held-out test table of notebook 05, the training line of notebook 04, and one line per other notebook,
+    rendered from its metrics by `LINES` (a summary from before those renderers falls back on the `readme_line` the
+    notebook wrote itself)."""
     by_name = {run["notebook"]: run.get("metrics") or {} for run in runs}
     evaluation, training = by_name["05_evaluation"], by_name.get("04_training", {})
     lines = [
@@ -42,7 +43,7 @@ def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
         ]
     notes = []
     for name in sorted(by_name):
-        if line := LINES.get(name, lambda metrics: metrics.get("readme_line"))(by_name[name]):
+        if line := (LINES[name](by_name[name]) if name in LINES else None) or by_name[name].get("readme_line"):
             notes.append(line)
             if name == "08_serving" and (variants := by_name[name].get("variants")):  # its table follows its line
                 notes += ["", *serving_table(variants), ""]
@@ -161,8 +162,86 @@ def forgetting_line(metrics: Mapping[str, Any]) -> str | None:
             f"recipe (α chosen per seed: {', '.join(f'{alpha:g}' for alpha in metrics['seed_alphas'].values())}): {cells}.")
 
 
-# notebooks whose README line is rendered here from their metrics (the others still write a `readme_line`)
-LINES = {"10_synthetic_pairs": synthetic_pairs_line}
+def brief_finetuning_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 01's line in the default run: each brief run's test NDCG@10 before and after, with its interval."""
+    measured = {domain: row for domain, row in metrics.get("measured", {}).items() if "finetuned_ndcg@10" in row}
+    if not measured or "recipe" not in metrics:
+        return None
+    recipe = metrics["recipe"]
+    runs = "; ".join(f"{domain} {row['base_ndcg@10']:.3f} → {row['finetuned_ndcg@10']:.3f} ({row['relative_gain']:+.1%}, CI of the "
+                     f"difference {_interval(row, 'ci95_diff')}, {row['training_examples']} examples)" for domain, row in measured.items())
+    return (f"Notebook 01, brief fine-tuning ({'triplets' if recipe['hard_negatives'] else 'pairs'}, batch {recipe['batch_size']}) "
+            f"on compact corpora, test NDCG@10: {runs}.")
+
+
+def architectures_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 02's table: each architecture's test NDCG@10 before and after its short fine-tune, and its speed."""
+    if not metrics.get("table"):
+        return None
+    return "Notebook 02, " + "; ".join(
+        f"{name} ({row['architecture']}, {row['pooling']} pooling) test NDCG@10 {row['test NDCG@10, off the shelf']:.3f} → "
+        f"{row['test NDCG@10, after fine-tuning']:.3f} after {row['fine-tuning steps']} MNRL steps, {row['encode speed (texts/s)']:.0f} texts/s"
+        for name, row in sorted(metrics["table"].items(), key=lambda item: item[0] != "encoder")) + "."
+
+
+def decision_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 06: every retriever's test NDCG@10, the learning curve's prediction against its measurement, the advice."""
+    if "ndcg@10" not in metrics or "recommendation" not in metrics:
+        return None
+    return (f"Notebook 06, test NDCG@10: {', '.join(f'{name} {value:.3f}' for name, value in metrics['ndcg@10'].items())}; "
+            f"learning curve (dev): full-data gain predicted {metrics['predicted_full_gain']:+.1%} from the smaller sizes, measured "
+            f"{metrics['measured_full_gain']:+.1%}; recommendation: {metrics['recommendation']}.")
+
+
+def reindexing_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 07's reindex rate into LanceDB."""
+    if "docs_per_s" not in metrics:
+        return None
+    return f"Notebook 07, reindexing {metrics['documents']} documents into LanceDB: {metrics['docs_per_s']:.0f} documents/s on {metrics['device']}."
+
+
+def serving_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 08's reference encoder and the deployed combination its intervals chose (its table follows)."""
+    variants, chosen = metrics.get("variants"), metrics.get("recommended")
+    if not variants or not chosen:
+        return None
+    reference, deployed = variants["pytorch fp32"], variants[chosen["deployed"]]
+    return (f"Notebook 08, serving on this CPU ({metrics['corpus_size']}-document sample, test NDCG@10): PyTorch fp32 "
+            f"{reference['ndcg@10']:.3f} at {reference['docs_per_s']:.0f} documents/s; deployed {chosen['encoder']} + {chosen['index']}: "
+            f"{deployed['relative_change']:+.1%}, {deployed['docs_per_s'] / reference['docs_per_s']:.2f}x the documents/s, index "
+            f"{reference['index_mb'] / deployed['index_mb']:.0f}x smaller. Every variant:")
+
+
+def merging_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 09's chosen merge on the test sample and on every out-of-domain task, beside both end models."""
+    if "test" not in metrics or "out_of_domain" not in metrics:
+        return None
+    test, kept = metrics["test"], metrics.get("test_gain_kept")
+    documents = metrics.get("test_corpus", metrics.get("parameters", {}).get("test_corpus_size"))
+    order = metrics.get("parameters", {}).get("out_of_domain") or sorted(metrics["out_of_domain"])  # the order the notebook ran them in
+    tasks = "; ".join(f"{metrics['tasks'][name]['label']} {row['base']:.3f} base, {row['fine-tuned']:.3f} fine-tuned, {row['merged']:.3f} merged"
+                      for name in order if (row := metrics["out_of_domain"].get(name)))
+    share = f"{kept:.0%} of the fine-tune's gain" if kept is not None else "the fine-tune did not gain"
+    return (f"Notebook 09, the fine-tune out of domain and a linear merge at α = {metrics['alpha']:g} (chosen on dev): ICD-10-CM "
+            f"test NDCG@10 {test['base']['ndcg@10']:.3f} → {test['merged']['ndcg@10']:.3f} ({share}, on a {documents}-document "
+            f"sample); {tasks}.")
+
+
+def scaling_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 11 in the default run: the DDP runs against one process, and the Ray reindex's rates."""
+    rows, projection = metrics.get("dev_minus_one_process"), metrics.get("projection")
+    if not rows or not projection:
+        return None
+    runs = "; ".join(f"{name} {row['difference']:+.3f} {_interval(row)}" for name, row in rows.items() if name != "base" and "killed" not in name)
+    return (f"Notebook 11, scale-out: {metrics['processes']}-process DDP on CPU (gloo), dev NDCG@10 against one process at the same "
+            f"effective batch ({metrics['dev_queries']} queries): {runs}; Ray reindex {projection['cpu_docs_per_s_per_worker']:.0f} "
+            f"documents/s per CPU worker, one writer {projection['writer_docs_per_s']:,.0f} documents/s.")
+
+
+# each notebook's README line, rendered from its metrics (a notebook whose metrics do not fit returns None: no line)
+LINES = {"01_why_finetune": brief_finetuning_line, "02_encoder_vs_decoder": architectures_line, "06_decision": decision_line,
+         "07_reindexing": reindexing_line, "08_serving": serving_line, "09_forgetting_and_merging": merging_line,
+         "10_synthetic_pairs": synthetic_pairs_line, "11_scaling_out": scaling_line}
 # the reference run's lines: the comparisons its powered settings were run for
 REFERENCE_LINES = {**LINES, "01_why_finetune": brief_runs_line, "04_training": batch_sweep_line, "06_decision": learning_curve_line, "08_serving": matryoshka_line, "09_forgetting_and_merging": forgetting_line,
                    "11_scaling_out": scale_out_line}

@@ -225,6 +225,14 @@ def test_results_table_renders_notebook_05_and_quotes_the_others_lines():
     assert not any(line.startswith("Notebook") for line in results_table(runs[1:2]).splitlines())
 
 
+def test_every_notebook_but_the_data_training_and_evaluation_ones_has_a_rendered_line_in_the_committed_run():
+    from helpers.results import DEFAULT_SUMMARY, LINES
+
+    runs = json.loads(DEFAULT_SUMMARY.read_text())
+    rendered = {run["notebook"] for run in runs if run["notebook"] in LINES and LINES[run["notebook"]](run.get("metrics") or {})}
+    assert rendered == {run["notebook"] for run in runs} - {"03_data_preparation", "04_training", "05_evaluation"}
+
+
 def test_results_table_renders_notebook_08s_variants_after_the_lines():
     row = {"encoder": "onnx int8", "ndcg@10": 0.6312, "ci": [-0.0041, 0.0012], "relative_change": -0.0023,
            "docs_per_s": 441.6, "p50_ms": 6.04, "p95_ms": 9.96, "index_mb": 30.72}
