@@ -151,15 +151,28 @@ def scale_out_line(metrics: Mapping[str, Any]) -> str | None:
             f"{len(metrics['training_seeds'])} training seed(s), dev NDCG@10 ({metrics['dev_queries']} queries): {cells}.")
 
 
+def _share_against_target(label: str, row: Mapping[str, Any], target: float = 0.8) -> str:
+    """`label mean [low, high] (verdict)` for a share read against its target (notebook 09's 80% of the gain kept)."""
+    low, high = row["ci"]
+    verdict = f"at or above {target:.0%}" if low >= target else f"below {target:.0%}" if high < target else f"can't tell against {target:.0%}"
+    return f"{label} {row['mean']:.0%} [{low:.0%}, {high:.0%}] ({verdict})"
+
+
 def forgetting_line(metrics: Mapping[str, Any]) -> str | None:
     """Notebook 09's comparisons over training seeds: what the fine-tune cost on each task, what the chosen merge
     won back, and where the other remedies sit against the merges' line."""
     rows = metrics.get("across_seeds")
     if not rows:
         return None
-    cells = _comparisons((label, {"difference": row["mean"], "ci": row["ci"]}) for label, row in rows.items())
+    cells = "; ".join(_share_against_target(label, row) if label.startswith("share")
+                      else _comparisons([(label, {"difference": row["mean"], "ci": row["ci"]})]) for label, row in rows.items())
     return (f"Notebook 09, the fine-tune and its merges over {len(metrics['training_seeds'])} training seed(s) of notebook 04's "
             f"recipe (α chosen per seed: {', '.join(f'{alpha:g}' for alpha in metrics['seed_alphas'].values())}): {cells}.")
+
+
+def _has(metrics: Mapping[str, Any], *keys: str) -> bool:
+    """Whether `metrics` holds every key a renderer reads (a summary from an older notebook may not)."""
+    return all(key in metrics for key in keys)
 
 
 def brief_finetuning_line(metrics: Mapping[str, Any]) -> str | None:
@@ -186,7 +199,7 @@ def architectures_line(metrics: Mapping[str, Any]) -> str | None:
 
 def decision_line(metrics: Mapping[str, Any]) -> str | None:
     """Notebook 06: every retriever's test NDCG@10, the learning curve's prediction against its measurement, the advice."""
-    if "ndcg@10" not in metrics or "recommendation" not in metrics:
+    if not _has(metrics, "ndcg@10", "recommendation", "predicted_full_gain", "measured_full_gain"):
         return None
     return (f"Notebook 06, test NDCG@10: {', '.join(f'{name} {value:.3f}' for name, value in metrics['ndcg@10'].items())}; "
             f"learning curve (dev): full-data gain predicted {metrics['predicted_full_gain']:+.1%} from the smaller sizes, measured "
@@ -195,7 +208,7 @@ def decision_line(metrics: Mapping[str, Any]) -> str | None:
 
 def reindexing_line(metrics: Mapping[str, Any]) -> str | None:
     """Notebook 07's reindex rate into LanceDB."""
-    if "docs_per_s" not in metrics:
+    if not _has(metrics, "docs_per_s", "documents", "device"):
         return None
     return f"Notebook 07, reindexing {metrics['documents']} documents into LanceDB: {metrics['docs_per_s']:.0f} documents/s on {metrics['device']}."
 
@@ -203,7 +216,7 @@ def reindexing_line(metrics: Mapping[str, Any]) -> str | None:
 def serving_line(metrics: Mapping[str, Any]) -> str | None:
     """Notebook 08's reference encoder and the deployed combination its intervals chose (its table follows)."""
     variants, chosen = metrics.get("variants"), metrics.get("recommended")
-    if not variants or not chosen:
+    if not variants or not chosen or not _has(metrics, "corpus_size") or "pytorch fp32" not in variants:
         return None
     reference, deployed = variants["pytorch fp32"], variants[chosen["deployed"]]
     return (f"Notebook 08, serving on this CPU ({metrics['corpus_size']}-document sample, test NDCG@10): PyTorch fp32 "
@@ -214,23 +227,23 @@ def serving_line(metrics: Mapping[str, Any]) -> str | None:
 
 def merging_line(metrics: Mapping[str, Any]) -> str | None:
     """Notebook 09's chosen merge on the test sample and on every out-of-domain task, beside both end models."""
-    if "test" not in metrics or "out_of_domain" not in metrics:
+    if not _has(metrics, "test", "out_of_domain", "tasks", "alpha"):
         return None
     test, kept = metrics["test"], metrics.get("test_gain_kept")
-    documents = metrics.get("test_corpus", metrics.get("parameters", {}).get("test_corpus_size"))
+    documents = metrics.get("test_corpus") or metrics.get("parameters", {}).get("test_corpus_size")
     order = metrics.get("parameters", {}).get("out_of_domain") or sorted(metrics["out_of_domain"])  # the order the notebook ran them in
     tasks = "; ".join(f"{metrics['tasks'][name]['label']} {row['base']:.3f} base, {row['fine-tuned']:.3f} fine-tuned, {row['merged']:.3f} merged"
                       for name in order if (row := metrics["out_of_domain"].get(name)))
     share = f"{kept:.0%} of the fine-tune's gain" if kept is not None else "the fine-tune did not gain"
     return (f"Notebook 09, the fine-tune out of domain and a linear merge at α = {metrics['alpha']:g} (chosen on dev): ICD-10-CM "
-            f"test NDCG@10 {test['base']['ndcg@10']:.3f} → {test['merged']['ndcg@10']:.3f} ({share}, on a {documents}-document "
-            f"sample); {tasks}.")
+            f"test NDCG@10 {test['base']['ndcg@10']:.3f} → {test['merged']['ndcg@10']:.3f} ({share}, "
+            f"{f'on a {documents}-document sample' if documents else 'on the whole corpus'}); {tasks}.")
 
 
 def scaling_line(metrics: Mapping[str, Any]) -> str | None:
     """Notebook 11 in the default run: the DDP runs against one process, and the Ray reindex's rates."""
     rows, projection = metrics.get("dev_minus_one_process"), metrics.get("projection")
-    if not rows or not projection:
+    if not rows or not projection or not _has(metrics, "processes", "dev_queries"):
         return None
     runs = "; ".join(f"{name} {row['difference']:+.3f} {_interval(row)}" for name, row in rows.items() if name != "base" and "killed" not in name)
     return (f"Notebook 11, scale-out: {metrics['processes']}-process DDP on CPU (gloo), dev NDCG@10 against one process at the same "

@@ -109,8 +109,10 @@ def finetuned_with_seed(dataset: str, work_dir: str | Path, seed: int, model: st
     for shared in ("data", "embeddings"):
         target, link = Path(work_dir).resolve() / shared, seed_dir / shared
         target.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() and not link.exists():  # work_dir was moved since: the old link points nowhere
+            link.unlink()
         if not link.exists():
-            link.symlink_to(target, target_is_directory=True)
+            link.symlink_to(os.path.relpath(target, seed_dir), target_is_directory=True)
     final = finetuned_dir(seed_dir, dataset) / "final"
     if problem := incomplete(final):
         parameters, scale = prerequisite_parameters("04_training", caller, caller_settings)
