@@ -164,8 +164,15 @@ def forgetting_line(metrics: Mapping[str, Any]) -> str | None:
     rows = metrics.get("across_seeds")
     if not rows:
         return None
-    cells = "; ".join(_share_against_target(label, row) if label.startswith("share")
-                      else _comparisons([(label, {"difference": row["mean"], "ci": row["ci"]})]) for label, row in rows.items())
+    groups: dict[str, list[str]] = {}  # comparison -> its tasks' cells, in the notebook's order of comparisons
+    for label, row in rows.items():
+        comparison, task = label.split(" / ", 1)
+        groups.setdefault(comparison, []).append(
+            _share_against_target(task, row) if comparison.startswith("share")
+            else _comparisons([(task, {"difference": row["mean"], "ci": row["ci"]})]))
+    order = ["fine-tuned - base", "merged - fine-tuned", "share of the test gain kept"]
+    cells = "; ".join(f"{comparison}: {', '.join(groups[comparison])}"
+                      for comparison in sorted(groups, key=lambda name: (order.index(name) if name in order else len(order), name)))
     return (f"Notebook 09, the fine-tune and its merges over {len(metrics['training_seeds'])} training seed(s) of notebook 04's "
             f"recipe (α chosen per seed: {', '.join(f'{alpha:g}' for alpha in metrics['seed_alphas'].values())}): {cells}.")
 

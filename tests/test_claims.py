@@ -150,6 +150,19 @@ def _brief(m, domain):
     return row if row.get("seeds", 0) >= 3 else None
 
 
+def _across(m, comparison, task):
+    """Notebook 09's comparison over training seeds in the reference run (three seeds or more), else None."""
+    row = m.get("09_forgetting_and_merging", {}).get("across_seeds", {}).get(f"{comparison} / {task}")
+    return row if row is not None and row.get("seeds", 0) >= 3 else None
+
+
+def _holds_zero(row):
+    return row is not None and row["ci"][0] <= 0 <= row["ci"][1]
+
+
+OUT_OF_DOMAIN = ("HPO lay phrases", "construction-law FAQ", "STS Benchmark (Spearman)")
+
+
 # claims about the reference run: each names the comparison it rests on, whose verdict comes from its interval
 REFERENCE_CLAIMS = {
     "reference_icd_brief_cant_tell": (
@@ -187,6 +200,30 @@ REFERENCE_CLAIMS = {
     "reference_prediction_within_a_point": (
         "06: the fit on the reference curve's smaller sizes predicted the full set's gain to within a point",
         lambda m: len(_curve(m)["seeds"]) >= 3 and abs(m["06_decision"]["prediction_error"]) < 0.01),
+    "reference_same_alpha_every_seed": ("09: in the reference run, the rule chose α = 0.75 for each of the three fine-tunes",
+                                        lambda m: list(m["09_forgetting_and_merging"]["seed_alphas"].values()) == [0.75] * 3),
+    "reference_finetune_gains_dev": ("09: over three seeds, the fine-tune gains on ICD-10-CM dev (interval above 0)",
+                                     lambda m: (row := _across(m, "fine-tuned - base", "ICD-10-CM dev (in domain)")) is not None and row["ci"][0] > 0),
+    "reference_finetune_costs_faq": ("09: over three seeds, the fine-tune loses on the construction-law FAQ (interval below 0)",
+                                     lambda m: (row := _across(m, "fine-tuned - base", "construction-law FAQ")) is not None and row["ci"][1] < 0),
+    "reference_finetune_cost_cant_tell_elsewhere": (
+        "09: over three seeds, the fine-tune's difference from the base on HPO and the STS Benchmark holds 0",
+        lambda m: all(_holds_zero(_across(m, "fine-tuned - base", task)) for task in ("HPO lay phrases", "STS Benchmark (Spearman)"))),
+    "reference_merge_above_finetune_everywhere": (
+        "09: over three seeds, the chosen merge scores above the fine-tune on all three out-of-domain tasks (intervals above 0)",
+        lambda m: all((row := _across(m, "merged - fine-tuned", task)) is not None and row["ci"][0] > 0 for task in OUT_OF_DOMAIN)),
+    "reference_merge_keeps_80": ("09: over three seeds, the merge keeps at least 80% of the fine-tune's test gain (interval's low end)",
+                                 lambda m: (row := _across(m, "share of the test gain kept", "ICD-10-CM test")) is not None and row["ci"][0] >= 0.8),
+    "reference_ties_one_seed_above_line": (
+        "09: in the reference run's first seed alone, TIES sits above the linear merges' line on every task (intervals above 0)",
+        lambda m: len(rows := [row for key, row in m["09_forgetting_and_merging"]["alternatives_against_line"].items() if key.startswith("ties")]) == 3
+        and all(row["ci"][0] > 0 for row in rows)),
+    "reference_ties_cant_tell": ("09: over three seeds, TIES against the linear merges' line holds 0 on every task",
+                                 lambda m: all(_holds_zero(_across(m, "ties - the line", task)) for task in OUT_OF_DOMAIN)),
+    "reference_fewer_steps_below_line_faq": (
+        "09: over three seeds, the earlier checkpoint sits below the merges' line on the FAQ (interval below 0) and holds 0 elsewhere",
+        lambda m: (row := _across(m, "fewer steps - the line", "construction-law FAQ")) is not None and row["ci"][1] < 0
+        and all(_holds_zero(_across(m, "fewer steps - the line", task)) for task in ("HPO lay phrases", "STS Benchmark (Spearman)"))),
     "synthetic_pairs_below_base": ("10: trained on generated pairs alone, the model scores below the base model on test",
                                    _verdict("10_synthetic_pairs", "test: synthetic - base", "below zero")),
     "real_pairs_above_base": ("10: as many real pairs, same documents and steps, score above the base model on test",
