@@ -80,7 +80,8 @@ def _out_of_domain_reason(cost: Mapping[str, Any]) -> str:
     merge = cost.get("merge")
     return ("The fine-tune lost NDCG@10 on tasks it was not tuned for: "
             + ", ".join(f"{task} {row['difference']:+.3f} [{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}]" for task, row in losses.items())
-            + " (notebook 09); if the model also serves such queries, ship a merge with the base model"
+            + " (notebook 09); if the model also serves such queries, consider a merge with the base model, checked on those "
+            "tasks as notebook 09 checks it"
             + (f" (α = {merge['alpha']:g} kept {merge['test_gain_kept']:.0%} of the in-domain test gain there)"
                if merge and merge.get("test_gain_kept") is not None else ""))
 

@@ -49,6 +49,10 @@ def _full_size(by_dims):
 
 
 CLAIMS = {
+    "default_real_pairs_below_base": (
+        "10: in the committed default run, real pairs (a few dozen, 16 steps, one seed) scored below the base model on test (interval below 0)",
+        lambda m: m["10_synthetic_pairs"]["comparisons"]["test: real - base"]["95% CI"][1] < 0
+        and len(m["10_synthetic_pairs"]["training_seeds"]) == 1),
     "off_the_shelf_falls_with_corpus": (
         "01: on the test split, every notebook that searches more documents measures a lower off-the-shelf NDCG@10",
         lambda m: len(_by_corpus(m, "test")) >= 4 and all(a["off the shelf"] > b["off the shelf"] for a, b in

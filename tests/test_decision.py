@@ -75,13 +75,14 @@ def test_below_the_smallest_measured_size_the_rule_expects_nothing_from_the_curv
         Dn.should_finetune_measured(0.40, 0.42, 1_000_000, 100, {}, 250)
 
 
-def test_the_out_of_domain_cost_is_a_reason_to_ship_a_merge_and_never_changes_the_advice():
+def test_the_out_of_domain_cost_is_a_reason_to_consider_a_merge_and_never_changes_the_advice():
     plain = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250)
     with_cost = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, out_of_domain=COST)
     assert with_cost["recommendation"] == plain["recommendation"] == "fine-tune"
     added = [reason for reason in with_cost["reasons"] if reason not in plain["reasons"]]
     assert added == ["The fine-tune lost NDCG@10 on tasks it was not tuned for: FAQ -0.030 [-0.050, -0.010] (notebook 09); if the "
-                     "model also serves such queries, ship a merge with the base model (α = 0.6 kept 86% of the in-domain test gain there)"]
+                     "model also serves such queries, consider a merge with the base model, checked on those tasks as notebook 09 checks it "
+                     "(α = 0.6 kept 86% of the in-domain test gain there)"]
     no_loss = {"tasks": {"STS": COST["tasks"]["STS"]}, "merge": None}  # an interval that reaches zero is not a loss
     reasons = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, out_of_domain=no_loss)["reasons"]
     assert any(reason.startswith("Notebook 09 measured no out-of-domain loss separable from zero (STS)") for reason in reasons)

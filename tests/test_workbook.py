@@ -233,6 +233,18 @@ def test_every_notebook_but_the_data_training_and_evaluation_ones_has_a_rendered
     assert rendered == {run["notebook"] for run in runs} - {"03_data_preparation", "04_training", "05_evaluation"}
 
 
+def test_notebook_06s_defaults_match_the_committed_reference_curve():
+    """At its defaults, notebook 06 decides from the committed reference curve: the settings it compares (the reference
+    run's top-level parameters are only those the preset set; the rest are in its metrics) are its own defaults."""
+    from helpers.results import DEFAULT_SUMMARY, reference_run
+
+    reference = reference_run("06_decision")
+    settings, defaults = {**reference["metrics"]["parameters"], **reference["parameters"]}, W.declared_defaults("06_decision")
+    assert all(settings[name] == defaults[name] for name in ("dataset", "base_model", "dev_corpus_size"))
+    training = next(run["metrics"] for run in json.loads(DEFAULT_SUMMARY.read_text()) if run["notebook"] == "04_training")
+    assert reference["metrics"]["learning_curve"]["examples"][-1] == training["train_examples"]
+
+
 def test_results_table_renders_notebook_08s_variants_after_the_lines():
     row = {"encoder": "onnx int8", "ndcg@10": 0.6312, "ci": [-0.0041, 0.0012], "relative_change": -0.0023,
            "docs_per_s": 441.6, "p50_ms": 6.04, "p95_ms": 9.96, "index_mb": 30.72}
