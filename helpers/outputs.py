@@ -44,3 +44,19 @@ class ReadableMarkdown:
 def markdown(text: str) -> ReadableMarkdown:
     """Markdown text to display (`display(markdown(...))`) that reads as itself outside a notebook too."""
     return ReadableMarkdown(text)
+
+
+def interval_text(ci: Any, digits: int = 3, percent: bool = False) -> str:
+    """A 95% interval as the tables show it: `[-0.012, +0.034]`, signs always written, `digits` decimals; with
+    `percent`, a share as percentages with `digits` decimals: `[94%, 100%]`."""
+    low, high = (float(end) for end in ci)
+    if percent:
+        return f"[{low:.{digits}%}, {high:.{digits}%}]"
+    return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def with_interval(value: float, ci: Any, digits: int = 3, percent: bool = False) -> str:
+    """A measured difference and its 95% interval in one table cell: `+0.021 [+0.015, +0.027]`, or a share with
+    `percent`: `97% [94%, 100%]`."""
+    number = f"{float(value):.{digits}%}" if percent else f"{float(value):+.{digits}f}"
+    return f"{number} {interval_text(ci, digits, percent)}"

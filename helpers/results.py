@@ -88,13 +88,10 @@ def _interval(row: Mapping[str, Any], key: str = "ci") -> str:
     return f"[{low:+.3f}, {high:+.3f}]"
 
 
-def _side(low: float, high: float) -> str:
-    return "above zero" if low > 0 else "below zero" if high < 0 else "can't tell"
-
-
 def _comparisons(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> str:
     """`label difference [low, high] (verdict)` for each (label, row with `difference` and `ci`), joined by semicolons."""
-    return "; ".join(f"{label} {row['difference']:+.3f} {_interval(row)} ({_side(*row['ci'])})" for label, row in rows)
+    from .evaluation import interval_verdict  # here, not at the top: the CLI should not import torch to print a table
+    return "; ".join(f"{label} {row['difference']:+.3f} {_interval(row)} ({interval_verdict(row['ci'])})" for label, row in rows)
 
 
 def brief_runs_line(metrics: Mapping[str, Any]) -> str | None:
@@ -114,10 +111,12 @@ def batch_sweep_line(metrics: Mapping[str, Any]) -> str | None:
     if not comparison:
         return None
     scores = ", ".join(f"batch {batch} {score:.3f}" for batch, score in sorted(metrics["batch_size_sweep"].items(), key=lambda item: int(item[0])))
+    from .evaluation import interval_verdict
+
     low, high = comparison["ci"]
     return (f"Notebook 04, batch-size sweep on {metrics['precision_comparison']['examples']:,} examples, {len(metrics['sweep_seeds'])} "
             f"training seed(s), dev NDCG@10 (off the shelf {metrics['base_dev_ndcg@10']:.3f}): {scores}; {comparison['comparison']} "
-            f"{comparison['mean difference']:+.3f} [{low:+.3f}, {high:+.3f}] ({_side(low, high)}).")
+            f"{comparison['mean difference']:+.3f} [{low:+.3f}, {high:+.3f}] ({interval_verdict((low, high))}).")
 
 
 def learning_curve_line(metrics: Mapping[str, Any]) -> str | None:
@@ -153,8 +152,10 @@ def scale_out_line(metrics: Mapping[str, Any]) -> str | None:
 
 def _share_against_target(label: str, row: Mapping[str, Any], target: float = 0.8) -> str:
     """`label mean [low, high] (verdict)` for a share read against its target (notebook 09's 80% of the gain kept)."""
+    from .evaluation import interval_verdict
+
     low, high = row["ci"]
-    verdict = f"at or above {target:.0%}" if low >= target else f"below {target:.0%}" if high < target else f"can't tell against {target:.0%}"
+    verdict = interval_verdict((low, high), target, undecided=f"can't tell against {target:.0%}")
     return f"{label} {row['mean']:.0%} [{low:.0%}, {high:.0%}] ({verdict})"
 
 
