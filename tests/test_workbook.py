@@ -40,6 +40,46 @@ def test_notebook_contract(path):
     assert "write_metrics(" in "".join(cell.source for cell in code)
 
 
+# A notebook a learner can finish in about an hour: no code cell above 30 lines, no notebook above 320 code lines or
+# 25 f-strings (the argument belongs in markdown, not in strings that code writes). The notebooks in OVER_SIZE are
+# still above a limit, until they are split or their prose moves to markdown: their ceilings are their counts when
+# the limit came, so they can only shrink.
+MAX_CELL_LINES, MAX_CODE_LINES, MAX_F_STRINGS = 30, 320, 25
+OVER_SIZE = {  # notebook: (code lines, f-strings)
+    "04_training": (352, 33), "06_decision": (383, 45), "08_serving": (499, 76), "09_forgetting_and_merging": (558, 89),
+    "10_synthetic_pairs": (384, 47), "11_scaling_out": (458, 78),
+}
+
+
+def code_size(path) -> tuple[int, int, int]:
+    """(lines of the longest code cell, code lines in all, f-string literals), blank lines not counted."""
+    import io
+    import tokenize
+
+    cells = [cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
+    lines = [sum(1 for line in source.splitlines() if line.strip()) for source in cells]
+    f_strings = sum(1 for source in cells for token in tokenize.generate_tokens(io.StringIO(source).readline)
+                    if token.type == tokenize.STRING and "f" in token.string.split(token.string[-1])[0].lower())
+    return max(lines), sum(lines), f_strings
+
+
+def test_code_size_counts_cells_lines_and_f_strings(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('x = 1\n\nprint(f"{x}", "a", rf"{x}")'),
+                                               nbformat.v4.new_code_cell('y = f"{1}" F"{2}"\n# f"not a string"\nz = "f"')])
+    path = tmp_path / "sized.ipynb"
+    nbformat.write(notebook, path)
+    assert code_size(path) == (3, 5, 4)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_size_a_learner_can_finish(path):
+    longest_cell, code_lines, f_strings = code_size(path)
+    assert longest_cell <= MAX_CELL_LINES, f"{path.stem}: a code cell of {longest_cell} lines (at most {MAX_CELL_LINES})"
+    line_ceiling, f_string_ceiling = OVER_SIZE.get(path.stem, (MAX_CODE_LINES, MAX_F_STRINGS))
+    assert code_lines <= line_ceiling, f"{path.stem}: {code_lines} code lines (at most {line_ceiling})"
+    assert f_strings <= f_string_ceiling, f"{path.stem}: {f_strings} f-strings (at most {f_string_ceiling}); say it in markdown"
+
+
 def test_parameters_go_to_the_notebooks_that_declare_them():
     plan = W.parameters_per_notebook(NOTEBOOKS, {"seed": 7})
     assert all(params == {"seed": 7} for params in plan.values())
@@ -341,3 +381,12 @@ def test_readable_outputs_show_their_content_as_text():
     assert "<table" in table._repr_html_() and "0.12" in table._repr_html_()
     note = markdown("**bold** claim")
     assert repr(note) == note._repr_markdown_() == "**bold** claim"
+
+
+def test_intervals_are_written_one_way_everywhere():
+    from helpers.outputs import interval_text, with_interval
+
+    assert interval_text((-0.0123, 0.0345)) == "[-0.012, +0.035]"
+    assert with_interval(0.021, [0.015, 0.027]) == "+0.021 [+0.015, +0.027]"
+    assert with_interval(-0.00131, (-0.0021, -0.0004), digits=4) == "-0.0013 [-0.0021, -0.0004]"
+    assert with_interval(0.97, (0.94, 1.0), digits=0, percent=True) == "97% [94%, 100%]"
