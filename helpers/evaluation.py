@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .intervals import interval_verdict  # noqa: F401  (re-exported: notebooks read verdicts from here)
 from .models import model_fingerprint
 from .progress import bar_shown
 from .workbook import unverified, write_atomically, write_checksum
@@ -141,26 +142,6 @@ def reciprocal_rank_fusion(runs: Sequence[Mapping[str, Mapping[str, float]]], k:
         fused[query_id] = {doc_ids[index]: float(score)
                            for index, score in zip(result["_rowid"], result["_relevance_score"], strict=True)}
     return fused
-
-
-def interval_verdict(ci: Sequence[float], target: float = 0.0, above: str | None = None, below: str | None = None,
-                     undecided: str = "can't tell") -> str:
-    """The label of a 95% interval read against a target: `above` when the whole interval lies above it, `below`
-    when it lies wholly below, `undecided` ("can't tell") when it holds the target. An interval that holds the
-    target is never a finding, whichever side its middle falls on.
-
-    The labels default to "above zero" / "below zero" for a target of 0 and "above 80%"-style percentages for a
-    target between 0 and 1 exclusive (a share), else the target's number.
-    """
-    low, high = (float(end) for end in ci)
-    if not (np.isfinite(low) and np.isfinite(high)) or low > high:
-        raise ValueError(f"an interval must be two finite numbers, low <= high; got {tuple(ci)}")
-    name = "zero" if target == 0 else f"{target:.0%}" if 0 < target < 1 else f"{target:g}"
-    if low > target:
-        return above if above is not None else f"above {name}"
-    if high < target:
-        return below if below is not None else f"below {name}"
-    return undecided
 
 
 def bootstrap_ci(values: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:

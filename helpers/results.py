@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .intervals import interval_verdict
+
 REFERENCE_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "reference-cpu" / "reference.json"
 DEFAULT_SUMMARY = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "cpu-default-all" / "summary.json"
 PROVENANCE_KEYS = ("command", "machine", "date", "commit")
@@ -90,7 +92,6 @@ def _interval(row: Mapping[str, Any], key: str = "ci") -> str:
 
 def _comparisons(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> str:
     """`label difference [low, high] (verdict)` for each (label, row with `difference` and `ci`), joined by semicolons."""
-    from .evaluation import interval_verdict  # here, not at the top: the CLI should not import torch to print a table
     return "; ".join(f"{label} {row['difference']:+.3f} {_interval(row)} ({interval_verdict(row['ci'])})" for label, row in rows)
 
 
@@ -111,8 +112,6 @@ def batch_sweep_line(metrics: Mapping[str, Any]) -> str | None:
     if not comparison:
         return None
     scores = ", ".join(f"batch {batch} {score:.3f}" for batch, score in sorted(metrics["batch_size_sweep"].items(), key=lambda item: int(item[0])))
-    from .evaluation import interval_verdict
-
     low, high = comparison["ci"]
     return (f"Notebook 04, batch-size sweep on {metrics['precision_comparison']['examples']:,} examples, {len(metrics['sweep_seeds'])} "
             f"training seed(s), dev NDCG@10 (off the shelf {metrics['base_dev_ndcg@10']:.3f}): {scores}; {comparison['comparison']} "
@@ -152,10 +151,8 @@ def scale_out_line(metrics: Mapping[str, Any]) -> str | None:
 
 def _share_against_target(label: str, row: Mapping[str, Any], target: float = 0.8) -> str:
     """`label mean [low, high] (verdict)` for a share read against its target (notebook 09's 80% of the gain kept)."""
-    from .evaluation import interval_verdict
-
     low, high = row["ci"]
-    verdict = interval_verdict((low, high), target, undecided=f"can't tell against {target:.0%}")
+    verdict = interval_verdict((low, high), target, undecided=f"can't tell against {target:.0%}", percent=True)
     return f"{label} {row['mean']:.0%} [{low:.0%}, {high:.0%}] ({verdict})"
 
 

@@ -46,8 +46,8 @@ def test_notebook_contract(path):
 # the limit came, so they can only shrink.
 MAX_CELL_LINES, MAX_CODE_LINES, MAX_F_STRINGS = 30, 320, 25
 OVER_SIZE = {  # notebook: (code lines, f-strings)
-    "04_training": (352, 33), "06_decision": (383, 45), "08_serving": (499, 76), "09_forgetting_and_merging": (558, 89),
-    "10_synthetic_pairs": (384, 47), "11_scaling_out": (458, 78),
+    "04_training": (352, 33), "06_decision": (377, 44), "08_serving": (486, 66), "09_forgetting_and_merging": (558, 89),
+    "10_synthetic_pairs": (384, 46), "11_scaling_out": (456, 77),
 }
 
 
@@ -58,8 +58,14 @@ def code_size(path) -> tuple[int, int, int]:
 
     cells = [cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
     lines = [sum(1 for line in source.splitlines() if line.strip()) for source in cells]
-    f_strings = sum(1 for source in cells for token in tokenize.generate_tokens(io.StringIO(source).readline)
-                    if token.type == tokenize.STRING and "f" in token.string.split(token.string[-1])[0].lower())
+    f_string_start = getattr(tokenize, "FSTRING_START", None)  # Python 3.12 and later tokenize f-strings apart
+
+    def is_f_string(token) -> bool:
+        if token.type == f_string_start:
+            return True
+        return token.type == tokenize.STRING and "f" in token.string.split(token.string[-1])[0].lower()
+
+    f_strings = sum(1 for source in cells for token in tokenize.generate_tokens(io.StringIO(source).readline) if is_f_string(token))
     return max(lines), sum(lines), f_strings
 
 
