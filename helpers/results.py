@@ -349,7 +349,7 @@ _OFF_THE_SHELF = (
      lambda m: m["test"]["base"]["ndcg@10"], lambda m: m["test"]["fine-tuned"]["ndcg@10"]),
     ("10_synthetic_pairs", "test (sample)", lambda m: m["test_corpus"], lambda m: m["test_queries"], lambda m: m["base_ndcg@10"]["test"],
      lambda m: m["comparisons"]["test: notebook 04 - base"]["ndcg@10"]),
-    ("10_synthetic_pairs", "test_unseen (generated-for codes)", lambda m: m["test_unseen_corpus"], lambda m: m["test_unseen_queries"],
+    ("10_synthetic_pairs", "test_unseen, only the documents notebook 10 generated queries for", lambda m: m["test_unseen_corpus"], lambda m: m["test_unseen_queries"],
      lambda m: m["base_ndcg@10"]["test_unseen"], lambda m: m["comparisons"]["test_unseen: notebook 04 - base"]["ndcg@10"]),
 )
 

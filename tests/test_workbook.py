@@ -46,8 +46,8 @@ def test_notebook_contract(path):
 # the limit came, so they can only shrink.
 MAX_CELL_LINES, MAX_CODE_LINES, MAX_F_STRINGS = 30, 320, 25
 OVER_SIZE = {  # notebook: (code lines, f-strings)
-    "04_training": (352, 33), "06_decision": (377, 44), "08_serving": (486, 66), "09_forgetting_and_merging": (558, 89),
-    "10_synthetic_pairs": (384, 46), "11_scaling_out": (456, 77),
+    "04_training": (352, 33), "06_decision": (377, 44), "08_serving": (486, 66), "09_forgetting_and_merging": (558, 88),
+    "10_synthetic_pairs": (384, 44), "11_scaling_out": (456, 77),
 }
 
 
