@@ -46,18 +46,19 @@ def test_notebook_contract(path):
 # the limit came, so they can only shrink.
 MAX_CELL_LINES, MAX_CODE_LINES, MAX_F_STRINGS = 30, 320, 25
 OVER_SIZE = {  # notebook: (code lines, f-strings)
-    "04_training": (352, 33), "06_decision": (377, 44), "08_serving": (486, 66), "09_forgetting_and_merging": (558, 88),
-    "10_synthetic_pairs": (384, 44), "11_scaling_out": (456, 77),
+    "02_encoder_vs_decoder": (325, 25), "04_training": (366, 33), "05_evaluation": (353, 25), "06_decision": (391, 44),
+    "08_serving": (527, 66), "09_forgetting_and_merging": (601, 88), "10_synthetic_pairs": (415, 44), "11_scaling_out": (473, 77),
 }
 
 
 def code_size(path) -> tuple[int, int, int]:
-    """(lines of the longest code cell, code lines in all, f-string literals), blank lines not counted."""
+    """(lines of the longest code cell, code lines in all, f-string literals); blank lines inside a cell count, as a
+    reader scrolls past them too."""
     import io
     import tokenize
 
     cells = [cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
-    lines = [sum(1 for line in source.splitlines() if line.strip()) for source in cells]
+    lines = [len(source.rstrip("\n").splitlines()) for source in cells]
     f_string_start = getattr(tokenize, "FSTRING_START", None)  # Python 3.12 and later tokenize f-strings apart
 
     def is_f_string(token) -> bool:
@@ -74,7 +75,7 @@ def test_code_size_counts_cells_lines_and_f_strings(tmp_path):
                                                nbformat.v4.new_code_cell('y = f"{1}" F"{2}"\n# f"not a string"\nz = "f"')])
     path = tmp_path / "sized.ipynb"
     nbformat.write(notebook, path)
-    assert code_size(path) == (3, 5, 4)
+    assert code_size(path) == (3, 6, 4)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
