@@ -1,6 +1,6 @@
 """The `workbook` command: list the notebooks' parameters, run notebooks with papermill, write the learners'
-copies of the exercises and check a learner's notebook; and notebook 11's two scale-out tools, notebook 04's
-recipe on several processes (`train-ddp`) and the reindex on a Ray cluster (`reindex-ray`)."""
+copies of the exercises and check a learner's notebook; and the two scale-out tools of notebooks 11 and 12,
+notebook 04's recipe on several processes (`train-ddp`) and the reindex on a Ray cluster (`reindex-ray`)."""
 
 from __future__ import annotations
 
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     ddp.add_argument("arguments", nargs=argparse.REMAINDER, help="-- then the arguments of helpers.distributed")
     ddp.set_defaults(handler=command_train_ddp)
     reindex = commands.add_parser("reindex-ray", help="reindex a corpus into LanceDB on Ray workers and switch the live "
-                                                      "alias once verified; notebook 11")
+                                                      "alias once verified; notebook 12")
     reindex.add_argument("--data", required=True, help="a folder notebook 03 prepared (its corpus.jsonl is indexed)")
     reindex.add_argument("--store", required=True, help="the LanceDB store: a folder, or any URI lancedb accepts")
     reindex.add_argument("--model", default="all-MiniLM-L6-v2", help="a Hugging Face id or a folder")

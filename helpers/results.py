@@ -246,20 +246,30 @@ def merging_line(metrics: Mapping[str, Any]) -> str | None:
 
 
 def scaling_line(metrics: Mapping[str, Any]) -> str | None:
-    """Notebook 11 in the default run: the DDP runs against one process, and the Ray reindex's rates."""
-    rows, projection = metrics.get("dev_minus_one_process"), metrics.get("projection")
-    if not rows or not projection or not _has(metrics, "processes", "dev_queries"):
+    """Notebook 11 in the default run: the DDP runs against one process."""
+    rows = metrics.get("dev_minus_one_process")
+    if not rows or not _has(metrics, "processes", "dev_queries"):
         return None
     runs = "; ".join(f"{name} {row['difference']:+.3f} {_interval(row)}" for name, row in rows.items() if name != "base" and "killed" not in name)
-    return (f"Notebook 11, scale-out: {metrics['processes']}-process DDP on CPU (gloo), dev NDCG@10 against one process at the same "
-            f"effective batch ({metrics['dev_queries']} queries): {runs}; Ray reindex {projection['cpu_docs_per_s_per_worker']:.0f} "
-            f"documents/s per CPU worker, one writer {projection['writer_docs_per_s']:,.0f} documents/s.")
+    return (f"Notebook 11, scale-out training: {metrics['processes']}-process DDP on CPU (gloo), dev NDCG@10 against one process at "
+            f"the same effective batch ({metrics['dev_queries']} queries): {runs}.")
+
+
+def ray_line(metrics: Mapping[str, Any]) -> str | None:
+    """Notebook 12 in the default run: the Ray reindex's rates, per CPU worker and for the one writer."""
+    projection = metrics.get("projection")
+    if not projection or not _has(projection, "cpu_docs_per_s_per_worker", "writer_docs_per_s"):
+        return None
+    return (f"Notebook 12, scale-out reindex: Ray Data, {projection['cpu_docs_per_s_per_worker']:.0f} documents/s per CPU worker "
+            f"(encoding only), one writer {projection['writer_docs_per_s']:,.0f} documents/s on a table of "
+            f"{metrics['ray']['documents']:,} rows.")
 
 
 # each notebook's README line, rendered from its metrics (a notebook whose metrics do not fit returns None: no line)
 LINES = {"01_why_finetune": brief_finetuning_line, "02_encoder_vs_decoder": architectures_line, "06_decision": decision_line,
          "07_reindexing": reindexing_line, "08_serving": serving_line, "09_forgetting_and_merging": merging_line,
-         "10_synthetic_pairs": synthetic_pairs_line, "11_scaling_out": scaling_line}
+         "10_synthetic_pairs": synthetic_pairs_line, "11_scaling_out": scaling_line,
+         "12_ray_reindexing": ray_line}
 # the reference run's lines: the comparisons its powered settings were run for
 REFERENCE_LINES = {**LINES, "01_why_finetune": brief_runs_line, "04_training": batch_sweep_line, "06_decision": learning_curve_line, "08_serving": matryoshka_line, "09_forgetting_and_merging": forgetting_line,
                    "11_scaling_out": scale_out_line}
@@ -385,11 +395,11 @@ _REINDEX_RATES = (
      lambda m: m["parameters"]["throughput_documents"]),
     ("08_serving", "encoding only, int8 ONNX", "fine-tuned, int8 weights", lambda m: m["variants"]["onnx int8"]["docs_per_s"],
      lambda m: m["parameters"]["throughput_documents"]),
-    ("11_scaling_out", "the same pipeline, one process, beside a running Ray", "off the shelf",
+    ("12_ray_reindexing", "the same pipeline, one process, beside a running Ray", "off the shelf",
      lambda m: m["ray"]["single_process"]["docs_per_s"], lambda m: m["ray"]["documents"]),
-    ("11_scaling_out", "encoding only, one Ray worker on one core (of 2 running)", "off the shelf",
+    ("12_ray_reindexing", "encoding only, one Ray worker on one core (of 2 running)", "off the shelf",
      lambda m: m["projection"]["cpu_docs_per_s_per_worker"], lambda m: m["ray"]["documents"]),
-    ("11_scaling_out", "the Ray pipeline end to end, 2 workers (start-up included)", "off the shelf",
+    ("12_ray_reindexing", "the Ray pipeline end to end, 2 workers (start-up included)", "off the shelf",
      lambda m: m["ray"]["workers"]["2"]["docs_per_s"], lambda m: m["ray"]["documents"]),
 )
 

@@ -62,7 +62,7 @@ CLAIMS = {
         "01: notebook 04's model gains relatively more over 20,000 test documents than over 2,000",
         lambda m: (gains := {row["documents searched"]: row["relative gain"] for row in _by_corpus(m, "test") if row["relative gain"] is not None})
         and gains[20000] > gains[2000] + 0.05),
-    "pipeline_rates_agree": ("07: the three pipeline rates (06, 07, 11's single process) agree within a factor of 1.5",
+    "pipeline_rates_agree": ("07: the three pipeline rates (06, 07, 12's single process) agree within a factor of 1.5",
                              lambda m: (rates := [row["documents/s"] for row in reindex_rate_rows(m) if "pipeline" in row["what is timed"]
                                                   and "Ray pipeline" not in row["what is timed"]]) and len(rates) == 3
                              and max(rates) < min(rates) * 1.5),
@@ -73,9 +73,9 @@ CLAIMS = {
         lambda m: m["08_serving"]["variants"]["pytorch fp32"]["docs_per_s"] <= m["07_reindexing"]["docs_per_s"]
         and m["08_serving"]["variants"]["onnx int8"]["docs_per_s"] > 1.5 * m["08_serving"]["variants"]["pytorch fp32"]["docs_per_s"]),
     "ray_worker_and_startup": (
-        "07/11: a one-core Ray worker encodes at under 3/4 of one process's pipeline rate; two workers end to end are slower than one worker's encoding",
-        lambda m: m["11_scaling_out"]["projection"]["cpu_docs_per_s_per_worker"] < 0.75 * m["11_scaling_out"]["ray"]["single_process"]["docs_per_s"]
-        and m["11_scaling_out"]["ray"]["workers"]["2"]["docs_per_s"] < m["11_scaling_out"]["projection"]["cpu_docs_per_s_per_worker"]),
+        "07/12: a one-core Ray worker encodes at under 3/4 of one process's pipeline rate; two workers end to end are slower than one worker's encoding",
+        lambda m: m["12_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"] < 0.75 * m["12_ray_reindexing"]["ray"]["single_process"]["docs_per_s"]
+        and m["12_ray_reindexing"]["ray"]["workers"]["2"]["docs_per_s"] < m["12_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]),
     "brief_run_breaks_some_queries": ("01: the fine-tuned model breaks some queries the base model got right at rank 1",
                                       lambda m: m["01_why_finetune"]["examples_broken_at_rank_1"] > 0),
     "decoder_poolings_differ_widely": ("02: the untrained decoder's poolings differ widely on dev (> 0.1 NDCG@10 apart)",
@@ -117,8 +117,8 @@ CLAIMS = {
     "round_trip_drops_real_queries": ("10: the round trip would drop a share of real, human-written queries too (over 10%)",
                                       lambda m: m["10_synthetic_pairs"]["round_trip_pass"]["real"] < 0.9),
     "one_writer_caps_eight_gpus": (
-        "11: eight of the measured GPUs embed faster than the one writer commits, so the one-writer hours stop falling",
-        lambda m: 8 * m["11_scaling_out"]["projection"]["gpu"]["docs_per_s"] > m["11_scaling_out"]["projection"]["writer_docs_per_s"]),
+        "12: eight of the measured GPUs embed faster than the one writer commits, so the one-writer hours stop falling",
+        lambda m: 8 * m["12_ray_reindexing"]["projection"]["gpu"]["docs_per_s"] > m["12_ray_reindexing"]["projection"]["writer_docs_per_s"]),
     "slerp_close_to_linear": (
         "09: most weight-matrix rows take SLERP's straight-line fallback, and SLERP moves no weight by 0.01 from the linear merge",
         lambda m: m["09_forgetting_and_merging"]["slerp_rows_on_line"] > 0.5

@@ -505,6 +505,11 @@ def test_11_scaling_out(smoke_run):
     for name, row in metrics["dev_minus_one_process"].items():
         assert row["ci"][0] <= row["difference"] <= row["ci"][1], name
         assert row["seeds"] == 1, name
+    assert figure(smoke_run, "11_scaling_out", "ddp_runs.png") > 10_000
+
+
+def test_12_ray_reindexing(smoke_run):
+    metrics = metrics_of(smoke_run, "12_ray_reindexing")
     ray = metrics["ray"]
     assert ray["address"] is None and ray["resources"]["CPU"] >= 1 and ray["documents"] == 300
     assert ray["workers"]["2"]["embedded"] == 300 and len(ray["workers"]["2"]["docs_per_worker"]) == 2
@@ -529,4 +534,3 @@ def test_11_scaling_out(smoke_run):
             assert row["hours, no id index"] >= row["hours, id index"] * 0.99
         else:
             assert row["hours, no id index"] is None  # not measured, not guessed
-    assert figure(smoke_run, "11_scaling_out", "ddp_runs.png") > 10_000
