@@ -300,6 +300,11 @@ def _serving_order(name: str) -> tuple[int, int, str]:
     return group, -dims, name
 
 
+def provenance(run: Mapping[str, Any]) -> str:
+    """Where a committed reference run's figures come from: "reference run: COMMAND on MACHINE, DATE (commit C)"."""
+    return f"reference run: {run['command']} on {run['machine']}, {run['date']} (commit {run['commit']})"
+
+
 def reference_run(notebook: str, path: str | Path = REFERENCE_FILE) -> dict[str, Any] | None:
     """The committed reference run of one notebook (its powered preset, several training seeds): a dict with its
     `metrics`, `parameters`, `seconds` and provenance (`command`, `machine`, `date`, `commit`), or None when no

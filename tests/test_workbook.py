@@ -45,12 +45,12 @@ def test_notebook_contract(path):
 # still above a limit, until they are split or their prose moves to markdown: their ceilings are their counts when
 # the limit came, so they can only shrink. Exceptions, each for an exercise a learner needed: 04 grew by four lines
 # when a decision exercise replaced one that re-typed section 2, 09 and 10 by two where their checks now catch a
-# plausible wrong answer (α = 0 and 1 refused; repeated words counted once). 11 and 12 are the old 11's two halves.
+# plausible wrong answer (α = 0 and 1 refused; repeated words counted once). 11 and 12 are the old 11's two halves
+# (12 is within every limit).
 MAX_CELL_LINES, MAX_CODE_LINES, MAX_F_STRINGS = 30, 320, 25
 OVER_SIZE = {  # notebook: (code lines, f-strings)
-    "02_encoder_vs_decoder": (325, 25), "04_training": (370, 32), "05_evaluation": (353, 25), "06_decision": (391, 44),
-    "08_serving": (527, 66), "09_forgetting_and_merging": (603, 88), "10_synthetic_pairs": (417, 44), "11_scaling_out": (319, 49),
-    "12_ray_reindexing": (217, 33),
+    "02_encoder_vs_decoder": (325, 25), "04_training": (370, 31), "05_evaluation": (353, 25), "06_decision": (391, 43),
+    "08_serving": (527, 65), "09_forgetting_and_merging": (603, 87), "10_synthetic_pairs": (417, 43), "11_scaling_out": (316, 40),
 }
 
 
@@ -292,7 +292,8 @@ def test_notebook_06s_defaults_match_the_committed_reference_curve():
     settings, defaults = {**reference["metrics"]["parameters"], **reference["parameters"]}, W.declared_defaults("06_decision")
     assert all(settings[name] == defaults[name] for name in ("dataset", "base_model", "dev_corpus_size"))
     training = next(run["metrics"] for run in json.loads(DEFAULT_SUMMARY.read_text()) if run["notebook"] == "04_training")
-    assert reference["metrics"]["learning_curve"]["examples"][-1] == training["train_examples"]
+    # the same training set, up to the triplet or so that mining in bf16 may keep or drop on another CPU (06's own rule)
+    assert abs(reference["metrics"]["learning_curve"]["examples"][-1] - training["train_examples"]) <= training["train_examples"] / 1000
 
 
 def test_results_table_renders_notebook_08s_variants_after_the_lines():
@@ -327,6 +328,7 @@ def test_a_cell_over_the_timeout_fails_its_notebook_instead_of_hanging(tmp_path)
 
 def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
     from helpers.results import add_to_reference, reference_run
+    from helpers.results import provenance as provenance_line
 
     path = tmp_path / "reference.json"
     provenance = {"command": "workbook run 10 -f benchmarks/presets/reference.yaml", "machine": "2-core EPYC",
@@ -337,6 +339,8 @@ def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
     assert add_to_reference([finished], provenance, path) == ["10_synthetic_pairs"]
     recorded = reference_run("10_synthetic_pairs", path)
     assert recorded["metrics"] == {"kept": 400} and recorded["date"] == "2026-12-05" and recorded["seconds"] == 1200.0
+    assert provenance_line(recorded) == ("reference run: workbook run 10 -f benchmarks/presets/reference.yaml on 2-core EPYC, "
+                                         "2026-12-05 (commit abc1234)")  # the line every notebook prints above its figures
     add_to_reference([{**finished, "notebook": "06_decision"}], {**provenance, "date": "2026-12-06"}, path)
     assert reference_run("10_synthetic_pairs", path)["date"] == "2026-12-05"  # notebooks recorded before are kept
     with pytest.raises(ValueError, match="10_synthetic_pairs did not finish"):
