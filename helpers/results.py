@@ -258,7 +258,7 @@ def scaling_line(metrics: Mapping[str, Any]) -> str | None:
 def ray_line(metrics: Mapping[str, Any]) -> str | None:
     """Notebook 12 in the default run: the Ray reindex's rates, per CPU worker and for the one writer."""
     projection = metrics.get("projection")
-    if not projection or not _has(projection, "cpu_docs_per_s_per_worker", "writer_docs_per_s"):
+    if not projection or not _has(projection, "cpu_docs_per_s_per_worker", "writer_docs_per_s") or "documents" not in metrics.get("ray", {}):
         return None
     return (f"Notebook 12, scale-out reindex: Ray Data, {projection['cpu_docs_per_s_per_worker']:.0f} documents/s per CPU worker "
             f"(encoding only), one writer {projection['writer_docs_per_s']:,.0f} documents/s on a table of "
