@@ -128,3 +128,8 @@ def test_a_reindex_under_an_hour_is_reported_in_minutes():
     assert reasons[-1] == "Reindexing 20,000 documents takes ~2.4 minutes at a measured 137 docs/s"
     assert Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250)["reasons"][-1].startswith(
         "Reindexing 1,000,000 documents takes ~1.1 hours")
+
+
+def test_a_training_set_a_triplet_apart_is_the_same_set_and_one_a_tenth_smaller_is_not():
+    assert Dn.same_training_set_size(7598, 7597) and Dn.same_training_set_size(7597, 7597)
+    assert not Dn.same_training_set_size(6838, 7597)  # notebook 06 must not read a curve of another training set

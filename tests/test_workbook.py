@@ -286,14 +286,14 @@ def test_every_notebook_but_the_data_training_and_evaluation_ones_has_a_rendered
 def test_notebook_06s_defaults_match_the_committed_reference_curve():
     """At its defaults, notebook 06 decides from the committed reference curve: the settings it compares (the reference
     run's top-level parameters are only those the preset set; the rest are in its metrics) are its own defaults."""
+    from helpers.decision import same_training_set_size
     from helpers.results import DEFAULT_SUMMARY, reference_run
 
     reference = reference_run("06_decision")
     settings, defaults = {**reference["metrics"]["parameters"], **reference["parameters"]}, W.declared_defaults("06_decision")
     assert all(settings[name] == defaults[name] for name in ("dataset", "base_model", "dev_corpus_size"))
     training = next(run["metrics"] for run in json.loads(DEFAULT_SUMMARY.read_text()) if run["notebook"] == "04_training")
-    # the same training set, up to the triplet or so that mining in bf16 may keep or drop on another CPU (06's own rule)
-    assert abs(reference["metrics"]["learning_curve"]["examples"][-1] - training["train_examples"]) <= training["train_examples"] / 1000
+    assert same_training_set_size(reference["metrics"]["learning_curve"]["examples"][-1], training["train_examples"])  # 06's own rule
 
 
 def test_results_table_renders_notebook_08s_variants_after_the_lines():
