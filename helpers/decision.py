@@ -12,7 +12,7 @@ notebook can ask the rule again with everything measured so far.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,15 +109,35 @@ def _synthetic_reason(synthetic: Mapping[str, Any]) -> str:
     return measured + ": neither kind gained measurably at this count; compare them again with more pairs before choosing"
 
 
+def reranker_gained(reranker: Mapping[str, Any] | None) -> bool:
+    """Whether a measured reranker (`load_reranker_result`) gained on the retriever alone: its interval above zero."""
+    return reranker is not None and reranker["ci"][0] > 0
+
+
+def _pipeline_reason(expected: float, target: float, reranker: Mapping[str, Any] | None) -> str:
+    """What to add to a fine-tune that falls short: a reranker only where one was measured to gain."""
+    short = f"Expected NDCG after fine-tuning: ~{expected:.2f}, short of {target:.2f}; "
+    if reranker is None:
+        return (short + "try better data, or a hybrid with BM25 where it measures better; whether a reranker (a second "
+                "model that rescores the top results) helps is measured by the reranking notebook, not yet run here")
+    measured = (f"a reranker of the top {reranker['k']} changed test NDCG@10 by {reranker['difference']:+.3f} "
+                f"[{reranker['ci'][0]:+.3f}, {reranker['ci'][1]:+.3f}] over the fine-tuned retriever (reranking notebook)")
+    if reranker_gained(reranker):
+        return short + f"add the reranker: {measured}; also better data, or a hybrid with BM25 where it measures better"
+    return short + f"try better data, or a hybrid with BM25 where it measures better ({measured}: no gain separable from zero)"
+
+
 def should_finetune_measured(baseline: float, target: float, corpus_size: int, examples: int, curve: Mapping[int, float],
                              docs_per_second: float, price_per_hour: float = 0.0, min_useful_gain: float = 0.02,
                              max_reindex_hours: float = 24.0, out_of_domain: Mapping[str, Any] | None = None,
-                             synthetic: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                             synthetic: Mapping[str, Any] | None = None, reranker: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The seed's question, answered from a measured learning curve and throughput: a recommendation with reasons.
 
     `out_of_domain` (notebook 09's `load_out_of_domain_cost`) adds the fine-tune's cost on other tasks as a reason
     to any advice to fine-tune; `synthetic` (notebook 10's result) adds what generated pairs did to advice to get
-    more data first. Neither changes the recommendation: they are measurements on one data set, reported as such.
+    more data first; `reranker` (the reranking notebook's `load_reranker_result`) decides whether advice to improve
+    the retrieval pipeline names a reranker: only when one was measured to gain. None of them changes the
+    recommendation: they are measurements on one data set, reported as such.
     """
     check_decision_inputs(baseline, target, corpus_size, examples)
     if not curve:
@@ -148,10 +168,7 @@ def should_finetune_measured(baseline: float, target: float, corpus_size: int, e
     elif expected >= target:
         recommendation, reasons = "fine-tune", [f"Expected NDCG after fine-tuning with {examples:,} examples: ~{expected:.2f} (measured curve)"]
     else:
-        recommendation, reasons = "fine-tune + improve retrieval pipeline", [
-            f"Expected NDCG after fine-tuning: ~{expected:.2f}, short of {target:.2f}; try a reranker (a second model "
-            "that rescores the top results), better data, "
-            "or a hybrid with BM25 where it measures better"]
+        recommendation, reasons = "fine-tune + improve retrieval pipeline", [_pipeline_reason(expected, target, reranker)]
     if target > baseline and reaching:
         reasons.append(f"On the measured curve, {reaching[0]:,} examples reach the target")
     if synthetic is not None and recommendation == "generate_data_first":
@@ -203,4 +220,20 @@ def save_out_of_domain_cost(work_dir: str | Path, dataset: str, tasks: Mapping[s
 def load_out_of_domain_cost(work_dir: str | Path, dataset: str) -> dict[str, Any] | None:
     """What `save_out_of_domain_cost` wrote; None if notebook 09 has not run in this `work_dir`."""
     path = decision_dir(work_dir, dataset) / "out_of_domain.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def save_reranker_result(work_dir: str | Path, dataset: str, k: int, difference: float, ci: Sequence[float],
+                         ndcg: float) -> Path:
+    """The reranking notebook's measurement at its chosen `k`: test NDCG@10 with the reranker (`ndcg`), its
+    difference from the fine-tuned retriever alone and that difference's 95% interval."""
+    if len(ci) != 2 or ci[0] > ci[1]:
+        raise ValueError(f"ci={list(ci)} is not a 95% interval (low, high)")
+    result = {"k": int(k), "difference": float(difference), "ci": [float(ci[0]), float(ci[1])], "ndcg@10": float(ndcg)}
+    return write_atomically(decision_dir(work_dir, dataset) / "reranker.json", json.dumps(result, indent=2))
+
+
+def load_reranker_result(work_dir: str | Path, dataset: str) -> dict[str, Any] | None:
+    """What `save_reranker_result` wrote; None if the reranking notebook has not run in this `work_dir`."""
+    path = decision_dir(work_dir, dataset) / "reranker.json"
     return json.loads(path.read_text()) if path.exists() else None

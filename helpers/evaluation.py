@@ -124,6 +124,21 @@ def _scores_in_retrieved_order(scores: Mapping[str, float]) -> dict[str, float]:
     return {doc_id: float(len(ordered) - position) for position, (doc_id, _) in enumerate(ordered)}
 
 
+def bm25_run(corpus: Mapping[str, str], queries: Mapping[str, str], top_k: int = 100) -> dict[str, dict[str, float]]:
+    """Top-`top_k` documents per query by BM25 (`bm25s`), English stop words removed, Snowball stemming; documents
+    that share no word with a query are left out (their score is 0)."""
+    import bm25s
+    import Stemmer
+
+    stemmer, corpus_ids = Stemmer.Stemmer("english"), list(corpus)
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(list(corpus.values()), stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
+    query_tokens = bm25s.tokenize(list(queries.values()), stopwords="en", stemmer=stemmer, show_progress=False)
+    documents, scores = retriever.retrieve(query_tokens, k=min(top_k, len(corpus_ids)), show_progress=False, n_threads=1)
+    return {query_id: {corpus_ids[int(doc)]: float(score) for doc, score in zip(row_docs, row_scores) if score > 0}
+            for query_id, row_docs, row_scores in zip(queries, documents, scores, strict=True)}
+
+
 def reciprocal_rank_fusion(runs: Sequence[Mapping[str, Mapping[str, float]]], k: int = 60) -> dict[str, dict[str, float]]:
     """Fuse rankings of the same queries: each document scores the sum of 1 / (k + its rank) over the runs that
     rank it (rank 1 first), by LanceDB's `RRFReranker`, the fusion of its hybrid search (float32 scores)."""

@@ -133,3 +133,24 @@ def test_a_reindex_under_an_hour_is_reported_in_minutes():
 def test_a_training_set_a_triplet_apart_is_the_same_set_and_one_a_tenth_smaller_is_not():
     assert Dn.same_training_set_size(7598, 7597) and Dn.same_training_set_size(7597, 7597)
     assert not Dn.same_training_set_size(6838, 7597)  # notebook 06 must not read a curve of another training set
+
+
+def test_advice_to_improve_the_pipeline_names_a_reranker_only_where_one_was_measured_to_gain(tmp_path):
+    def pipeline_reason(reranker):
+        result = Dn.should_finetune_measured(0.40, 0.55, 1_000_000, 5_000, CURVE, 250, reranker=reranker)
+        assert result["recommendation"] == "fine-tune + improve retrieval pipeline"  # the reranker never changes it
+        return result["reasons"][0]
+
+    assert "reranking notebook, not yet run here" in pipeline_reason(None)
+    Dn.save_reranker_result(tmp_path, "icd10cm", 20, 0.041, (0.030, 0.052), 0.69)
+    gained = Dn.load_reranker_result(tmp_path, "icd10cm")
+    assert gained == {"k": 20, "difference": 0.041, "ci": [0.030, 0.052], "ndcg@10": 0.69} and Dn.reranker_gained(gained)
+    assert "add the reranker: a reranker of the top 20 changed test NDCG@10 by +0.041 [+0.030, +0.052]" in pipeline_reason(gained)
+    unclear = {**gained, "difference": 0.004, "ci": [-0.006, 0.014]}
+    assert not Dn.reranker_gained(unclear)
+    reason = pipeline_reason(unclear)
+    assert "add the reranker" not in reason and "no gain separable from zero" in reason
+    fine = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, reranker=gained)
+    assert not any("reranker" in reason for reason in fine["reasons"])  # fine-tuning alone meets the target
+    with pytest.raises(ValueError, match="not a 95% interval"):
+        Dn.save_reranker_result(tmp_path, "icd10cm", 20, 0.04, (0.05, 0.03), 0.69)
