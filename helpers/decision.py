@@ -1,11 +1,11 @@
-"""Should you fine-tune your embedding model? The seed text's rule of thumb, and the rule notebook 06 builds on
+"""Should you fine-tune your embedding model? The seed text's rule of thumb, and the rule notebook 07 builds on
 measurements instead.
 
 The seed's weak spots: the expected improvement is the gap itself times 1.5, capped at 0.25 (so a bigger gap
 "predicts" a bigger gain, whatever the data), and 1,000 training pairs is a fixed threshold. The measured rule
-reads the expected gain off a learning curve and the reindex time off a measured throughput; notebooks 09 and 10
-add what they measure (the fine-tune's out-of-domain cost, what synthetic pairs did) as reasons. Notebook 06
-saves its measured inputs into the run's `work_dir`, and notebook 09 its out-of-domain cost, so that a later
+reads the expected gain off a learning curve and the reindex time off a measured throughput; notebooks 10 and 11
+add what they measure (the fine-tune's out-of-domain cost, what synthetic pairs did) as reasons. Notebook 07
+saves its measured inputs into the run's `work_dir`, and notebook 10 its out-of-domain cost, so that a later
 notebook can ask the rule again with everything measured so far.
 """
 
@@ -39,7 +39,7 @@ def should_finetune_embeddings(baseline_ndcg: float, target_ndcg: float, corpus_
     """The seed text's decision helper, same inputs and outputs: a recommendation with its reasons.
 
     The gap must exceed 0.05 NDCG, there must be 1,000 training pairs, and fine-tuning is assumed to add
-    1.5 × the gap (at most 0.25). Kept for comparison with the measured rule of notebook 06.
+    1.5 × the gap (at most 0.25). Kept for comparison with the measured rule of notebook 07.
     """
     check_decision_inputs(baseline_ndcg, target_ndcg, corpus_size, num_training_pairs)
     if reindex_cost_hours < 0:
@@ -79,27 +79,27 @@ def expected_relative_gain(curve: Mapping[int, float], examples: int) -> float:
 
 
 def _out_of_domain_reason(cost: Mapping[str, Any]) -> str:
-    """Notebook 09's measurement as a reason: the tasks the fine-tune lost on (interval below zero), and the merge."""
+    """Notebook 10's measurement as a reason: the tasks the fine-tune lost on (interval below zero), and the merge."""
     losses = {task: row for task, row in cost["tasks"].items() if row["ci"][1] < 0}
     if not losses:
-        return ("Notebook 09 measured no out-of-domain loss separable from zero (" + ", ".join(cost["tasks"])
+        return ("Notebook 10 measured no out-of-domain loss separable from zero (" + ", ".join(cost["tasks"])
                 + "): the fine-tune itself can serve those tasks too")
     merge = cost.get("merge")
     return ("The fine-tune lost NDCG@10 on tasks it was not tuned for: "
             + ", ".join(f"{task} {row['difference']:+.3f} [{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}]" for task, row in losses.items())
-            + " (notebook 09); if the model also serves such queries, consider a merge with the base model, checked on those "
-            "tasks as notebook 09 checks it"
+            + " (notebook 10); if the model also serves such queries, consider a merge with the base model, checked on those "
+            "tasks as notebook 10 checks it"
             + (f" (α = {merge['alpha']:g} kept {merge['test_gain_kept']:.0%} of the in-domain test gain there)"
                if merge and merge.get("test_gain_kept") is not None else ""))
 
 
 def _synthetic_reason(synthetic: Mapping[str, Any]) -> str:
-    """Notebook 10's measurement as a reason: did generated pairs gain on real held-out queries, and did as many real
+    """Notebook 11's measurement as a reason: did generated pairs gain on real held-out queries, and did as many real
     pairs (the same documents), so that "no gain" can be told apart from "too few pairs of any kind"."""
     gain, (low, high) = synthetic["synthetic_gain"], synthetic["synthetic_ci"]
     real_gain, (real_low, real_high) = synthetic["real_gain"], synthetic["real_ci"]
     measured = (f"{synthetic['pairs']} synthetic pairs from {synthetic['generator']} changed test NDCG@10 by {gain:+.3f} "
-                f"[{low:+.3f}, {high:+.3f}] (notebook 10; as many real pairs: {real_gain:+.3f} [{real_low:+.3f}, {real_high:+.3f}])")
+                f"[{low:+.3f}, {high:+.3f}] (notebook 11; as many real pairs: {real_gain:+.3f} [{real_low:+.3f}, {real_high:+.3f}])")
     if low > 0:
         return measured + ": generating pairs is worth trying here; keep comparing them with real ones on held-out queries"
     if high < 0:
@@ -133,15 +133,15 @@ def should_finetune_measured(baseline: float, target: float, corpus_size: int, e
                              synthetic: Mapping[str, Any] | None = None, reranker: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The seed's question, answered from a measured learning curve and throughput: a recommendation with reasons.
 
-    `out_of_domain` (notebook 09's `load_out_of_domain_cost`) adds the fine-tune's cost on other tasks as a reason
-    to any advice to fine-tune; `synthetic` (notebook 10's result) adds what generated pairs did to advice to get
+    `out_of_domain` (notebook 10's `load_out_of_domain_cost`) adds the fine-tune's cost on other tasks as a reason
+    to any advice to fine-tune; `synthetic` (notebook 11's result) adds what generated pairs did to advice to get
     more data first; `reranker` (the reranking notebook's `load_reranker_result`) decides whether advice to improve
     the retrieval pipeline names a reranker: only when one was measured to gain. None of them changes the
     recommendation: they are measurements on one data set, reported as such.
     """
     check_decision_inputs(baseline, target, corpus_size, examples)
     if not curve:
-        raise ValueError("the learning curve is empty: measure the gain at one training-set size at least (notebook 06)")
+        raise ValueError("the learning curve is empty: measure the gain at one training-set size at least (notebook 07)")
     if docs_per_second <= 0:
         raise ValueError(f"docs_per_second={docs_per_second} must be positive: it is a measured encoding rate")
     expected = min(1.0, baseline * (1 + expected_relative_gain(curve, examples)))
@@ -179,26 +179,26 @@ def should_finetune_measured(baseline: float, target: float, corpus_size: int, e
     reasons.append(f"Reindexing {corpus_size:,} documents takes {duration} at a measured {docs_per_second:,.0f} docs/s"
                    + (f" (~{hours * price_per_hour:,.2f} at {price_per_hour:g} per hour)" if price_per_hour else ""))
     if hours > max_reindex_hours and recommendation.startswith("fine-tune"):
-        reasons.append(f"Over {max_reindex_hours:g} hours: reindex on a GPU or in parallel, and incrementally (notebook 07)")
+        reasons.append(f"Over {max_reindex_hours:g} hours: reindex on a GPU or in parallel, and incrementally (notebook 08)")
     return {"recommendation": recommendation, "baseline": baseline, "target": target, "gap": target - baseline,
             "expected_ndcg": expected, "reindex_hours": hours, "reasons": reasons}
 
 
 def decision_dir(work_dir: str | Path, dataset: str) -> Path:
-    """Where notebooks 06 and 09 leave their measured decision inputs for later notebooks of the same run."""
+    """Where notebooks 07 and 10 leave their measured decision inputs for later notebooks of the same run."""
     return Path(work_dir) / "decision" / dataset_label(dataset)
 
 
 def save_decision_inputs(work_dir: str | Path, dataset: str, baseline: float, target: float, corpus_size: int,
                          examples: int, curve: Mapping[int, float], docs_per_second: float) -> Path:
-    """Notebook 06's measured inputs of `should_finetune_measured`, as JSON in the run's `work_dir`."""
+    """Notebook 07's measured inputs of `should_finetune_measured`, as JSON in the run's `work_dir`."""
     inputs = {"baseline": baseline, "target": target, "corpus_size": corpus_size, "examples": examples,
               "curve": {str(size): gain for size, gain in curve.items()}, "docs_per_second": docs_per_second}
     return write_atomically(decision_dir(work_dir, dataset) / "inputs.json", json.dumps(inputs, indent=2))
 
 
 def load_decision_inputs(work_dir: str | Path, dataset: str) -> dict[str, Any] | None:
-    """What `save_decision_inputs` wrote (the curve's sizes back as integers); None if notebook 06 has not run here."""
+    """What `save_decision_inputs` wrote (the curve's sizes back as integers); None if notebook 07 has not run here."""
     path = decision_dir(work_dir, dataset) / "inputs.json"
     if not path.exists():
         return None
@@ -208,7 +208,7 @@ def load_decision_inputs(work_dir: str | Path, dataset: str) -> dict[str, Any] |
 
 def save_out_of_domain_cost(work_dir: str | Path, dataset: str, tasks: Mapping[str, Mapping[str, Any]],
                             merge: Mapping[str, Any] | None) -> Path:
-    """Notebook 09's measurement: per task, the fine-tune's NDCG@10 (or Spearman) change and its 95% interval
+    """Notebook 10's measurement: per task, the fine-tune's NDCG@10 (or Spearman) change and its 95% interval
     (`{"difference": d, "ci": [low, high]}`), and the chosen merge (`alpha`, `test_gain_kept`)."""
     for task, row in tasks.items():
         if not {"difference", "ci"} <= set(row) or len(row["ci"]) != 2:
@@ -218,7 +218,7 @@ def save_out_of_domain_cost(work_dir: str | Path, dataset: str, tasks: Mapping[s
 
 
 def load_out_of_domain_cost(work_dir: str | Path, dataset: str) -> dict[str, Any] | None:
-    """What `save_out_of_domain_cost` wrote; None if notebook 09 has not run in this `work_dir`."""
+    """What `save_out_of_domain_cost` wrote; None if notebook 10 has not run in this `work_dir`."""
     path = decision_dir(work_dir, dataset) / "out_of_domain.json"
     return json.loads(path.read_text()) if path.exists() else None
 

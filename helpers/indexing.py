@@ -1,8 +1,8 @@
-"""Incremental, crash-safe, blue/green reindexing of a corpus into a LanceDB vector store (notebook 07).
+"""Incremental, crash-safe, blue/green reindexing of a corpus into a LanceDB vector store (notebook 08).
 
 Fine-tuning makes every stored embedding stale. This module re-embeds a corpus into a *new* table beside the
 live one, in batches that are each one atomic commit, skips what is already up to date, verifies the new table,
-and only then points the `live` alias at it in one more atomic commit. Notebook 07 says why LanceDB: embedded,
+and only then points the `live` alias at it in one more atomic commit. Notebook 08 says why LanceDB: embedded,
 every write a versioned atomic commit, upserts by id, typed metadata columns, and the same API on object storage.
 """
 

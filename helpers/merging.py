@@ -1,6 +1,6 @@
 """Weight merging of an off-the-shelf model and its fine-tune, through sentence-transformers' mergekit API.
 
-Notebook 09 interpolates one weight tensor by hand before using this: the linear merge is
+Notebook 10 interpolates one weight tensor by hand before using this: the linear merge is
 `θ(α) = (1 − α)·θ_base + α·θ_tuned` for every floating-point tensor (WiSE-FT, LM-Cocktail). Here the same
 `α` drives every method the notebook compares, so that "α = 0.3" means "30% of the way to the fine-tune":
 `linear` weighs the two models, `slerp` and `nuslerp` take `t = α`, and the task-vector methods

@@ -7,8 +7,8 @@ this workbook pins; this module is the small stand-in, kept behind three calls (
 int8 copy is onnxruntime's dynamic quantization (weights int8, activations quantized per batch), and encoding
 uses the model's own tokenizer, pooling and normalisation. Every model is read back from disk before use, and an
 int8 file is checked to contain integer matrix products, so a quantization that silently left fp32 is refused.
-`docs_per_second_alternately` and `latencies_ms` time encoders in turns and single queries (notebook 08,
-benchmarks/bench_inference.py); `int8_speedup` is the ratio notebooks 06 and 07 price a reindex with.
+`docs_per_second_alternately` and `latencies_ms` time encoders in turns and single queries (notebook 09,
+benchmarks/bench_inference.py); `int8_speedup` is the ratio notebooks 07 and 08 price a reindex with.
 
 OpenVINO was tried and left out: on this project's 2-core VM (2026-11-29), `openvino.convert_model` of the same
 ONNX graph with `nncf.quantize` (int8, 300 calibration texts) encoded 2,000 ICD-10-CM descriptions at 225-278
@@ -230,7 +230,7 @@ def latencies_in_turns(searches: Mapping[str, Callable[[str], Any]], queries: Se
 def int8_speedup(model: Any, texts: Sequence[str], folder: str | Path, batch_size: int = 64, rounds: int = 2) -> float:
     """How many times faster `model`'s int8 ONNX copy (exported and quantized into `folder`, read back from disk)
     encodes `texts` than the model itself in PyTorch: the ratio of their median documents/s, timed alternately.
-    Notebooks 06 and 07 scale a measured PyTorch reindexing rate by it (notebook 08 compares the variants)."""
+    Notebooks 07 and 08 scale a measured PyTorch reindexing rate by it (notebook 09 compares the variants)."""
     export_onnx(model, folder)
     quantize_int8(folder)
     int8 = OnnxEncoder(folder, INT8_FILE, require_int8=True)

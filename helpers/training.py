@@ -2,8 +2,8 @@
 
 Notebook 04 builds the training arguments, the loss and the trainer in its own cells: that is the lesson. Here:
 the batch sampler it uses (no text twice in a batch, texts of similar length), its dev evaluator, and its recipe
-(the defaults of its parameters cell) applied for notebooks 01 and 06, which use fine-tuning rather than teach it,
-and the record that lets notebook 06 reuse a run notebook 04 already trained with that recipe.
+(the defaults of its parameters cell) applied for notebooks 01 and 07, which use fine-tuning rather than teach it,
+and the record that lets notebook 07 reuse a run notebook 04 already trained with that recipe.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ class StopOnNonFiniteLoss(TrainerCallback):
 
 def recipe(**changes: Any) -> dict[str, Any]:
     """Notebook 04's training recipe (the defaults of its parameters cell), with `changes` applied: notebooks 01
-    and 06 train with it, so that a change to the recipe notebook 04 teaches reaches them."""
+    and 07 train with it, so that a change to the recipe notebook 04 teaches reaches them."""
     declared = declared_parameters(RECIPE_NOTEBOOK)
     settings = {key: declared[key].default for key in RECIPE_KEYS}
     if unknown := sorted(set(changes) - set(RECIPE_KEYS)):
@@ -174,7 +174,7 @@ def recipe(**changes: Any) -> dict[str, Any]:
 def recipe_arguments(output_dir: str | Path, settings: dict[str, Any], device: str, tokenizer: Any = None,
                      seed: int = 42):
     """`SentenceTransformerTrainingArguments` for a recipe, as notebook 04 builds them (no checkpoints, no
-    evaluation during training: the brief runs of notebooks 01 and 06 are scored afterwards)."""
+    evaluation during training: the brief runs of notebooks 01 and 07 are scored afterwards)."""
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers, SentenceTransformerTrainingArguments
 
     sampler = LengthGroupedBatches(tokenizer) if settings["group_by_length"] else BatchSamplers.NO_DUPLICATES

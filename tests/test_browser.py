@@ -1,6 +1,6 @@
 """JupyterLab in a real browser, as a learner uses it: the server starts on localhost with a token, Playwright
 drives Debian's Chromium (Playwright's own browser download cannot be reached offline), the launcher opens,
-notebook 06 opens from the file browser, Run All Cells runs it through the UI with smoke parameters, and its
+notebook 07 opens from the file browser, Run All Cells runs it through the UI with smoke parameters, and its
 interactive form answers a slider. Every step leaves a screenshot in `runs/browser-tests/` (kept for a person to
 look at); a step that fails names itself and its screenshot. Needs `chromium` on PATH (or `CHROMIUM=path`):
 `.ci/run` installs it with apt when it is missing."""
@@ -26,7 +26,7 @@ from helpers.workbook import NOTEBOOK_DIR, RUNS_DIR, load_preset
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
 SCREENSHOTS = RUNS_DIR / "browser-tests"
-NOTEBOOK = "06_decision.ipynb"
+NOTEBOOK = "07_decision.ipynb"
 RUN_ALL_TIMEOUT_S = 420
 # JupyterLab settings for a reproducible session: every cell attached to the page (the default windowing skips
 # off-screen cells, which a screenshot or a query would then miss), and no request for news or updates.
@@ -52,12 +52,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def lab_root(smoke_run, tmp_path_factory):
-    """A folder holding notebook 06 as a learner would open it, its parameters set to the smoke preset and to
+    """A folder holding notebook 07 as a learner would open it, its parameters set to the smoke preset and to
     the smoke run's work_dir (prepared data, fine-tuned model, rankings), so that Run All takes about a minute and
-    shows what papermill's smoke run of 06 shows."""
+    shows what papermill's smoke run of 07 shows."""
     root = tmp_path_factory.mktemp("lab")
     notebook = load_notebook_node(str(NOTEBOOK_DIR / NOTEBOOK))
-    parameters = {**load_preset("smoke")["06_decision"], "work_dir": str(smoke_run[0] / "work"),
+    parameters = {**load_preset("smoke")["07_decision"], "work_dir": str(smoke_run[0] / "work"),
                   "output_dir": str(root / "06-output")}
     nbformat.write(parameterize_notebook(notebook, parameters), root / NOTEBOOK)
     return root
@@ -156,7 +156,7 @@ def figures_and_tables(executed: Path) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def ran_all_cells(page) -> dict:
-    """The learner's way in: the launcher, notebook 06 opened from the file browser, Run > Run All Cells, and a
+    """The learner's way in: the launcher, notebook 07 opened from the file browser, Run > Run All Cells, and a
     wait until the kernel is idle with no cell queued; what the notebook then shows."""
     with step(page, "launcher"):
         page.locator(".jp-Launcher").wait_for(timeout=60_000)
@@ -175,16 +175,16 @@ def ran_all_cells(page) -> dict:
     return state
 
 
-def test_every_cell_of_notebook_06_runs_in_jupyterlab(page, ran_all_cells, lab_root, smoke_run):
+def test_every_cell_of_notebook_07_runs_in_jupyterlab(page, ran_all_cells, lab_root, smoke_run):
     state = ran_all_cells
     with step(page, "no-errors"):
         tracebacks = [text[:400] for text in state["stderr"] if "Traceback (most recent call last)" in text]
         assert not tracebacks, f"a cell shows an error: {tracebacks[0]}"
         not_run = [i for i, prompt in enumerate(state["prompts"]) if not prompt[1:-2].isdigit()]
         assert not not_run, f"code cells {not_run} did not run (an error stops Run All): prompts {state['prompts']}"
-        figures, tables = figures_and_tables(Path(smoke_run[1]["06_decision"]["executed"]))
+        figures, tables = figures_and_tables(Path(smoke_run[1]["07_decision"]["executed"]))
         assert (state["images"], state["tables"]) == (figures, tables) and figures and tables, \
-            f"{state['images']} figures and {state['tables']} tables shown; papermill's run of 06 has {figures} and {tables}"
+            f"{state['images']} figures and {state['tables']} tables shown; papermill's run of 07 has {figures} and {tables}"
         page.keyboard.press("Control+s")
         page.locator(".lm-TabBar-tab:not(.jp-mod-dirty)", has_text=NOTEBOOK).wait_for(timeout=30_000)
         saved = [cell for cell in nbformat.read(lab_root / NOTEBOOK, as_version=4).cells if cell.cell_type == "code"]

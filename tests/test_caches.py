@@ -60,7 +60,7 @@ def test_damaged_rankings_are_ranked_again(tmp_path, capsys, damage):
     assert cached_trec_runs(tmp_path, ("base", "finetuned")) == runs
     undamaged = per_query_scores(qrels, runs["finetuned"], ["ndcg@10"])["ndcg@10"].tolist()
     damage(tmp_path / "finetuned.trec")
-    assert cached_trec_runs(tmp_path, ("base", "finetuned")) is None  # notebook 06 then ranks again
+    assert cached_trec_runs(tmp_path, ("base", "finetuned")) is None  # notebook 07 then ranks again
     assert "cached ranking finetuned.trec differs from its checksum" in capsys.readouterr().out
     save_trec(qrels, runs, tmp_path)  # what ranking again writes
     again = cached_trec_runs(tmp_path, ("base", "finetuned"))

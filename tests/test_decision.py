@@ -1,4 +1,4 @@
-"""The seed's decision helper (its example, its rule, its input checks) and the measured rule of notebook 06."""
+"""The seed's decision helper (its example, its rule, its input checks) and the measured rule of notebook 07."""
 
 import pytest
 
@@ -39,7 +39,7 @@ def test_bad_inputs_are_refused(call, message):
         call()
 
 
-# The measured rule (notebook 06 builds it; notebooks 09 and 10 add their measurements as reasons)
+# The measured rule (notebook 07 builds it; notebooks 10 and 11 add their measurements as reasons)
 CURVE = {250: 0.05, 1000: 0.15, 4000: 0.20}
 COST = {"tasks": {"FAQ": {"difference": -0.03, "ci": [-0.05, -0.01]}, "STS": {"difference": 0.01, "ci": [-0.002, 0.02]}},
         "merge": {"alpha": 0.6, "test_gain_kept": 0.86}}
@@ -80,14 +80,14 @@ def test_the_out_of_domain_cost_is_a_reason_to_consider_a_merge_and_never_change
     with_cost = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, out_of_domain=COST)
     assert with_cost["recommendation"] == plain["recommendation"] == "fine-tune"
     added = [reason for reason in with_cost["reasons"] if reason not in plain["reasons"]]
-    assert added == ["The fine-tune lost NDCG@10 on tasks it was not tuned for: FAQ -0.030 [-0.050, -0.010] (notebook 09); if the "
-                     "model also serves such queries, consider a merge with the base model, checked on those tasks as notebook 09 checks it "
+    assert added == ["The fine-tune lost NDCG@10 on tasks it was not tuned for: FAQ -0.030 [-0.050, -0.010] (notebook 10); if the "
+                     "model also serves such queries, consider a merge with the base model, checked on those tasks as notebook 10 checks it "
                      "(α = 0.6 kept 86% of the in-domain test gain there)"]
     no_loss = {"tasks": {"STS": COST["tasks"]["STS"]}, "merge": None}  # an interval that reaches zero is not a loss
     reasons = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, out_of_domain=no_loss)["reasons"]
-    assert any(reason.startswith("Notebook 09 measured no out-of-domain loss separable from zero (STS)") for reason in reasons)
+    assert any(reason.startswith("Notebook 10 measured no out-of-domain loss separable from zero (STS)") for reason in reasons)
     off = Dn.should_finetune_measured(0.40, 0.38, 1_000_000, 5_000, CURVE, 250, out_of_domain=COST)  # no fine-tune: no merge advice
-    assert not any("notebook 09" in reason.lower() for reason in off["reasons"])
+    assert not any("notebook 10" in reason.lower() for reason in off["reasons"])
 
 
 def test_the_synthetic_result_is_a_reason_when_real_pairs_are_too_few():
@@ -132,7 +132,7 @@ def test_a_reindex_under_an_hour_is_reported_in_minutes():
 
 def test_a_training_set_a_triplet_apart_is_the_same_set_and_one_a_tenth_smaller_is_not():
     assert Dn.same_training_set_size(7598, 7597) and Dn.same_training_set_size(7597, 7597)
-    assert not Dn.same_training_set_size(6838, 7597)  # notebook 06 must not read a curve of another training set
+    assert not Dn.same_training_set_size(6838, 7597)  # notebook 07 must not read a curve of another training set
 
 
 def test_advice_to_improve_the_pipeline_names_a_reranker_only_where_one_was_measured_to_gain(tmp_path):

@@ -28,12 +28,12 @@ BAD_RUNS = {
     "unknown choice": (["04", "-p", "loss", "triplet"], "loss='triplet' must be one of: mnrl, cached_mnrl"),
     "None where a number is needed": (["04", "-p", "batch_size", "None"], "batch_size=None must be"),
     "a list item out of range": (["04", "-p", "sweep_batch_sizes", "[16, 1]"], "sweep_batch_sizes=[16, 1] must be a list, each item"),
-    "a list given as a number": (["06", "-p", "curve_sizes", "100"], "curve_sizes=100 must be a list"),
+    "a list given as a number": (["07", "-p", "curve_sizes", "100"], "curve_sizes=100 must be a list"),
     "not a boolean": (["04", "-p", "resume", "maybe"], "resume='maybe' must be true or false"),
     "unknown data set for 01": (["01", "-p", "domains", "[icd10cm, pubmed]"], "domains=['icd10cm', 'pubmed']"),
     "max_steps zero": (["04", "-p", "max_steps", "0"], "max_steps=0 must be one of: -1, an integer ≥ 1"),
     "warmup of the whole run": (["04", "-p", "warmup", "1.0"], "warmup=1.0 must be ≥ 0 and < 1"),
-    "target above 1": (["06", "-p", "target_ndcg", "1.2"], "target_ndcg=1.2 must be > 0 and ≤ 1"),
+    "target above 1": (["07", "-p", "target_ndcg", "1.2"], "target_ndcg=1.2 must be > 0 and ≤ 1"),
     "top_k below the metrics' 10": (["05", "-p", "top_k", "5"], "top_k=5 must be ≥ 10"),
     "smoke with a bad explicit value": (["04", "--smoke", "-p", "batch_size", "0"], "batch_size=0 must be ≥ 2"),
     "unknown parameter": (["04", "-p", "epoch", "2"], "unknown parameter(s) epoch"),
@@ -295,8 +295,8 @@ def test_notebook_04_alone_with_the_smoke_values_prepares_its_data_at_that_scale
 
 
 @pytest.mark.parametrize("notebook, name", [("01_why_finetune", "training_seeds"), ("04_training", "sweep_seeds"),
-                                            ("06_decision", "curve_seeds"), ("08_serving", "matryoshka_seeds"),
-                                            ("10_synthetic_pairs", "training_seeds"), ("11_scaling_out", "training_seeds")])
+                                            ("07_decision", "curve_seeds"), ("09_serving", "matryoshka_seeds"),
+                                            ("11_synthetic_pairs", "training_seeds"), ("12_scaling_out", "training_seeds")])
 def test_seed_lists_must_hold_distinct_seeds(notebook, name):
     assert check_values(notebook, {name: "[42, 1, 2]"}) == {name: [42, 1, 2]}
     for wrong in ("[]", "[42, 42]"):  # no run at all; the same run twice, whose spread would pass for a seed's

@@ -152,7 +152,7 @@ def test_04_training(smoke_run):
     assert all(row["training examples/s"] > 0 and row["encoding texts/s"] > 0 for row in comparison["by_arm"].values())
 
 
-def test_04_builds_the_arguments_that_notebooks_01_and_06_train_with(smoke_run, tmp_path):
+def test_04_builds_the_arguments_that_notebooks_01_and_07_train_with(smoke_run, tmp_path):
     """Notebook 04's cells and `helpers.training.recipe_arguments` must agree on every recipe argument."""
     metrics = metrics_of(smoke_run, "04_training")
     smoke = SMOKE["04_training"]
@@ -204,8 +204,35 @@ def test_05_evaluation(smoke_run):
         assert row["ci"][0] <= row["difference"] <= row["ci"][1], split
 
 
-def test_06_decision(smoke_run):
-    metrics = metrics_of(smoke_run, "06_decision")
+def test_06_reranking(smoke_run):
+    metrics = metrics_of(smoke_run, "06_reranking")
+    by_hand, library = metrics["cross_encoder_by_hand"], metrics["cross_encoder_library"]
+    assert len(by_hand) == len(library) == 5 and max(abs(a - b) for a, b in zip(by_hand, library)) < 1e-5
+    assert len(set(round(value, 4) for value in by_hand)) > 1  # five different pairs, five different logits
+    smoke = SMOKE["06_reranking"]
+    for name, row in metrics["mining"].items():
+        assert 0 <= row["false negatives"] <= row["negatives"] <= smoke["negatives_per_query"] * row["positives"], name
+    assert metrics["false_negatives_among_mined"] == metrics["mining"]["relative margin 0.05"]["false negatives"]
+    assert set(metrics["rerank"]) == {str(k) for k in smoke["candidate_ks"]} and metrics["chosen_k"] in smoke["candidate_ks"]
+    assert metrics["test_queries"] == smoke["test_queries"]
+    best = max(metrics["dev_ndcg_by_k"].values())
+    assert metrics["dev_ndcg_by_k"][str(metrics["chosen_k"])] >= best - 0.005  # the stated rule, read off dev
+    for k, row in metrics["rerank"].items():
+        assert 0 <= row["ndcg@10"] <= 1 and row["ci"][0] <= row["difference"] <= row["ci"][1], k
+        assert row["difference"] == pytest.approx(row["ndcg@10"] - metrics["retriever"]["ndcg@10"]), k
+        assert 0 < row["p50_ms"] <= row["p95_ms"] and row["docs_per_s"] > 0, k
+    assert set(metrics["hybrid"]) == {"dense (fine-tuned)", "hybrid (BM25 + fine-tuned)", "dense, reranked at the chosen k",
+                                      "hybrid, reranked at the chosen k"}
+    assert metrics["hybrid"]["dense (fine-tuned)"]["ndcg@10"] == pytest.approx(metrics["retriever"]["ndcg@10"])
+    saved = json.loads((smoke_run[0] / "work" / "decision" / "icd10cm" / "reranker.json").read_text())  # what notebook 07 reads
+    assert saved["k"] == metrics["chosen_k"] and saved["ci"] == pytest.approx(metrics["rerank"][str(saved["k"])]["ci"])
+    assert metrics["training"]["steps"] > 0 and len(metrics["training"]["dev_curve"]["step"]) >= 2
+    for name in ("training.png", "quality_vs_latency.png"):
+        assert figure(smoke_run, "06_reranking", name) > 10_000
+
+
+def test_07_decision(smoke_run):
+    metrics = metrics_of(smoke_run, "07_decision")
     assert metrics["seed_example"]["recommendation"] == "fine-tune"
     assert metrics["recommendation"] in RECOMMENDATIONS and metrics["seed_recommendation"] in RECOMMENDATIONS
     curve = metrics["learning_curve"]
@@ -230,11 +257,11 @@ def test_06_decision(smoke_run):
         "ten examples, but more would help": "generate_data_first", "a curve that never helps": "off-the-shelf",
         "a corpus of 100 million documents": "fine-tune"}
     for name in ("bm25_dense_hybrid.png", "learning_curve.png"):
-        assert figure(smoke_run, "06_decision", name) > 10_000
+        assert figure(smoke_run, "07_decision", name) > 10_000
 
 
-def test_07_reindexing(smoke_run):
-    metrics = metrics_of(smoke_run, "07_reindexing")
+def test_08_reindexing(smoke_run):
+    metrics = metrics_of(smoke_run, "08_reindexing")
     steps = metrics["steps"]
     assert steps["blue build"]["embedded"] == steps["green build"]["embedded"] == metrics["documents"] == 1500
     assert metrics["live_table"] == metrics["green_table"] != metrics["blue_table"]
@@ -245,11 +272,11 @@ def test_07_reindexing(smoke_run):
     assert steps["no changes"]["embedded"] == 0 and metrics["documents_indexed"] == 1500
     # the smoke preset prices the reindex with the int8 encoder: the pipeline's rate times its measured speedup
     assert metrics["reindex_encoder"] == "onnx_int8" and metrics["reindex_docs_per_s"] not in (0, metrics["docs_per_s"])
-    assert serving.integer_operators(smoke_run[0] / "07_reindexing" / "onnx" / "model_int8.onnx") > 0
+    assert serving.integer_operators(smoke_run[0] / "08_reindexing" / "onnx" / "model_int8.onnx") > 0
 
 
-def test_08_serving(smoke_run):
-    metrics = metrics_of(smoke_run, "08_serving")
+def test_09_serving(smoke_run):
+    metrics = metrics_of(smoke_run, "09_serving")
     variants = metrics["variants"]
     dims = [256, 128, 64]
     recommended = metrics["recommended"]
@@ -278,18 +305,18 @@ def test_08_serving(smoke_run):
     assert variants["binary vectors, rescored"]["index_mb"] == pytest.approx(documents * 384 / 8 / 1e6)
     assert variants["static"]["docs_per_s"] > 5 * reference["docs_per_s"]  # a table look-up, no transformer
     assert metrics["matryoshka_loss_by_hand"] == pytest.approx(metrics["matryoshka_loss_library"], rel=1e-5)
-    int8_model = smoke_run[0] / "08_serving" / "onnx" / "model_int8.onnx"
+    int8_model = smoke_run[0] / "09_serving" / "onnx" / "model_int8.onnx"
     assert serving.integer_operators(int8_model) > 0
     for name in ("matryoshka.png", "quality_speed_size.png"):
-        assert figure(smoke_run, "08_serving", name) > 10_000
+        assert figure(smoke_run, "09_serving", name) > 10_000
 
 
-def test_09_forgetting_and_merging(smoke_run):
+def test_10_forgetting_and_merging(smoke_run):
     from safetensors.torch import load_file
 
     from helpers.models import packaged_default_model_path
 
-    metrics = metrics_of(smoke_run, "09_forgetting_and_merging")
+    metrics = metrics_of(smoke_run, "10_forgetting_and_merging")
     tasks = {"icd10cm dev", "hpo", "zaragoza", "stsb"}
     assert set(metrics["tasks"]) == tasks and metrics["tasks"]["stsb"]["items"] == 60
     assert set(metrics["sweep"]) == {"0", "0.5", "1"} and all(set(row) == tasks for row in metrics["sweep"].values())
@@ -343,14 +370,14 @@ def test_09_forgetting_and_merging(smoke_run):
         expected = (1 - alpha) * base[name].float() + alpha * tuned[name].float()
         assert (merged[name].float() - expected).abs().max() < 1e-5, name
     for name in ("tradeoff.png", "remedies.png"):
-        assert figure(smoke_run, "09_forgetting_and_merging", name) > 10_000
+        assert figure(smoke_run, "10_forgetting_and_merging", name) > 10_000
 
 
-def test_10_synthetic_pairs(smoke_run):
+def test_11_synthetic_pairs(smoke_run):
     from helpers.data import load_beir, normalize_text
 
-    metrics = metrics_of(smoke_run, "10_synthetic_pairs")
-    preset = SMOKE["10_synthetic_pairs"]
+    metrics = metrics_of(smoke_run, "11_synthetic_pairs")
+    preset = SMOKE["11_synthetic_pairs"]
     assert metrics["generated"] == preset["documents"] and 2 <= metrics["kept"] <= metrics["generated"]
     assert metrics["kept"] + sum(metrics["dropped"].values()) == metrics["generated"]
     shares = {float(temperature): share for temperature, share in metrics["dev_usable_share"].items()}
@@ -379,7 +406,7 @@ def test_10_synthetic_pairs(smoke_run):
     assert metrics["test_queries"] == 40 and metrics["test_corpus"] <= 300
     assert metrics["unlabelled_generated"] == preset["unlabelled_documents"] and 2 <= metrics["kept_unlabelled"] <= preset["unlabelled_documents"]
     assert metrics["recipe"]["hard_negatives"] is False  # plain pairs: the generated queries have no negatives
-    rows = [json.loads(line) for line in (smoke_run[0] / "10_synthetic_pairs" / "synthetic_pairs.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (smoke_run[0] / "11_synthetic_pairs" / "synthetic_pairs.jsonl").read_text().splitlines()]
     assert len(rows) == metrics["generated"] and sum(row["kept"] for row in rows) == metrics["kept"]
     data = load_beir(smoke_run[0] / "work" / "data" / "icd10cm")
     held_out = {normalize_text(text) for split in ("dev", "test", "test_unseen") for text in data.split_queries(split).values()}
@@ -387,7 +414,7 @@ def test_10_synthetic_pairs(smoke_run):
     assert not set(kept_texts) & held_out and len(set(kept_texts)) == len(kept_texts)  # no leakage, no duplicate
     assert all(text and text != normalize_text(row["document"]) for text, row in zip(kept_texts, [r for r in rows if r["kept"]]))
     # question 2: generated for documents that only test_unseen queries answer, scored on exactly those queries
-    unlabelled = [json.loads(line) for line in (smoke_run[0] / "10_synthetic_pairs" / "synthetic_pairs_unlabelled.jsonl").read_text().splitlines()]
+    unlabelled = [json.loads(line) for line in (smoke_run[0] / "11_synthetic_pairs" / "synthetic_pairs_unlabelled.jsonl").read_text().splitlines()]
     generated_for = {row["doc_id"] for row in unlabelled}
     answered = {doc_id for judged in data.qrels["test_unseen"].values() for doc_id in judged}
     trained = {doc_id for judged in data.qrels["train"].values() for doc_id in judged}
@@ -397,7 +424,7 @@ def test_10_synthetic_pairs(smoke_run):
     assert metrics["test_unseen_queries"] == sum(set(judged) <= generated_for for judged in data.qrels["test_unseen"].values())
     assert metrics["test_unseen_corpus"] == len(generated_for)
     assert not {normalize_text(row["generated"]) for row in unlabelled if row["kept"]} & held_out
-    # notebooks 06 and 09 ran first in this work_dir: the decision rule is asked again with both measurements
+    # notebooks 07 and 10 ran first in this work_dir: the decision rule is asked again with both measurements
     advice = metrics["decision"]
     assert set(advice) == {f"{metrics['kept']} real pairs", "all of notebook 04's pairs"}
     for row in advice.values():
@@ -405,14 +432,14 @@ def test_10_synthetic_pairs(smoke_run):
         if row["recommendation"] == "generate_data_first":
             assert any("synthetic pairs from" in reason for reason in row["reasons"]), row
         if row["recommendation"].startswith("fine-tune"):
-            assert any("notebook 09" in reason for reason in row["reasons"]), row
-    assert figure(smoke_run, "10_synthetic_pairs", "synthetic_vs_real.png") > 10_000
+            assert any("notebook 10" in reason for reason in row["reasons"]), row
+    assert figure(smoke_run, "11_synthetic_pairs", "synthetic_vs_real.png") > 10_000
 
 
-def test_10_names_a_generation_that_yields_no_usable_query(smoke_run, tmp_path):
+def test_11_names_a_generation_that_yields_no_usable_query(smoke_run, tmp_path):
     """One new token per answer: every answer is empty or cut off, and the notebook stops saying so."""
-    notebook = next(path for path in list_notebooks() if path.stem == "10_synthetic_pairs")
-    parameters = {**SMOKE["10_synthetic_pairs"], "max_new_tokens": 1, "temperatures": [0.0], "documents": 8}
+    notebook = next(path for path in list_notebooks() if path.stem == "11_synthetic_pairs")
+    parameters = {**SMOKE["11_synthetic_pairs"], "max_new_tokens": 1, "temperatures": [0.0], "documents": 8}
     result = run_notebook(notebook, tmp_path, parameters, smoke_run[0] / "work", 600)
     assert result.status == "failed" and "ValueError: no usable query: of all 8 queries generated" in result.error, result.error
 
@@ -475,8 +502,8 @@ def test_a_wrong_answer_is_reported_as_failed(smoke_run, learner_work, tmp_path,
     assert "Exercise 03.1: not done" in printed
 
 
-def test_11_scaling_out(smoke_run):
-    metrics = metrics_of(smoke_run, "11_scaling_out")
+def test_12_scaling_out(smoke_run):
+    metrics = metrics_of(smoke_run, "12_scaling_out")
     by_hand = metrics["by_hand"]
     assert by_hand["library_max_difference"] < 1e-5  # our MNRL equals the library's
     assert by_hand["negatives"] == {"one_process": 15, "own": 7, "gathered": 15}  # 2 x 4 triplets
@@ -505,11 +532,11 @@ def test_11_scaling_out(smoke_run):
     for name, row in metrics["dev_minus_one_process"].items():
         assert row["ci"][0] <= row["difference"] <= row["ci"][1], name
         assert row["seeds"] == 1, name
-    assert figure(smoke_run, "11_scaling_out", "ddp_runs.png") > 10_000
+    assert figure(smoke_run, "12_scaling_out", "ddp_runs.png") > 10_000
 
 
-def test_12_ray_reindexing(smoke_run):
-    metrics = metrics_of(smoke_run, "12_ray_reindexing")
+def test_13_ray_reindexing(smoke_run):
+    metrics = metrics_of(smoke_run, "13_ray_reindexing")
     ray = metrics["ray"]
     assert ray["address"] is None and ray["resources"]["CPU"] >= 1 and ray["documents"] == 300
     assert ray["workers"]["2"]["embedded"] == 300 and len(ray["workers"]["2"]["docs_per_worker"]) == 2

@@ -44,13 +44,13 @@ def test_notebook_contract(path):
 # 25 f-strings (the argument belongs in markdown, not in strings that code writes). The notebooks in OVER_SIZE are
 # still above a limit, until they are split or their prose moves to markdown: their ceilings are their counts when
 # the limit came, so they can only shrink. Exceptions, each for an exercise a learner needed: 04 grew by four lines
-# when a decision exercise replaced one that re-typed section 2, 09 and 10 by two where their checks now catch a
-# plausible wrong answer (α = 0 and 1 refused; repeated words counted once). 11 and 12 are the old 11's two halves
-# (12 is within every limit).
+# when a decision exercise replaced one that re-typed section 2, 10 and 11 by two where their checks now catch a
+# plausible wrong answer (α = 0 and 1 refused; repeated words counted once). 12 and 13 are the old 11's two halves
+# (13 is within every limit).
 MAX_CELL_LINES, MAX_CODE_LINES, MAX_F_STRINGS = 30, 320, 25
 OVER_SIZE = {  # notebook: (code lines, f-strings)
-    "02_encoder_vs_decoder": (325, 25), "04_training": (370, 31), "05_evaluation": (353, 25), "06_decision": (391, 43),
-    "08_serving": (527, 65), "09_forgetting_and_merging": (603, 87), "10_synthetic_pairs": (417, 43), "11_scaling_out": (316, 40),
+    "02_encoder_vs_decoder": (325, 25), "04_training": (370, 31), "05_evaluation": (353, 25), "07_decision": (391, 43),
+    "09_serving": (527, 65), "10_forgetting_and_merging": (603, 87), "11_synthetic_pairs": (417, 43), "12_scaling_out": (316, 40),
 }
 
 
@@ -266,12 +266,12 @@ def test_the_no_deps_requirements_are_installed_by_the_makefile_and_named_in_err
 def test_results_table_renders_notebook_05_and_quotes_the_others_lines():
     evaluation = {"base_ndcg@10": 0.5, "finetuned_ndcg@10": 0.6, "relative_gain_ndcg@10": 0.2, "ci95_ndcg@10_diff": [0.08, 0.12],
                   "p_value_fisher": 0.0, "test_queries": 10, "corpus_size": 100}
-    runs = [{"notebook": "07_reindexing", "metrics": {"readme_line": "Notebook 07, 190 documents/s."}},
+    runs = [{"notebook": "08_reindexing", "metrics": {"readme_line": "Notebook 08, 190 documents/s."}},
             {"notebook": "05_evaluation", "metrics": evaluation},
             {"notebook": "01_why_finetune", "metrics": {"readme_line": "Notebook 01, +25%."}}]
     lines = results_table(runs).splitlines()
     assert "| test | 10 | 100 | 0.500 | 0.600 | +20.0% | [+0.080, +0.120] | < 0.001 |" in lines
-    assert lines[-2:] == ["Notebook 01, +25%.", "Notebook 07, 190 documents/s."]  # in notebook order
+    assert lines[-2:] == ["Notebook 01, +25%.", "Notebook 08, 190 documents/s."]  # in notebook order
     assert not any(line.startswith("Notebook") for line in results_table(runs[1:2]).splitlines())
 
 
@@ -283,35 +283,35 @@ def test_every_notebook_but_the_data_training_and_evaluation_ones_has_a_rendered
     assert rendered == {run["notebook"] for run in runs} - {"03_data_preparation", "04_training", "05_evaluation"}
 
 
-def test_notebook_06s_defaults_match_the_committed_reference_curve():
-    """At its defaults, notebook 06 decides from the committed reference curve: the settings it compares (the reference
+def test_notebook_07s_defaults_match_the_committed_reference_curve():
+    """At its defaults, notebook 07 decides from the committed reference curve: the settings it compares (the reference
     run's top-level parameters are only those the preset set; the rest are in its metrics) are its own defaults."""
     from helpers.decision import same_training_set_size
     from helpers.results import DEFAULT_SUMMARY, reference_run
 
-    reference = reference_run("06_decision")
-    settings, defaults = {**reference["metrics"]["parameters"], **reference["parameters"]}, W.declared_defaults("06_decision")
+    reference = reference_run("07_decision")
+    settings, defaults = {**reference["metrics"]["parameters"], **reference["parameters"]}, W.declared_defaults("07_decision")
     assert all(settings[name] == defaults[name] for name in ("dataset", "base_model", "dev_corpus_size"))
     training = next(run["metrics"] for run in json.loads(DEFAULT_SUMMARY.read_text()) if run["notebook"] == "04_training")
     assert same_training_set_size(reference["metrics"]["learning_curve"]["examples"][-1], training["train_examples"])  # 06's own rule
 
 
-def test_results_table_renders_notebook_08s_variants_after_the_lines():
+def test_results_table_renders_notebook_09s_variants_after_the_lines():
     row = {"encoder": "onnx int8", "ndcg@10": 0.6312, "ci": [-0.0041, 0.0012], "relative_change": -0.0023,
            "docs_per_s": 441.6, "p50_ms": 6.04, "p95_ms": 9.96, "index_mb": 30.72}
     evaluation = {"base_ndcg@10": 0.5, "finetuned_ndcg@10": 0.6, "relative_gain_ndcg@10": 0.2, "ci95_ndcg@10_diff": [0.08, 0.12],
                   "p_value_fisher": 0.0, "test_queries": 10, "corpus_size": 100}
     runs = [{"notebook": "05_evaluation", "metrics": evaluation},
-            {"notebook": "08_serving", "metrics": {"readme_line": "Notebook 08.", "variants": {  # sorted by name, as stored
+            {"notebook": "09_serving", "metrics": {"readme_line": "Notebook 09.", "variants": {  # sorted by name, as stored
                 "matryoshka, first 64 dims": row, "onnx int8": row, "plain, first 128 dims": row, "plain, first 64 dims": row}}}]
     lines = results_table(runs).splitlines()
     assert lines[-4] == "| onnx int8 | onnx int8 | 0.631 | [-0.004, +0.001] | -0.2% | 442 | 6.0 | 10.0 | 30.72 |"
     assert [line.split(" | ")[0] for line in lines[-4:]] == [  # the notebook's reading order, not the names'
         "| onnx int8", "| plain, first 128 dims", "| plain, first 64 dims", "| matryoshka, first 64 dims"]
-    assert lines.index("Notebook 08.") < len(lines) - 6  # the line, then the table
-    runs.append({"notebook": "09_forgetting_and_merging", "metrics": {"readme_line": "Notebook 09."}})
+    assert lines.index("Notebook 09.") < len(lines) - 6  # the line, then the table
+    runs.append({"notebook": "10_forgetting_and_merging", "metrics": {"readme_line": "Notebook 10."}})
     lines = results_table(runs).splitlines()
-    assert lines[-1] == "Notebook 09." and lines[-2] == "" and lines[-3].startswith("| matryoshka, first 64 dims")
+    assert lines[-1] == "Notebook 10." and lines[-2] == "" and lines[-3].startswith("| matryoshka, first 64 dims")
 
 
 def test_a_cell_over_the_timeout_fails_its_notebook_instead_of_hanging(tmp_path):
@@ -333,17 +333,17 @@ def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
     path = tmp_path / "reference.json"
     provenance = {"command": "workbook run 10 -f benchmarks/presets/reference.yaml", "machine": "2-core EPYC",
                   "date": "2026-12-05", "commit": "abc1234"}
-    finished = {"notebook": "10_synthetic_pairs", "status": "ok", "seconds": 1200.04, "parameters": {"training_seeds": [1, 2, 3]},
+    finished = {"notebook": "11_synthetic_pairs", "status": "ok", "seconds": 1200.04, "parameters": {"training_seeds": [1, 2, 3]},
                 "metrics": {"kept": 400}}
-    assert reference_run("10_synthetic_pairs", path) is None  # nothing committed yet
-    assert add_to_reference([finished], provenance, path) == ["10_synthetic_pairs"]
-    recorded = reference_run("10_synthetic_pairs", path)
+    assert reference_run("11_synthetic_pairs", path) is None  # nothing committed yet
+    assert add_to_reference([finished], provenance, path) == ["11_synthetic_pairs"]
+    recorded = reference_run("11_synthetic_pairs", path)
     assert recorded["metrics"] == {"kept": 400} and recorded["date"] == "2026-12-05" and recorded["seconds"] == 1200.0
     assert provenance_line(recorded) == ("reference run: workbook run 10 -f benchmarks/presets/reference.yaml on 2-core EPYC, "
                                          "2026-12-05 (commit abc1234)")  # the line every notebook prints above its figures
-    add_to_reference([{**finished, "notebook": "06_decision"}], {**provenance, "date": "2026-12-06"}, path)
-    assert reference_run("10_synthetic_pairs", path)["date"] == "2026-12-05"  # notebooks recorded before are kept
-    with pytest.raises(ValueError, match="10_synthetic_pairs did not finish"):
+    add_to_reference([{**finished, "notebook": "07_decision"}], {**provenance, "date": "2026-12-06"}, path)
+    assert reference_run("11_synthetic_pairs", path)["date"] == "2026-12-05"  # notebooks recorded before are kept
+    with pytest.raises(ValueError, match="11_synthetic_pairs did not finish"):
         add_to_reference([{**finished, "status": "failed", "metrics": {}}], provenance, path)
     with pytest.raises(ValueError, match="machine missing"):
         add_to_reference([finished], {**provenance, "machine": ""}, path)
@@ -358,30 +358,30 @@ def test_off_the_shelf_rows_line_up_each_notebooks_figure_with_its_corpus():
                           "finetuned_ndcg@10_test_unseen": 0.5},
         "02_encoder_vs_decoder": {"parameters": {"dataset": "icd10cm"}, "corpus_size": 600, "test_queries": 200,
                                   "table": {"encoder": {"test NDCG@10, off the shelf": 0.8}}},
-        "06_decision": {"dataset": "hpo", "parameters": {"dev_corpus_size": 1000}, "learning_curve": {"base_dev_ndcg@10": 0.7}},
-        "10_synthetic_pairs": {"dataset": "icd10cm"},  # a run without the keys: left out, not guessed
+        "07_decision": {"dataset": "hpo", "parameters": {"dev_corpus_size": 1000}, "learning_curve": {"base_dev_ndcg@10": 0.7}},
+        "11_synthetic_pairs": {"dataset": "icd10cm"},  # a run without the keys: left out, not guessed
     }
     rows = off_the_shelf_rows(metrics)
     assert [(row["notebook"], row["split"], row["documents searched"]) for row in rows] == [
-        ("02", "test", 600), ("05", "test", 20000), ("05", "test_unseen", 20000)]  # by split, then size; 06 ran on HPO
+        ("02", "test", 600), ("05", "test", 20000), ("05", "test_unseen", 20000)]  # by split, then size; 07 ran on HPO
     assert rows[1]["relative gain"] == pytest.approx(0.3) and rows[0]["relative gain"] is None
     committed = off_the_shelf_rows(committed_default_run())  # every notebook of the committed run that measures one
-    assert {row["notebook"] for row in committed} >= {"01", "02", "05", "06", "09", "10"}
+    assert {row["notebook"] for row in committed} >= {"01", "02", "05", "07", "10", "11"}
     assert committed_default_run(W.PROJECT_ROOT / "no-such-file.json") == {}
 
 
 def test_reindex_rate_rows_say_what_each_rate_includes():
     from helpers.results import committed_default_run, reindex_rate_rows
 
-    metrics = {"06_decision": {"docs_per_s": 500.0, "throughput_documents": 1000, "numeric_precision": "bf16"},
-               "08_serving": {"variants": {"pytorch fp32": {"docs_per_s": 250.0}}, "parameters": {"throughput_documents": 500}},
-               "12_ray_reindexing": {"ray": {}}}  # keys missing: left out, not guessed
+    metrics = {"07_decision": {"docs_per_s": 500.0, "throughput_documents": 1000, "numeric_precision": "bf16"},
+               "09_serving": {"variants": {"pytorch fp32": {"docs_per_s": 250.0}}, "parameters": {"throughput_documents": 500}},
+               "13_ray_reindexing": {"ray": {}}}  # keys missing: left out, not guessed
     rows = reindex_rate_rows(metrics)
-    assert [(row["notebook"], row["precision"]) for row in rows] == [("06", "bf16"), ("08", "fp32")]
+    assert [(row["notebook"], row["precision"]) for row in rows] == [("07", "bf16"), ("09", "fp32")]
     assert rows[0]["minutes for 1,000,000"] == pytest.approx(1_000_000 / 500 / 60)
     assert "pipeline" in rows[0]["what is timed"] and "encoding only" in rows[1]["what is timed"]
-    assert len(reindex_rate_rows(committed_default_run())) == 7  # 06, 07, 08 twice, 12 three times
-    projected = reindex_rate_rows({"06_decision": {**metrics["06_decision"], "reindex_encoder": "onnx_int8"}})[0]
+    assert len(reindex_rate_rows(committed_default_run())) == 7  # 07, 08, 09 twice, 13 three times
+    projected = reindex_rate_rows({"07_decision": {**metrics["07_decision"], "reindex_encoder": "onnx_int8"}})[0]
     assert projected["what is timed"].startswith("projected") and projected["precision"] == "int8"
 
 
