@@ -119,12 +119,13 @@ def _pipeline_reason(expected: float, target: float, reranker: Mapping[str, Any]
     short = f"Expected NDCG after fine-tuning: ~{expected:.2f}, short of {target:.2f}; "
     if reranker is None:
         return (short + "try better data, or a hybrid with BM25 where it measures better; whether a reranker (a second "
-                "model that rescores the top results) helps is measured by the reranking notebook, not yet run here")
+                "model that rescores the top results) helps is not among these inputs (notebook 06 measures one)")
     measured = (f"a reranker of the top {reranker['k']} changed test NDCG@10 by {reranker['difference']:+.3f} "
-                f"[{reranker['ci'][0]:+.3f}, {reranker['ci'][1]:+.3f}] over the fine-tuned retriever (reranking notebook)")
+                f"[{reranker['ci'][0]:+.3f}, {reranker['ci'][1]:+.3f}] over the fine-tuned retriever (notebook 06)")
     if reranker_gained(reranker):
         return short + f"add the reranker: {measured}; also better data, or a hybrid with BM25 where it measures better"
-    return short + f"try better data, or a hybrid with BM25 where it measures better ({measured}: no gain separable from zero)"
+    outcome = "a loss" if reranker["ci"][1] < 0 else "no gain separable from zero"
+    return short + f"try better data, or a hybrid with BM25 where it measures better ({measured}: {outcome})"
 
 
 def should_finetune_measured(baseline: float, target: float, corpus_size: int, examples: int, curve: Mapping[int, float],
@@ -179,7 +180,7 @@ def should_finetune_measured(baseline: float, target: float, corpus_size: int, e
     reasons.append(f"Reindexing {corpus_size:,} documents takes {duration} at a measured {docs_per_second:,.0f} docs/s"
                    + (f" (~{hours * price_per_hour:,.2f} at {price_per_hour:g} per hour)" if price_per_hour else ""))
     if hours > max_reindex_hours and recommendation.startswith("fine-tune"):
-        reasons.append(f"Over {max_reindex_hours:g} hours: reindex on a GPU or in parallel, and incrementally (notebook 08)")
+        reasons.append(f"Over {max_reindex_hours:g} hours: reindex on a GPU or in parallel, and incrementally (re-encoding only what changed: notebook 08)")
     return {"recommendation": recommendation, "baseline": baseline, "target": target, "gap": target - baseline,
             "expected_ndcg": expected, "reindex_hours": hours, "reasons": reasons}
 

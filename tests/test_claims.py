@@ -97,12 +97,8 @@ CLAIMS = {
     "training_most_of_the_runtime": ("04: the training run is most of the notebook's runtime",
                                      lambda m: m["04_training"]["train_seconds"] > m["04_training"]["notebook_seconds"] / 2),
     "seed_evaluator_reads_zero": ("05: the seed's `.get` on the evaluator's results reads 0", lambda m: m["05_evaluation"]["seed_reads_ndcg@10"] == 0),
-    "default_reranker_loses_at_every_k": (
-        "06: the reranker trained in the default run scores below the retriever alone at every k, each interval below 0, "
-        "and lower the more documents it reorders",
-        lambda m: all(row["ci"][1] < 0 for row in m["06_reranking"]["rerank"].values())
-        and [row["difference"] for _, row in sorted(m["06_reranking"]["rerank"].items(), key=lambda item: int(item[0]))]
-        == sorted((row["difference"] for row in m["06_reranking"]["rerank"].values()), reverse=True)),
+    "default_reranker_loses_at_every_k": ("06: the reranker trained in the default run scores below the retriever alone at every k, each interval below 0",
+                                          lambda m: all(row["ci"][1] < 0 for row in m["06_reranking"]["rerank"].values())),
     "bm25_weakest": ("07: BM25 is the weakest of the five systems on the test queries",
                      lambda m: min(m["07_decision"]["ndcg@10"], key=m["07_decision"]["ndcg@10"].get) == "BM25"),
     "hybrid_below_dense_both": ("07: fusing BM25 in scores below dense retrieval, with both models (interval below 0)",

@@ -141,7 +141,7 @@ def test_advice_to_improve_the_pipeline_names_a_reranker_only_where_one_was_meas
         assert result["recommendation"] == "fine-tune + improve retrieval pipeline"  # the reranker never changes it
         return result["reasons"][0]
 
-    assert "reranking notebook, not yet run here" in pipeline_reason(None)
+    assert "is not among these inputs (notebook 06 measures one)" in pipeline_reason(None)
     Dn.save_reranker_result(tmp_path, "icd10cm", 20, 0.041, (0.030, 0.052), 0.69)
     gained = Dn.load_reranker_result(tmp_path, "icd10cm")
     assert gained == {"k": 20, "difference": 0.041, "ci": [0.030, 0.052], "ndcg@10": 0.69} and Dn.reranker_gained(gained)
@@ -150,6 +150,8 @@ def test_advice_to_improve_the_pipeline_names_a_reranker_only_where_one_was_meas
     assert not Dn.reranker_gained(unclear)
     reason = pipeline_reason(unclear)
     assert "add the reranker" not in reason and "no gain separable from zero" in reason
+    assert "(a reranker of the top 20 changed test NDCG@10 by -0.100 [-0.130, -0.070] over the fine-tuned retriever (notebook 06): a loss)" \
+        in pipeline_reason({**gained, "difference": -0.1, "ci": [-0.13, -0.07]})
     fine = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, reranker=gained)
     assert not any("reranker" in reason for reason in fine["reasons"])  # fine-tuning alone meets the target
     with pytest.raises(ValueError, match="not a 95% interval"):
