@@ -99,6 +99,8 @@ CLAIMS = {
     "seed_evaluator_reads_zero": ("05: the seed's `.get` on the evaluator's results reads 0", lambda m: m["05_evaluation"]["seed_reads_ndcg@10"] == 0),
     "default_reranker_loses_at_every_k": ("06: the reranker trained in the default run scores below the retriever alone at every k, each interval below 0",
                                           lambda m: all(row["ci"][1] < 0 for row in m["06_reranking"]["rerank"].values())),
+    "default_mining_no_false_negatives": ("06: the ICD labels count no false negative among the mined negatives, with or without the margin",
+                                          lambda m: all(row["false negatives"] == 0 for row in m["06_reranking"]["mining"].values())),
     "bm25_weakest": ("07: BM25 is the weakest of the five systems on the test queries",
                      lambda m: min(m["07_decision"]["ndcg@10"], key=m["07_decision"]["ndcg@10"].get) == "BM25"),
     "hybrid_below_dense_both": ("07: fusing BM25 in scores below dense retrieval, with both models (interval below 0)",
