@@ -60,7 +60,7 @@ def finetuned_dir(work_dir: str | Path, dataset: str) -> Path:
 
 
 def rankings_dir(work_dir: str | Path, dataset: str) -> Path:
-    """Where notebook 05 leaves its test rankings (TREC) for notebook 07."""
+    """Where notebook 05 leaves its test rankings (TREC) for notebooks 06 and 07."""
     return Path(work_dir) / "rankings" / dataset_label(dataset)
 
 

@@ -68,3 +68,9 @@ def test_choose_k_takes_the_smallest_k_within_the_tolerance_of_the_best():
 def test_latency_per_query_gives_one_positive_time_per_query():
     times = latency_per_query(LengthScorer(), QUERIES, CORPUS, RUN, k=2, rounds=2)
     assert times.shape == (2,) and (times > 0).all()
+
+
+def test_rerank_breaks_ties_by_the_retrievers_order_not_by_document_id():
+    run = {"q": {"c": 0.9, "a": 0.8, "b": 0.7}}
+    reranked = rerank(run, {("q", "c"): 1.0, ("q", "a"): 2.0, ("q", "b"): 1.0}, k=3)
+    assert [doc for doc, _ in sorted(reranked["q"].items(), key=lambda item: -item[1])] == ["a", "c", "b"]
