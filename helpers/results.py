@@ -261,7 +261,8 @@ def reranking_line(metrics: Mapping[str, Any]) -> str | None:
     if not rerank or k is None or str(k) not in rerank or not _has(metrics, "retriever", "training", "test_queries"):
         return None
     row = rerank[str(k)]
-    return (f"Notebook 06, retrieve then rerank: a cross-encoder trained from all-MiniLM-L6-v2 ({metrics['training']['rows']:,} rows, "
+    return (f"Notebook 06, retrieve then rerank: a cross-encoder trained from {metrics.get('parameters', {}).get('base_model', 'all-MiniLM-L6-v2')} "
+            f"({metrics['training']['rows']:,} rows, "
             f"{metrics['training']['steps']} steps) reranking the fine-tuned retriever's top {k} (k chosen on dev), test NDCG@10 "
             f"{metrics['retriever']['ndcg@10']:.3f} → {row['ndcg@10']:.3f}, {row['difference']:+.3f} [{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}] "
             f"({interval_verdict(row['ci'])}) on {metrics['test_queries']:,} queries; {row['p50_ms']:.0f} ms per query (p50) on this CPU.")
