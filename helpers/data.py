@@ -37,7 +37,7 @@ class LeakageError(DataValidationError):
 @dataclass
 class ContrastivePair:
     """An anchor, a text that should embed close to it, optionally one that should not, and a soft label
-    (the seed text's record; the ranking losses the workbook trains with ignore `score`)."""
+    (the source chapter's record; the ranking losses the workbook trains with ignore `score`)."""
 
     anchor: str
     positive: str
@@ -54,7 +54,7 @@ def pairs_to_dataset(pairs: Sequence[ContrastivePair]):
     """A `datasets.Dataset` with the columns `SentenceTransformerTrainer` expects: anchor, positive[, negative].
 
     Mixed input (some pairs with a negative, some without) is an error rather than a shorter, shifted
-    `negative` column, which is what the seed text's version builds: split it with `split_by_negative`, or
+    `negative` column, which is what the source chapter's version builds: split it with `split_by_negative`, or
     fill the missing negatives first (`mine_negatives`).
     """
     from datasets import Dataset

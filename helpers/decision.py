@@ -1,7 +1,7 @@
-"""Should you fine-tune your embedding model? The seed text's rule of thumb, and the rule notebook 07 builds on
+"""Should you fine-tune your embedding model? The source chapter's rule of thumb, and the rule notebook 07 builds on
 measurements instead.
 
-The seed's weak spots: the expected improvement is the gap itself times 1.5, capped at 0.25 (so a bigger gap
+The source chapter's weak spots: the expected improvement is the gap itself times 1.5, capped at 0.25 (so a bigger gap
 "predicts" a bigger gain, whatever the data), and 1,000 training pairs is a fixed threshold. The measured rule
 reads the expected gain off a learning curve and the reindex time off a measured throughput; notebooks 10 and 11
 add what they measure (the fine-tune's out-of-domain cost, what synthetic pairs did) as reasons. Notebook 07
@@ -36,7 +36,7 @@ def check_decision_inputs(baseline_ndcg: float, target_ndcg: float, corpus_size:
 
 def should_finetune_embeddings(baseline_ndcg: float, target_ndcg: float, corpus_size: int, num_training_pairs: int,
                                reindex_cost_hours: float) -> dict[str, Any]:
-    """The seed text's decision helper, same inputs and outputs: a recommendation with its reasons.
+    """The source chapter's decision helper, same inputs and outputs: a recommendation with its reasons.
 
     The gap must exceed 0.05 NDCG, there must be 1,000 training pairs, and fine-tuning is assumed to add
     1.5 × the gap (at most 0.25). Kept for comparison with the measured rule of notebook 07.
@@ -132,7 +132,7 @@ def should_finetune_measured(baseline: float, target: float, corpus_size: int, e
                              docs_per_second: float, price_per_hour: float = 0.0, min_useful_gain: float = 0.02,
                              max_reindex_hours: float = 24.0, out_of_domain: Mapping[str, Any] | None = None,
                              synthetic: Mapping[str, Any] | None = None, reranker: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The seed's question, answered from a measured learning curve and throughput: a recommendation with reasons.
+    """The source chapter's question, answered from a measured learning curve and throughput: a recommendation with reasons.
 
     `out_of_domain` (notebook 10's `load_out_of_domain_cost`) adds the fine-tune's cost on other tasks as a reason
     to any advice to fine-tune; `synthetic` (notebook 11's result) adds what generated pairs did to advice to get

@@ -96,7 +96,7 @@ CLAIMS = {
                                      < m["04_training"]["padding_share"]["random batches"] - 0.1),
     "training_most_of_the_runtime": ("04: the training run is most of the notebook's runtime",
                                      lambda m: m["04_training"]["train_seconds"] > m["04_training"]["notebook_seconds"] / 2),
-    "seed_evaluator_reads_zero": ("05: the seed's `.get` on the evaluator's results reads 0", lambda m: m["05_evaluation"]["seed_reads_ndcg@10"] == 0),
+    "chapter_evaluator_reads_zero": ("05: the source chapter's `.get` on the evaluator's results reads 0", lambda m: m["05_evaluation"]["seed_reads_ndcg@10"] == 0),
     "default_reranker_loses_at_every_k": ("06: the reranker trained in the default run scores below the retriever alone at every k, each interval below 0",
                                           lambda m: all(row["ci"][1] < 0 for row in m["06_reranking"]["rerank"].values())),
     "default_mining_no_false_negatives": ("06: the ICD labels count no false negative among the mined negatives, with or without the margin",

@@ -21,7 +21,7 @@ def test_pairs_without_negatives_give_two_columns():
 
 
 def test_mixed_pairs_are_refused_instead_of_misaligned():
-    # The seed's version would build negative=["n2"] beside anchor=["a1", "a2"]: row 0 would get a2's negative.
+    # The source chapter's version would build negative=["n2"] beside anchor=["a1", "a2"]: row 0 would get a2's negative.
     pairs = [ContrastivePair("a1", "p1"), ContrastivePair("a2", "p2", "n2")]
     with pytest.raises(DataValidationError, match="pair 0"):
         D.pairs_to_dataset(pairs)
@@ -194,7 +194,7 @@ def test_icd10cm_inclusion_terms_and_excludes1(icd_codes):
     assert botulism.description == "Botulism food poisoning"
     assert "Classical foodborne intoxication due to Clostridium botulinum" in botulism.inclusion_terms
     assert {"A48.51", "A48.52"} <= set(botulism.excludes1_codes)
-    # the seed text's own example: type 2 diabetes excludes type 1, and subcodes inherit the note
+    # the source chapter's own example: type 2 diabetes excludes type 1, and subcodes inherit the note
     assert "E10" in icd_codes["E11"].excludes1_codes and "E10" in icd_codes["E11.9"].excludes1_codes
 
 

@@ -1,4 +1,4 @@
-"""The seed's decision helper (its example, its rule, its input checks) and the measured rule of notebook 07."""
+"""The source chapter's decision helper (its example, its rule, its input checks) and the measured rule of notebook 07."""
 
 import pytest
 
@@ -23,7 +23,7 @@ def test_tiny_data_asks_for_more_data_first():
 
 
 def test_a_gap_over_a_quarter_is_beyond_fine_tuning_alone():
-    # 0.30 + min(0.35 * 1.5, 0.25) = 0.55 < 0.65: the seed adds a better retrieval pipeline
+    # 0.30 + min(0.35 * 1.5, 0.25) = 0.55 < 0.65: the source chapter adds a better retrieval pipeline
     result = Dn.should_finetune_embeddings(0.30, 0.65, 1000, 5000, 1.0)
     assert result["recommendation"] == "fine-tune + improve retrieval pipeline"
     assert "hybrid retrieval" in result["reasons"][1]

@@ -118,7 +118,7 @@ def test_03_data_preparation(smoke_run):
     assert {key: metrics[key] for key in expected} == expected
     assert metrics["curated_triplets"] + metrics["mined_triplets"] + metrics["pairs_without_negative"] == metrics["train_queries"]
     assert metrics["mined_triplets"] > 50
-    assert metrics["seed_columns_lengths"] == {"anchor": 3, "positive": 3, "negative": 2}  # the seed's misalignment, shown
+    assert metrics["seed_columns_lengths"] == {"anchor": 3, "positive": 3, "negative": 2}  # the source chapter's misalignment, shown
     for source in ("curated", "mined"):
         assert metrics["hardness_median"][source]["query-negative"] < metrics["hardness_median"][source]["query-positive"]
     prepared = smoke_run[0] / "work" / "data" / "icd10cm"
@@ -183,7 +183,7 @@ def test_05_evaluation(smoke_run):
     assert metrics["toy_ndcg@10_by_hand"] == pytest.approx(by_hand, abs=1e-12)
     assert abs(metrics["toy_ndcg@10_by_hand"] - metrics["toy_ndcg@10_trec_eval"]) < 1e-9
     assert abs(metrics["toy_ndcg@10_by_hand"] - metrics["toy_ndcg@10_sentence_transformers"]) < 1e-9
-    assert metrics["seed_reads_ndcg@10"] == 0  # the seed's key does not exist
+    assert metrics["seed_reads_ndcg@10"] == 0  # the source chapter's key does not exist
     assert metrics["base_ndcg@10"] == pytest.approx(0.8287, abs=2e-3)  # off the shelf on the smoke corpus: deterministic
     for suffix in ("", "_test_unseen"):
         base, tuned = metrics[f"base_ndcg@10{suffix}"], metrics[f"finetuned_ndcg@10{suffix}"]
