@@ -133,6 +133,18 @@ def command_reference(args: argparse.Namespace) -> int:
 
 
 def command_results(args: argparse.Namespace) -> int:
+    if args.write:  # redraw the rendered blocks of the README and docs/ from the committed files they name
+        from .results import render_page
+        from .workbook import PROJECT_ROOT
+
+        for page in [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]:
+            text = page.read_text(encoding="utf-8")
+            if (rendered := render_page(text, PROJECT_ROOT)) != text:
+                page.write_text(rendered, encoding="utf-8")
+                print(f"rendered {page.relative_to(PROJECT_ROOT)}")
+        return 0
+    if not args.run:
+        raise SystemExit("workbook results: give a run's folder (holding summary.json), or --write")
     summary = json.loads((Path(args.run) / "summary.json").read_text(encoding="utf-8"))
     print(results_table(summary))
     return 0
@@ -197,8 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--work", help="the work_dir to reuse (prepared data, models; default: a fresh one in --out)")
     check.add_argument("--out", help="output folder (default: a fresh folder under runs/)")
     check.set_defaults(handler=command_check)
-    results = commands.add_parser("results", help="the README's results table from a finished run")
-    results.add_argument("run", help="the run's folder (holding summary.json)")
+    results = commands.add_parser("results", help="the results table of docs/results.md from a finished run")
+    results.add_argument("run", nargs="?", help="the run's folder (holding summary.json)")
+    results.add_argument("--write", action="store_true", help="instead, redraw the results blocks of README.md and docs/ "
+                                                               "from the committed files they name")
     results.set_defaults(handler=command_results)
     reference = commands.add_parser("reference", help="record a finished run's notebooks as the committed reference run "
                                                       "(benchmarks/results/reference-cpu/reference.json)")

@@ -1,4 +1,5 @@
-"""The README's results, rendered from a run's `summary.json` (never typed by hand): `workbook results RUN_DIR`."""
+"""The README's and docs/results.md's results, rendered from a run's `summary.json` (never typed by hand):
+`workbook results RUN_DIR`."""
 
 from __future__ import annotations
 
@@ -14,10 +15,9 @@ DEFAULT_SUMMARY = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 PROVENANCE_KEYS = ("command", "machine", "date", "commit")
 
 
-def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
-    """The held-out test table of notebook 05, the training line of notebook 04, and one line per other notebook,
-    rendered from its metrics by `LINES` (a summary from before those renderers falls back on the `readme_line` the
-    notebook wrote itself)."""
+def headline_table(runs: Sequence[Mapping[str, Any]]) -> str:
+    """The headline of a run: notebook 05's held-out test table (off the shelf against fine-tuned, with the paired
+    interval and Fisher's p) and notebook 04's training line. The README shows it for the committed default run."""
     by_name = {run["notebook"]: run.get("metrics") or {} for run in runs}
     evaluation, training = by_name["05_evaluation"], by_name.get("04_training", {})
     lines = [
@@ -43,6 +43,14 @@ def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
             f"learning rate {training['learning_rate']}, {training['steps']} steps in {training['train_seconds']:.0f} s "
             f"on {training['device']} ({training['precision']}).",
         ]
+    return "\n".join(lines)
+
+
+def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
+    """The headline (`headline_table`), then one line per other notebook, rendered from its metrics by `LINES` (a
+    summary from before those renderers falls back on the `readme_line` the notebook wrote itself)."""
+    by_name = {run["notebook"]: run.get("metrics") or {} for run in runs}
+    lines = headline_table(runs).splitlines()
     notes = []
     for name in sorted(by_name):
         if line := (LINES[name](by_name[name]) if name in LINES else None) or by_name[name].get("readme_line"):
@@ -84,6 +92,24 @@ def reference_lines(reference: Mapping[str, Mapping[str, Any]]) -> str:
                          f"`{run['command']}`.)")
     return "\n".join(lines)
 
+
+
+RENDERED_BLOCKS = {"headline": headline_table, "results": results_table}
+
+
+def render_page(text: str, root: Path) -> str:
+    """`text` (the README or a docs page) with every rendered block redrawn from the file it names:
+    `<!-- headline: PATH -->`, `<!-- results: PATH -->` (a run's summary.json) and `<!-- reference: PATH -->`
+    (reference.json), each closed by `<!-- /KIND -->`. What lies outside the blocks is left as it is."""
+    import re
+
+    def redraw(match: "re.Match[str]") -> str:
+        kind, path = match.group(1), root / match.group(2)
+        content = json.loads(path.read_text(encoding="utf-8"))
+        body = reference_lines(content) if kind == "reference" else RENDERED_BLOCKS[kind](content)
+        return f"<!-- {kind}: {match.group(2)} -->\n{body.strip()}\n<!-- /{kind} -->"
+
+    return re.sub(r"<!-- (headline|results|reference): (\S+) -->\n.*?\n<!-- /\1 -->", redraw, text, flags=re.S)
 
 def _interval(row: Mapping[str, Any], key: str = "ci") -> str:
     low, high = row[key]

@@ -165,7 +165,7 @@ def test_a_fine_tune_with_another_seed_is_trained_beside_the_data_it_shares(tmp_
     assert (seed_dir / "data" / "hpo").is_dir() and (seed_dir / "embeddings").resolve() == (tmp_path / "embeddings").resolve()
     W.finetuned_with_seed("hpo", tmp_path, 7)
     assert len(calls) == 1, "a model already there is not trained again"
-    assert not W.incomplete(W.ensure_finetuned("hpo", tmp_path)) and len(calls) == 2, "the seed's model is not notebook 04's own"
+    assert not W.incomplete(W.ensure_finetuned("hpo", tmp_path)) and len(calls) == 2, "the source chapter's model is not notebook 04's own"
 
 
 def test_cli_run_names_an_unknown_parameter(capsys, tmp_path):
@@ -233,24 +233,52 @@ def test_constraints_pin_the_cpu_torch_inside_the_pyproject_range():
     assert constraint.split("==")[1] in torch_range.specifier
 
 
-def test_readme_results_are_rendered_from_committed_runs():
-    """Every results table in the README is exactly what `workbook results` prints for the committed run."""
+def _pages() -> dict[str, str]:
+    """The README and the docs pages, by path: where rendered results may appear."""
+    root = W.PROJECT_ROOT
+    return {str(path.relative_to(root)): path.read_text() for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]}
+
+
+def test_readme_headline_is_rendered_from_the_committed_default_run():
+    """The README's one table is exactly `headline_table` of the committed default run."""
+    from helpers.results import headline_table
+
     readme = (W.PROJECT_ROOT / "README.md").read_text()
-    blocks = re.findall(r"<!-- results: (\S+) -->\n(.*?)\n<!-- /results -->", readme, re.S)
-    assert blocks, "the README has no results table"
+    blocks = re.findall(r"<!-- headline: (\S+) -->\n(.*?)\n<!-- /headline -->", readme, re.S)
+    assert [path for path, _ in blocks] == ["benchmarks/results/cpu-default-all/summary.json"], "the README shows no headline"
     for summary_path, table in blocks:
+        assert table.strip() == headline_table(json.loads((W.PROJECT_ROOT / summary_path).read_text())).strip()
+
+
+def test_results_pages_are_rendered_from_committed_runs():
+    """Every results block of the README and docs/ is exactly what `workbook results` prints for the committed run."""
+    blocks = [(page, *block) for page, text in _pages().items()
+              for block in re.findall(r"<!-- results: (\S+) -->\n(.*?)\n<!-- /results -->", text, re.S)]
+    assert {page for page, *_ in blocks} == {"docs/results.md"}, "docs/results.md has no results table"
+    for page, summary_path, table in blocks:
         runs = json.loads((W.PROJECT_ROOT / summary_path).read_text())
-        assert table.strip() == results_table(runs).strip(), f"README table differs from {summary_path}"
+        assert table.strip() == results_table(runs).strip(), f"{page}'s table differs from {summary_path}"
 
 
-def test_readme_reference_lines_are_rendered_from_the_committed_reference_run():
+def test_results_page_reference_lines_are_rendered_from_the_committed_reference_run():
     from helpers.results import reference_lines
 
+    blocks = [(page, *block) for page, text in _pages().items()
+              for block in re.findall(r"<!-- reference: (\S+) -->\n(.*?)\n<!-- /reference -->", text, re.S)]
+    assert blocks, "no page shows the reference run"
+    for page, path, text in blocks:
+        assert text.strip() == reference_lines(json.loads((W.PROJECT_ROOT / path).read_text())).strip(), f"{page} differs from {path}"
+
+
+def test_readme_fits_on_a_screen_and_its_links_resolve():
+    """The README stays short (the rest lives in docs/), and every relative link of the README and docs/ names a file
+    that exists."""
     readme = (W.PROJECT_ROOT / "README.md").read_text()
-    blocks = re.findall(r"<!-- reference: (\S+) -->\n(.*?)\n<!-- /reference -->", readme, re.S)
-    assert blocks, "the README does not show the reference run"
-    for path, text in blocks:
-        assert text.strip() == reference_lines(json.loads((W.PROJECT_ROOT / path).read_text())).strip(), f"README differs from {path}"
+    assert len(readme.split()) <= 900, f"the README has {len(readme.split())} words: move detail to docs/"
+    for page, text in _pages().items():
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+            if not target.startswith(("http://", "https://", "mailto:")):
+                assert ((W.PROJECT_ROOT / page).parent / target).exists(), f"{page} links to {target}, which does not exist"
 
 
 def test_the_no_deps_requirements_are_installed_by_the_makefile_and_named_in_errors():
@@ -405,3 +433,17 @@ def test_intervals_are_written_one_way_everywhere():
     assert with_interval(0.021, [0.015, 0.027]) == "+0.021 [+0.015, +0.027]"
     assert with_interval(-0.00131, (-0.0021, -0.0004), digits=4) == "-0.0013 [-0.0021, -0.0004]"
     assert with_interval(0.97, (0.94, 1.0), digits=0, percent=True) == "97% [94%, 100%]"
+
+
+def test_render_page_redraws_only_the_blocks(tmp_path):
+    from helpers.results import render_page
+
+    summary = [{"notebook": "05_evaluation", "metrics": {"base_ndcg@10": 0.5, "finetuned_ndcg@10": 0.6, "relative_gain_ndcg@10": 0.2,
+                                                         "ci95_ndcg@10_diff": [0.08, 0.12], "p_value_fisher": 0.0, "test_queries": 10,
+                                                         "corpus_size": 100}}]
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    page = "intro\n<!-- headline: summary.json -->\nstale table\n<!-- /headline -->\noutro\n"
+    rendered = render_page(page, tmp_path)
+    assert rendered.startswith("intro\n<!-- headline: summary.json -->\n| split |") and rendered.endswith("<!-- /headline -->\noutro\n")
+    assert "| test | 10 | 100 | 0.500 | 0.600 | +20.0% |" in rendered and "stale" not in rendered
+    assert render_page(rendered, tmp_path) == rendered
