@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     run.add_argument("-f", "--file", help="a YAML file of parameters (global names, or per-notebook mappings)")
     run.add_argument("--smoke", action="store_true",
-                     help="the smoke preset (benchmarks/presets/smoke.yaml: tiny sizes, what CI runs); -p and -f win over it")
+                     help="the smoke preset (presets/smoke.yaml: tiny sizes, what CI runs); -p and -f win over it")
     run.add_argument("--out", help="output folder (default: a fresh folder under runs/)")
     run.add_argument("--cell-timeout", type=int, metavar="SECONDS",
                      help=f"fail a notebook whose cell runs longer (default: {SMOKE_CELL_TIMEOUT} with --smoke, else none)")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .workbook import SHIPPED_DATASETS
+from .paths import SHIPPED_DATASETS
 
 PROJECT_DATA = Path(__file__).resolve().parents[1] / "data"  # small files the workbook ships
 HELD_OUT_SPLITS = ("dev", "test", "test_unseen")

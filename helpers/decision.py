@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .workbook import dataset_label, write_atomically
+from .paths import dataset_label
+from .storage import write_atomically
 
-SEED_MIN_PAIRS = 1_000
-SEED_MIN_GAP = 0.05
+CHAPTER_MIN_PAIRS = 1_000
+CHAPTER_MIN_GAP = 0.05
 RECOMMENDATIONS = ("off-the-shelf", "generate_data_first", "fine-tune", "fine-tune + improve retrieval pipeline")
 
 
@@ -47,9 +48,9 @@ def should_finetune_embeddings(baseline_ndcg: float, target_ndcg: float, corpus_
     gap = target_ndcg - baseline_ndcg
     reasons = []
     recommendation = "off-the-shelf"
-    if gap <= SEED_MIN_GAP:
+    if gap <= CHAPTER_MIN_GAP:
         reasons.append("Gap to target is small (<5%); fine-tuning unlikely to help")
-    elif num_training_pairs < SEED_MIN_PAIRS:
+    elif num_training_pairs < CHAPTER_MIN_PAIRS:
         reasons.append("Need at least 1,000 training pairs; consider generating synthetic pairs with an LLM")
         recommendation = "generate_data_first"
     else:

@@ -118,7 +118,7 @@ def train(args: argparse.Namespace) -> dict[str, Any] | None:
     from .data import load_training_dataset
     from .models import choose_precision, load_model, precision_flags
     from .training import recipe_run_record
-    from .workbook import begin_output, publish_output
+    from .storage import begin_output, publish_output
 
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     device = "cuda" if torch.cuda.is_available() else "cpu"

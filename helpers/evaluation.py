@@ -20,7 +20,7 @@ import torch
 from .intervals import interval_verdict  # noqa: F401  (re-exported: notebooks read verdicts from here)
 from .models import model_fingerprint
 from .progress import bar_shown
-from .workbook import unverified, write_atomically, write_checksum
+from .storage import unverified, write_atomically, write_checksum
 
 METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "recall@1", "recall@5", "recall@10", "recall@50", "mrr@10")
 
@@ -137,6 +137,27 @@ def bm25_run(corpus: Mapping[str, str], queries: Mapping[str, str], top_k: int =
     documents, scores = retriever.retrieve(query_tokens, k=min(top_k, len(corpus_ids)), show_progress=False, n_threads=1)
     return {query_id: {corpus_ids[int(doc)]: float(score) for doc, score in zip(row_docs, row_scores) if score > 0}
             for query_id, row_docs, row_scores in zip(queries, documents, scores, strict=True)}
+
+
+def shares_no_word(queries: Mapping[str, str], corpus: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]]) -> np.ndarray:
+    """For each judged query (in the order of `qrels`): True when it shares no word with any of its relevant documents, words as `bm25_run`
+    sees them (English stop words removed, Snowball stems), so BM25 cannot score its answers at all."""
+    import bm25s
+    import Stemmer
+
+    def stems(texts: list[str]) -> list[set[str]]:
+        tokens = bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), return_ids=False, show_progress=False)
+        return [set(words) for words in tokens]
+
+    judged = [query_id for query_id in qrels if query_id in queries]
+    missing = sorted({doc_id for query_id in judged for doc_id in qrels[query_id]} - set(corpus))
+    if missing:
+        raise KeyError(f"{len(missing)} relevant document(s) are not in the corpus, e.g. {missing[:3]}")
+    relevant = sorted({doc_id for query_id in judged for doc_id in qrels[query_id] if qrels[query_id][doc_id] > 0})
+    query_words = dict(zip(judged, stems([queries[query_id] for query_id in judged]), strict=True))
+    document_words = dict(zip(relevant, stems([corpus[doc_id] for doc_id in relevant]), strict=True))
+    return np.array([not any(query_words[query_id] & document_words[doc_id] for doc_id, grade in qrels[query_id].items() if grade > 0)
+                     for query_id in judged], dtype=bool)
 
 
 def reciprocal_rank_fusion(runs: Sequence[Mapping[str, Mapping[str, float]]], k: int = 60) -> dict[str, dict[str, float]]:

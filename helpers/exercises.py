@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 
-from .workbook import write_atomically
+from .storage import write_atomically
 
 SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*\n?", re.M | re.S)
 EXERCISE_NAME = re.compile(r"Exercise (\d\d\.\d+):")

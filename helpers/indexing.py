@@ -110,7 +110,7 @@ def plan_sync(rows: Sequence[Mapping[str, Any]], documents: Mapping[str, str], v
     return to_embed, sorted(set(stored) - set(documents))
 
 
-def _check_documents(documents: Mapping[str, str]) -> None:
+def check_documents(documents: Mapping[str, str]) -> None:
     if not documents:
         raise ValueError("no documents to index: the corpus is empty")
     for doc_id, text in documents.items():
@@ -144,7 +144,7 @@ def sync_index(db: Any, table_name: str, documents: Mapping[str, str], model: An
     """
     from tqdm.auto import tqdm
 
-    _check_documents(documents)
+    check_documents(documents)
     started = time.perf_counter()
     version = model_fingerprint(model)
     batch_size = batch_size or encode_batch_size(model.device.type)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import torch
 
-from .workbook import PRECISION_ENVIRONMENT
+from .paths import PRECISION_ENVIRONMENT
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # Names under which users know the packaged default model; all resolve to the installed copy.
@@ -263,7 +263,7 @@ def gguf_to_hf_folder(gguf_path: str | os.PathLike[str], folder: str | os.PathLi
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from .workbook import cached_folder
+    from .storage import cached_folder
 
     gguf_path = Path(gguf_path)
 

@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from .paths import NOTEBOOK_DIR
+
 _BOUNDS = {"≥": operator.ge, "≤": operator.le, ">": operator.gt, "<": operator.lt}
 _TYPES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "text", "dict": "a mapping"}
 
@@ -133,8 +135,6 @@ def _failed_part(spec: str, value: Any) -> str:
 def declared_parameters(notebook: str | Path) -> dict[str, Parameter]:
     """The parameters a notebook declares, by name, read from its `parameters` cell (a stem like
     `04_training` is looked up in the workbook's notebooks folder)."""
-    from .workbook import NOTEBOOK_DIR
-
     path = Path(notebook) if str(notebook).endswith(".ipynb") else NOTEBOOK_DIR / f"{notebook}.ipynb"
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     source = next(("".join(cell["source"]) for cell in cells if "parameters" in cell.get("metadata", {}).get("tags", [])), None)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .indexing import _check_documents, content_hash, encode_batch_size, open_and_plan
+from .indexing import check_documents, content_hash, encode_batch_size, open_and_plan
 from .models import model_fingerprint
 
 
@@ -126,7 +126,7 @@ def ray_sync_index(db: Any, table_name: str, documents: Mapping[str, str], model
     import ray.data
     from tqdm.auto import tqdm
 
-    _check_documents(documents)
+    check_documents(documents)
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     started = time.perf_counter()

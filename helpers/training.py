@@ -25,7 +25,8 @@ from .data import RetrievalData, subsample
 from .models import choose_precision, precision_flags
 from .parameters import check_values, declared_parameters
 from .progress import quiet_trainer
-from .workbook import MANIFEST, NOTEBOOK_DIR, incomplete, write_manifest
+from .paths import NOTEBOOK_DIR
+from .storage import MANIFEST, incomplete, write_manifest
 
 RECIPE_NOTEBOOK = NOTEBOOK_DIR / "04_training.ipynb"
 RECIPE_KEYS = ("hard_negatives", "group_by_length", "epochs", "batch_size", "learning_rate", "warmup", "max_steps")

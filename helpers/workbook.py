@@ -8,15 +8,10 @@ cached embeddings). This module is the one place that names those folders. The `
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
-import math
 import os
-import shutil
-import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,53 +19,13 @@ from typing import Any
 import yaml
 
 from .parameters import check_values, declared_parameters
+from .paths import (NOTEBOOK_DIR, PRECISION_ENVIRONMENT, PRESET_ENVIRONMENT, PRESETS_DIR, PROJECT_ROOT, RUNS_DIR,  # noqa: F401 (re-exported)
+                    SHIPPED_DATASETS, dataset_label, embeddings_dir, finetuned_dir, notebook_dirs, prepared_dir, rankings_dir)
 from .progress import batch_run
+from .storage import (MANIFEST, begin_output, cached_folder, checksum_path, incomplete, json_safe,  # noqa: F401 (re-exported)
+                      publish_output, unverified, write_atomically, write_checksum, write_manifest)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-RUNS_DIR = PROJECT_ROOT / "runs"
-PRESETS_DIR = PROJECT_ROOT / "benchmarks" / "presets"
-SHIPPED_DATASETS = ("icd10cm", "hpo", "zaragoza")
 SMOKE_CELL_TIMEOUT = 600  # seconds; no smoke cell comes near it, so a hung kernel fails the run instead of CI
-
-
-def notebook_dirs(notebook: str, output_dir: str, work_dir: str) -> tuple[Path, Path]:
-    """The `output_dir` (what one notebook produced: metrics.json, figures) and the `work_dir` (shared by the
-    notebooks of a run, so that notebook 04 finds what 03 prepared); empty parameters get defaults under runs/."""
-    output = Path(output_dir) if output_dir else RUNS_DIR / "notebooks" / notebook
-    work = Path(work_dir) if work_dir else RUNS_DIR / "work"
-    output.mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
-    return output, work
-
-
-def dataset_label(dataset: str) -> str:
-    """A folder name for a data set: the shipped name, or the stem of the user's file or folder."""
-    return dataset if dataset in SHIPPED_DATASETS else Path(dataset).stem
-
-
-def prepared_dir(work_dir: str | Path, dataset: str) -> Path:
-    """Where notebook 03 saves a prepared data set (BEIR layout plus training pairs and triplets)."""
-    return Path(work_dir) / "data" / dataset_label(dataset)
-
-
-def finetuned_dir(work_dir: str | Path, dataset: str) -> Path:
-    """Where notebook 04 saves its fine-tuned model (`final/`) and checkpoints (`checkpoints/`)."""
-    return Path(work_dir) / "models" / dataset_label(dataset)
-
-
-def rankings_dir(work_dir: str | Path, dataset: str) -> Path:
-    """Where notebook 05 leaves its test rankings (TREC) for notebooks 06 and 07."""
-    return Path(work_dir) / "rankings" / dataset_label(dataset)
-
-
-def embeddings_dir(work_dir: str | Path) -> Path:
-    """Where corpus embeddings are cached by model fingerprint and content (see `evaluation.encode`)."""
-    return Path(work_dir) / "embeddings"
-
-
-PRESET_ENVIRONMENT = "WORKBOOK_PRESET"  # set by `workbook run --smoke`; the notebooks' kernels inherit it
-PRECISION_ENVIRONMENT = "WORKBOOK_PRECISION"  # fp32 or bf16: overrides the automatic choice (the smoke run pins fp32)
 
 
 def ensure_prepared(dataset: str, work_dir: str | Path, model: str = "all-MiniLM-L6-v2", caller: str = "",
@@ -166,19 +121,6 @@ def _run_prerequisite(stem: str, work_dir: str | Path, parameters: dict[str, Any
                            f"(executed copy: {result.executed})")
 
 
-def _plain(value: Any) -> Any:
-    """JSON-safe copy of metrics: numpy scalars become floats, NaN becomes None."""
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
 def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any], settings: Mapping[str, Any]) -> Path:
     """Write `metrics.json` (the figures a notebook computed, under "parameters" the settings it ran with, and
     under "numeric_precision" the precision models encode in on this machine) into `output_dir` in one step, and
@@ -187,149 +129,7 @@ def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any], settings: 
 
     numeric = {"numeric_precision": choose_precision(choose_device())}  # what load_model encodes in, here
     return write_atomically(Path(output_dir) / "metrics.json",
-                            json.dumps(_plain({**numeric, **metrics, "parameters": settings}), indent=2, sort_keys=True))
-
-
-def write_atomically(path: Path, text: str) -> Path:
-    """Write a text file so that a reader sees the old file or the whole new one, never a part: a temporary
-    file beside it, moved into place (a rename is atomic on one file system)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-    return path
-
-
-# Folders that later steps read (prepared data, a fine-tuned model) are written in a staging folder beside
-# their place, under a lock that a second run writing the same folder cannot take, and moved into place with a
-# manifest (every file's size and SHA-256, and what made it) written last. A reader trusts a folder only if its
-# manifest is there and every file matches it.
-MANIFEST = "manifest.json"
-_held_locks: dict[Path, Any] = {}
-
-
-def begin_output(final: str | Path, writer: str) -> Path:
-    """An empty staging folder for `final`, locked for this process until `publish_output`; if another run is
-    writing `final`, a RuntimeError names it (its process, host and notebook) at once instead of waiting."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = final.with_name(f"{final.name}.lock")
-    handle = lock_path.open("a+", encoding="utf-8")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise RuntimeError(f"{final} is being written by another run ({holder}); wait for it to finish, "
-                           "or give this run its own work_dir") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"process {os.getpid()} on {socket.gethostname()}, {writer}, since {time.strftime('%H:%M:%S')}")
-    handle.flush()
-    _held_locks[final.resolve()] = handle
-    staging = final.with_name(f"{final.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
-    staging.mkdir()
-    return staging
-
-
-def publish_output(staging: str | Path, about: Mapping[str, Any]) -> Path:
-    """Write the manifest into the staging folder from `begin_output`, move it into place (replacing an older
-    version) and release the lock; returns the final folder."""
-    staging = Path(staging)
-    final = staging.with_name(staging.name.removesuffix(".partial"))
-    write_manifest(staging, about)
-    previous = final.with_name(f"{final.name}.previous")
-    shutil.rmtree(previous, ignore_errors=True)
-    if final.exists():
-        final.rename(previous)
-    staging.rename(final)
-    shutil.rmtree(previous, ignore_errors=True)
-    if handle := _held_locks.pop(final.resolve(), None):
-        handle.close()
-    return final
-
-
-def write_manifest(folder: str | Path, about: Mapping[str, Any]) -> Path:
-    """Write `folder/manifest.json`: every file's size and SHA-256 (the manifest itself aside), and `about`."""
-    folder = Path(folder)
-    files = {str(path.relative_to(folder)): _file_facts(path) for path in sorted(folder.rglob("*"))
-             if path.is_file() and path.name != MANIFEST}
-    return write_atomically(folder / MANIFEST, json.dumps({"about": _plain(about), "files": files}, indent=2))
-
-
-def cached_folder(folder: str | Path, build: Callable[[Path], Any], about: Mapping[str, Any]) -> Path:
-    """A folder that `build(folder)` fills once and later runs reuse, trusted only while its manifest matches
-    every file: if it does not (a file cut short, damaged or missing), a line says why and it is built again."""
-    folder = Path(folder)
-    problem = incomplete(folder)
-    if not problem:
-        return folder
-    if folder.exists():
-        print(f"{folder}: {problem}; building it again", flush=True)
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    build(folder)
-    write_manifest(folder, about)
-    return folder
-
-
-# Single cached files (embeddings, rankings) carry a checksum file beside them, written after the file itself;
-# a reader trusts the file only if the checksum file is there and matches.
-def checksum_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_name(f"{path.name}.sha256")
-
-
-def write_checksum(path: str | Path) -> Path:
-    """Record `path`'s size and SHA-256 beside it (`<name>.sha256`), once the file is complete."""
-    return write_atomically(checksum_path(path), json.dumps(_file_facts(Path(path))))
-
-
-def unverified(path: str | Path) -> str:
-    """Why the cached file `path` cannot be trusted ("" if it can): missing, no checksum beside it (written by
-    an older version, or cut short before its checksum), or different from its checksum (damaged)."""
-    path, recorded = Path(path), checksum_path(path)
-    if not path.is_file():
-        return "does not exist"
-    if not recorded.is_file():
-        return f"has no checksum file {recorded.name}"
-    try:
-        facts = json.loads(recorded.read_text(encoding="utf-8"))
-        expected = (int(facts["bytes"]), str(facts["sha256"]))
-    except (ValueError, KeyError, TypeError):
-        return f"its checksum file {recorded.name} is damaged"
-    if path.stat().st_size != expected[0] or _file_facts(path)["sha256"] != expected[1]:
-        return "differs from its checksum (damaged or edited since it was written)"
-    return ""
-
-
-def incomplete(folder: str | Path) -> str:
-    """Why `folder` cannot be trusted ("" if it can): missing, no manifest (the step that writes it did not
-    finish), or a file missing or different from what the manifest says."""
-    folder = Path(folder)
-    if not (folder / MANIFEST).exists():
-        return "does not exist" if not folder.exists() else f"has no {MANIFEST}: the step that writes it did not finish"
-    try:
-        listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"].items()
-    except (ValueError, KeyError, AttributeError):
-        return f"its {MANIFEST} is damaged"
-    for name, facts in listed:
-        path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if path.stat().st_size != facts["bytes"] or _file_facts(path)["sha256"] != facts["sha256"]:
-            return f"{name} differs from {MANIFEST} (cut short or edited)"
-    return ""
-
-
-def _file_facts(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+                            json.dumps(json_safe({**numeric, **metrics, "parameters": settings}), indent=2, sort_keys=True))
 
 
 def list_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -341,7 +141,7 @@ def list_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """A preset of parameters by name (`smoke`, `full-gpu`): benchmarks/presets/<name>.yaml."""
+    """A preset of parameters by name (`smoke`, `full-gpu`): presets/<name>.yaml."""
     path = PRESETS_DIR / f"{name}.yaml"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))

@@ -184,3 +184,14 @@ def test_interval_verdict_calls_an_undefined_end_undecided_and_refuses_a_reverse
     assert E.interval_verdict((float("nan"), 0.1)) == "can't tell"  # e.g. a share of a gain that was 0 on a resample
     with pytest.raises(ValueError, match="low end"):
         E.interval_verdict((0.2, 0.1))
+
+
+def test_shares_no_word_counts_queries_bm25_cannot_match():
+    from helpers.evaluation import shares_no_word
+
+    corpus = {"d1": "Other fatigue", "d2": "Fracture of the femur", "d3": "Fatigue fracture of vertebra"}
+    queries = {"q1": "Asthenia NOS", "q2": "fractured femurs", "q3": "the of"}  # q3: stop words only
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1, "d3": 0}, "q3": {"d3": 1}}
+    assert shares_no_word(queries, corpus, qrels).tolist() == [True, False, True]  # "fractured"/"fracture" share a stem
+    with pytest.raises(KeyError, match="not in the corpus"):
+        shares_no_word(queries, corpus, {"q1": {"d9": 1}})

@@ -50,7 +50,7 @@ def test_notebook_contract(path):
 # (13 is within every limit).
 MAX_CELL_LINES, MAX_CODE_LINES, MAX_F_STRINGS = 30, 320, 25
 OVER_SIZE = {  # notebook: (code lines, f-strings)
-    "02_encoder_vs_decoder": (325, 25), "04_training": (370, 31), "05_evaluation": (353, 25), "07_decision": (391, 43),
+    "02_encoder_vs_decoder": (325, 25), "04_training": (370, 31), "05_evaluation": (353, 25), "07_decision": (386, 43),
     "09_serving": (527, 65), "10_forgetting_and_merging": (603, 87), "11_synthetic_pairs": (418, 43), "12_scaling_out": (316, 40),
 }
 
@@ -360,7 +360,7 @@ def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
     from helpers.results import provenance as provenance_line
 
     path = tmp_path / "reference.json"
-    provenance = {"command": "workbook run 11 -f benchmarks/presets/reference.yaml", "machine": "2-core EPYC",
+    provenance = {"command": "workbook run 11 -f presets/reference.yaml", "machine": "2-core EPYC",
                   "date": "2026-12-05", "commit": "abc1234"}
     finished = {"notebook": "11_synthetic_pairs", "status": "ok", "seconds": 1200.04, "parameters": {"training_seeds": [1, 2, 3]},
                 "metrics": {"kept": 400}}
@@ -368,7 +368,7 @@ def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
     assert add_to_reference([finished], provenance, path) == ["11_synthetic_pairs"]
     recorded = reference_run("11_synthetic_pairs", path)
     assert recorded["metrics"] == {"kept": 400} and recorded["date"] == "2026-12-05" and recorded["seconds"] == 1200.0
-    assert provenance_line(recorded) == ("reference run: workbook run 11 -f benchmarks/presets/reference.yaml on 2-core EPYC, "
+    assert provenance_line(recorded) == ("reference run: workbook run 11 -f presets/reference.yaml on 2-core EPYC, "
                                          "2026-12-05 (commit abc1234)")  # the line every notebook prints above its figures
     add_to_reference([{**finished, "notebook": "07_decision"}], {**provenance, "date": "2026-12-06"}, path)
     assert reference_run("11_synthetic_pairs", path)["date"] == "2026-12-05"  # notebooks recorded before are kept
