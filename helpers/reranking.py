@@ -99,3 +99,68 @@ def choose_k(dev_ndcg: Mapping[int, float], tolerance: float = 0.005) -> int:
         raise ValueError("dev_ndcg is empty: rerank the dev queries at one k at least")
     best = max(dev_ndcg.values())
     return min(k for k, value in dev_ndcg.items() if value >= best - tolerance)
+
+
+def fused_scores(run: Run, cross_scores: Mapping[tuple[str, str], float], k: int, weight: float) -> dict[tuple[str, str], float]:
+    """Score fusion instead of replacement: within each query's top `k`, both scores are put on one scale (z-scores:
+    minus their mean over those k documents, divided by their standard deviation; 0 where all are equal) and added,
+    `weight` × the cross-encoder's + (1 - `weight`) × the retriever's. `weight` 0 keeps the retriever's order, 1 is
+    the cross-encoder alone. Feed the result to `rerank` with the same k."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight={weight}: the cross-encoder's share must be between 0 and 1")
+
+    def z_scores(values: np.ndarray) -> np.ndarray:
+        spread = values.std()
+        return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
+
+    fused = {}
+    for query_id, doc_ids in top_candidates(run, k).items():
+        retriever = z_scores(np.array([run[query_id][doc_id] for doc_id in doc_ids], dtype=np.float64))
+        missing = [doc_id for doc_id in doc_ids if (query_id, doc_id) not in cross_scores]
+        if missing:
+            raise KeyError(f"query {query_id!r}: no cross-encoder score for {len(missing)} of its top {k} (first: {missing[0]!r})")
+        cross = z_scores(np.array([cross_scores[(query_id, doc_id)] for doc_id in doc_ids], dtype=np.float64))
+        fused.update({(query_id, doc_id): float(weight * c + (1 - weight) * r) for doc_id, c, r in zip(doc_ids, cross, retriever, strict=True)})
+    return fused
+
+
+def fusion_on_dev(run: Run, cross_scores: Mapping[tuple[str, str], float], qrels: Mapping[str, Mapping[str, int]],
+                  ks: Sequence[int], weights: Sequence[float]) -> dict[int, dict[float, float]]:
+    """Mean NDCG@10 of the fused ranking (`fused_scores`, then `rerank`) for every k and weight: k -> weight -> NDCG@10."""
+    from .evaluation import per_query_scores
+
+    return {k: {weight: float(per_query_scores(qrels, rerank(run, fused_scores(run, cross_scores, k, weight), k), ["ndcg@10"])["ndcg@10"].mean())
+                for weight in weights} for k in ks}
+
+
+def choose_fusion(dev_ndcg: Mapping[int, Mapping[float, float]], tolerance: float = 0.005) -> tuple[int, float]:
+    """The rule that picks the fusion on dev: for each k the weight with the best dev NDCG@10 (on a tie, the smaller
+    weight, nearer the retriever alone), then k by `choose_k` among those best values. Returns (k, weight)."""
+    best_weight = {k: max(by_weight, key=lambda weight: (by_weight[weight], -weight)) for k, by_weight in dev_ndcg.items()}
+    k = choose_k({k: dev_ndcg[k][weight] for k, weight in best_weight.items()}, tolerance)
+    return k, best_weight[k]
+
+
+def rerank_table(rows: Mapping[Any, Mapping[str, Any]], retriever_recall: float | None = None) -> Any:
+    """One row per k (a pandas DataFrame): NDCG@10, its difference from the retriever alone with the interval and the
+    verdict, Recall@10 (and its difference, given the retriever's), latency and documents scored per second; for
+    the rows the reranking notebook measures (`ndcg@10`, `difference`, `ci`, `p50_ms`, `p95_ms`, and when present
+    `recall@10`, `recall_ci`, `docs_per_s`) and for the committed reference run's."""
+    import pandas as pd
+
+    from .intervals import interval_verdict
+    from .outputs import with_interval
+
+    table = {}
+    for k, row in rows.items():
+        line = {"NDCG@10": round(row["ndcg@10"], 4), "minus the retriever alone (95% CI)": with_interval(row["difference"], row["ci"]),
+                "the reranker": interval_verdict(row["ci"], above="gains", below="loses")}
+        if "recall@10" in row:
+            line["Recall@10"] = round(row["recall@10"], 4)
+            if retriever_recall is not None and "recall_ci" in row:
+                line["Recall@10 minus the retriever's (95% CI)"] = with_interval(row["recall@10"] - retriever_recall, row["recall_ci"])
+        line.update({"p50 ms / query": round(row["p50_ms"], 1), "p95 ms / query": round(row["p95_ms"], 1)})
+        if "docs_per_s" in row:
+            line["documents scored / s"] = round(row["docs_per_s"])
+        table[f"top {k}"] = line
+    return pd.DataFrame(table).T

@@ -291,7 +291,10 @@ def reranking_line(metrics: Mapping[str, Any]) -> str | None:
             f"({metrics['training']['rows']:,} rows, "
             f"{metrics['training']['steps']} steps) reranking the fine-tuned retriever's top {k} (k chosen on dev), test NDCG@10 "
             f"{metrics['retriever']['ndcg@10']:.3f} → {row['ndcg@10']:.3f}, {row['difference']:+.3f} [{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}] "
-            f"({interval_verdict(row['ci'])}) on {metrics['test_queries']:,} queries; {row['p50_ms']:.0f} ms per query (p50) on this CPU.")
+            f"({interval_verdict(row['ci'])}) on {metrics['test_queries']:,} queries; {row['p50_ms']:.0f} ms per query (p50) on this CPU"
+            + (f"; its score fused with the retriever's (k = {fusion['k']}, weight {fusion['weight']:g}, both chosen on dev): "
+               f"{fusion['difference']:+.3f} [{fusion['ci'][0]:+.3f}, {fusion['ci'][1]:+.3f}] ({interval_verdict(fusion['ci'])})."
+               if (fusion := metrics.get("fusion")) else "."))
 
 
 def ray_line(metrics: Mapping[str, Any]) -> str | None:

@@ -229,7 +229,16 @@ def test_06_reranking(smoke_run):
     saved = json.loads((smoke_run[0] / "work" / "decision" / "icd10cm" / "reranker.json").read_text())  # what notebook 07 reads
     assert saved["k"] == metrics["chosen_k"] and saved["ci"] == pytest.approx(metrics["rerank"][str(saved["k"])]["ci"])
     assert metrics["training"]["steps"] > 0 and len(metrics["training"]["dev_curve"]["step"]) >= 2
-    for name in ("training.png", "quality_vs_latency.png"):
+    fusion = metrics["fusion"]  # the weight and k chosen on dev by the stated rule, and the test answer at them
+    dev_fusion = fusion["dev_ndcg@10"]
+    best = {k: max(dev_fusion[k].values()) for k in dev_fusion}
+    assert fusion["k"] == min(int(k) for k, value in best.items() if value >= max(best.values()) - tolerance)
+    by_weight = dev_fusion[str(fusion["k"])]
+    assert by_weight[str(fusion["weight"])] == best[str(fusion["k"])] and fusion["weight"] == min(float(w) for w, v in by_weight.items() if v == best[str(fusion["k"])])
+    for k in dev_fusion:  # weight 0 is the retriever alone, weight 1 the reranker alone
+        assert dev_fusion[k]["0.0"] == pytest.approx(metrics["retriever_dev_ndcg@10"]) and dev_fusion[k]["1.0"] == pytest.approx(dev[k])
+    assert fusion["ci"][0] <= fusion["difference"] <= fusion["ci"][1]
+    for name in ("training.png", "quality_vs_latency.png", "fusion.png"):
         assert figure(smoke_run, "06_reranking", name) > 10_000
 
 

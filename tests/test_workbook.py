@@ -447,3 +447,15 @@ def test_render_page_redraws_only_the_blocks(tmp_path):
     assert rendered.startswith("intro\n<!-- headline: summary.json -->\n| split |") and rendered.endswith("<!-- /headline -->\noutro\n")
     assert "| test | 10 | 100 | 0.500 | 0.600 | +20.0% |" in rendered and "stale" not in rendered
     assert render_page(rendered, tmp_path) == rendered
+
+
+def test_reranking_line_gives_the_chosen_k_and_the_fusion_when_measured():
+    from helpers.results import reranking_line
+
+    metrics = {"rerank": {"10": {"ndcg@10": 0.52, "difference": -0.136, "ci": [-0.167, -0.105], "p50_ms": 23.0}}, "chosen_k": 10,
+               "retriever": {"ndcg@10": 0.657}, "training": {"rows": 4585, "steps": 144}, "test_queries": 250}
+    line = reranking_line(metrics)
+    assert "top 10 (k chosen on dev), test NDCG@10 0.657 → 0.520, -0.136 [-0.167, -0.105] (below zero)" in line and line.endswith("CPU.")
+    metrics["fusion"] = {"k": 20, "weight": 0.3, "difference": 0.012, "ci": [0.004, 0.02]}
+    assert reranking_line(metrics).endswith("(k = 20, weight 0.3, both chosen on dev): +0.012 [+0.004, +0.020] (above zero).")
+    assert reranking_line({"rerank": {}}) is None
