@@ -1,12 +1,14 @@
 # Two commands do all the set-up on a fresh machine (see README):
 #   make workbook   create .venv, install, and run every notebook (ARGS="--smoke" for a quick run)
 #   make test       create .venv, install, and run the test suite
+#   make book RUN=runs/DIR   render a finished run's executed notebooks as an HTML book (RUN/book/index.html)
 # On a CUDA machine, `make ... CONSTRAINTS=` keeps pip from pinning the CPU build of torch.
 VENV ?= .venv
 CONSTRAINTS ?= -c constraints-cpu.txt
 ARGS ?=
+RUN ?= runs/default
 
-.PHONY: install workbook test
+.PHONY: install workbook test book
 
 install: $(VENV)/.installed
 
@@ -22,3 +24,6 @@ workbook: install
 
 test: install
 	$(VENV)/bin/pytest
+
+book: install
+	$(VENV)/bin/workbook book $(RUN)

@@ -150,6 +150,14 @@ def command_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_book(args: argparse.Namespace) -> int:
+    from .book import build_book
+
+    index = build_book(args.run, args.out)
+    print(f"the book: {index} (open it in a browser; it needs no network)")
+    return 0
+
+
 def command_train_ddp(args: argparse.Namespace) -> int:
     from .distributed import launch_command
 
@@ -214,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--write", action="store_true", help="instead, redraw the results blocks of README.md and docs/ "
                                                                "from the committed files they name")
     results.set_defaults(handler=command_results)
+    book = commands.add_parser("book", help="render a run's executed notebooks into a static HTML book (RUN/book/index.html)")
+    book.add_argument("run", help="the run's folder (holding <notebook>/<notebook>.ipynb, as `workbook run --out` leaves it)")
+    book.add_argument("--out", help="the book's folder (default: RUN/book)")
+    book.set_defaults(handler=command_book)
     reference = commands.add_parser("reference", help="record a finished run's notebooks as the committed reference run "
                                                       "(benchmarks/results/reference-cpu/reference.json)")
     reference.add_argument("run", help="the run's folder (holding summary.json)")

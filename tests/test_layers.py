@@ -18,7 +18,7 @@ LAYERS = {
     "bottom": {"paths", "storage", "environment", "intervals", "outputs", "progress"},
     "middle": {"data", "models", "training", "evaluation", "indexing", "serving", "merging", "decision", "reranking",
                "parameters", "exercises", "results", "distributed", "ray_indexing"},
-    "top": {"workbook", "cli"},
+    "top": {"workbook", "cli", "book"},
 }
 RANK = {module: rank for rank, layer in enumerate(LAYERS.values()) for module in layer}
 
