@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (see README):
 #   make workbook   create .venv, install, and run every notebook (ARGS="--smoke" for a quick run)
-#   make test       create .venv, install, and run the test suite
+#   make test       create .venv, install, and run the test suite (make test-quick: the unit and repo tiers)
 #   make book RUN=runs/DIR   render a finished run's executed notebooks as an HTML book (RUN/book/index.html)
 # On a CUDA machine, `make ... CONSTRAINTS=` keeps pip from pinning the CPU build of torch.
 VENV ?= .venv
@@ -8,7 +8,7 @@ CONSTRAINTS ?= -c constraints-cpu.txt
 ARGS ?=
 RUN ?= runs/default
 
-.PHONY: install workbook test book
+.PHONY: install workbook test test-quick book
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,9 @@ workbook: install
 
 test: install
 	$(VENV)/bin/pytest
+
+test-quick: install
+	$(VENV)/bin/pytest tests/unit tests/repo
 
 book: install
 	$(VENV)/bin/workbook book $(RUN)

@@ -69,6 +69,13 @@ def retrieve(model: Any, queries: Mapping[str, str], corpus: Mapping[str, str], 
     return rank(list(queries), query_embeddings, list(corpus), corpus_embeddings, top_k)
 
 
+def ndcg_per_query(model: Any, queries: Mapping[str, str], corpus: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
+                   cache_dir: str | Path | None = None) -> np.ndarray:
+    """Per-query NDCG@10 of `model` ranking all of `corpus` for `queries` (id -> text), in the order of `qrels`: the
+    score that notebooks compare models by, with the corpus embeddings cached in `cache_dir` when given."""
+    return per_query_scores(qrels, retrieve(model, queries, corpus, top_k=10, cache_dir=cache_dir), ["ndcg@10"])["ndcg@10"]
+
+
 # metric name (as this workbook writes it, e.g. "ndcg@10") -> trec_eval's measure computed with a cutoff
 TREC_EVAL_MEASURES = {"ndcg": "ndcg_cut", "recall": "recall", "map": "map_cut", "precision": "P"}
 

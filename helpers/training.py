@@ -30,6 +30,9 @@ from .storage import MANIFEST, incomplete, write_manifest
 
 RECIPE_NOTEBOOK = NOTEBOOK_DIR / "04_training.ipynb"
 RECIPE_KEYS = ("hard_negatives", "group_by_length", "epochs", "batch_size", "learning_rate", "warmup", "max_steps")
+# the training arguments the recipe sets (notebook 04 shows that the ones it builds by hand equal `recipe_arguments`)
+RECIPE_ARGUMENTS = ("num_train_epochs", "max_steps", "per_device_train_batch_size", "learning_rate", "warmup_steps", "seed", "data_seed",
+                    "bf16", "fp16", "use_cpu")
 
 
 class LengthGroupedNoDuplicatesBatchSampler(DefaultBatchSampler):

@@ -99,6 +99,8 @@ CLAIMS = {
     "chapter_evaluator_reads_zero": ("05: the source chapter's `.get` on the evaluator's results reads 0", lambda m: m["05_evaluation"]["seed_reads_ndcg@10"] == 0),
     "default_reranker_loses_at_every_k": ("06: the reranker trained in the default run scores below the retriever alone at every k, each interval below 0",
                                           lambda m: all(row["ci"][1] < 0 for row in m["06_reranking"]["rerank"].values())),
+    "default_fusion_chose_retriever_alone": ("06: fusing the default run's reranker with the retriever, dev chose the weight 0",
+                                             lambda m: m["06_reranking"]["fusion"]["weight"] == 0),
     "default_mining_no_false_negatives": ("06: the ICD labels count no false negative among the mined negatives, with or without the margin",
                                           lambda m: all(row["false negatives"] == 0 for row in m["06_reranking"]["mining"].values())),
     "bm25_weakest": ("07: BM25 is the weakest of the five systems on the test queries",
@@ -169,6 +171,11 @@ def _across(m, comparison, task):
     return row if row is not None and row.get("seeds", 0) >= 3 else None
 
 
+def _default(notebook):
+    """A notebook's metrics in the committed default run (for a reference claim that compares the two)."""
+    return next(run["metrics"] for run in json.loads(SUMMARY.read_text()) if run["notebook"] == notebook)
+
+
 def _holds_zero(row):
     return row is not None and row["ci"][0] <= 0 <= row["ci"][1]
 
@@ -222,6 +229,14 @@ REFERENCE_CLAIMS = {
     "reference_finetune_cost_cant_tell_elsewhere": (
         "10: over three seeds, the fine-tune's difference from the base on HPO and the STS Benchmark holds 0",
         lambda m: all(_holds_zero(_across(m, "fine-tuned - base", task)) for task in ("HPO lay phrases", "STS Benchmark (Spearman)"))),
+    "reference_reranker_loses_less_at_every_k": (
+        "06: trained on every training query, the reranker still scores below the retriever alone at every k (intervals below 0), "
+        "by less than the default run's at the chosen k",
+        lambda m: all(row["ci"][1] < 0 for row in m["06_reranking"]["rerank"].values())
+        and m["06_reranking"]["training"]["rows"] > 5 * _default("06_reranking")["training"]["rows"]
+        and m["06_reranking"]["rerank"]["10"]["difference"] > _default("06_reranking")["rerank"]["10"]["difference"]),
+    "reference_fusion_cant_tell": ("06: in the reference run, the fused score chosen on dev can't be told from the retriever alone on test",
+                                   lambda m: m["06_reranking"]["fusion"]["weight"] > 0 and _holds_zero(m["06_reranking"]["fusion"])),
     "reference_merge_above_finetune_everywhere": (
         "10: over three seeds, the chosen merge scores above the fine-tune on all three out-of-domain tasks (intervals above 0)",
         lambda m: all((row := _across(m, "merged - fine-tuned", task)) is not None and row["ci"][0] > 0 for task in OUT_OF_DOMAIN)),

@@ -163,6 +163,7 @@ def test_04_builds_the_arguments_that_notebooks_01_and_07_train_with(smoke_run, 
     ours = {name: str(getattr(args, name)) for name in metrics["arguments"] if name != "batch_sampler"}
     assert ours == {name: value for name, value in metrics["arguments"].items() if name != "batch_sampler"}
     assert type(args.batch_sampler).__name__ == metrics["arguments"]["batch_sampler"]
+    assert metrics["arguments"] == metrics["recipe_arguments"]  # the notebook's own table: built by hand = the helper's
 
 
 def test_04_resumes_an_interrupted_run_from_its_last_checkpoint(smoke_run):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-HELPERS = Path(__file__).resolve().parents[1] / "helpers"
+HELPERS = Path(__file__).resolve().parents[2] / "helpers"
 LAYERS = {
     "bottom": {"paths", "storage", "environment", "intervals", "outputs", "progress"},
     "middle": {"data", "models", "training", "evaluation", "indexing", "serving", "merging", "decision", "reranking",

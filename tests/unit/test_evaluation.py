@@ -195,3 +195,14 @@ def test_shares_no_word_counts_queries_bm25_cannot_match():
     assert shares_no_word(queries, corpus, qrels).tolist() == [True, False, True]  # "fractured"/"fracture" share a stem
     with pytest.raises(KeyError, match="not in the corpus"):
         shares_no_word(queries, corpus, {"q1": {"d9": 1}})
+
+
+def test_ndcg_per_query_ranks_the_whole_corpus_in_the_order_of_the_judgements(base_model):
+    from helpers.evaluation import ndcg_per_query, per_query_scores, retrieve
+
+    corpus = {"d1": "Fracture of the femur", "d2": "Type 2 diabetes mellitus", "d3": "Acute bronchitis"}
+    queries = {"q2": "sugar diabetes in adults", "q1": "broken thigh bone"}
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    scores = ndcg_per_query(base_model, queries, corpus, qrels)
+    expected = per_query_scores(qrels, retrieve(base_model, queries, corpus, top_k=10), ["ndcg@10"])["ndcg@10"]
+    assert scores.tolist() == expected.tolist() and len(scores) == 2 and all(0 < value <= 1 for value in scores)

@@ -18,8 +18,6 @@ from helpers import workbook as W
 from helpers.parameters import ParameterError, check_values
 from helpers.training import StopOnNonFiniteLoss, recipe
 
-PAPERMILL = [sys.executable, "-m", "papermill"]
-
 # (arguments of `workbook run`, words the error must contain); every one fails before a kernel starts
 BAD_RUNS = {
     "wrong type": (["04", "-p", "epochs", "two"], "04_training: epochs='two' must be a number > 0"),
@@ -94,30 +92,11 @@ def test_a_learning_rate_far_outside_the_usual_range_warns():
         assert check_values("04_training", {"learning_rate": 5}) == {"learning_rate": 5.0}
 
 
-# papermill on its own: the notebook's check cell converts -p's text and stops at a bad value, before its imports
-@pytest.mark.notebooks
-@pytest.mark.parametrize("notebook, name, value, expected", [
-    ("04_training", "epochs", "two", "epochs='two' must be a number > 0"),
-    ("04_training", "sweep_batch_sizes", "[16, 1]", "sweep_batch_sizes='[16, 1]' must be a list, each item an integer ≥ 2"),
-    ("03_data_preparation", "corpus_size", "-5", "corpus_size=-5 must be one of: an integer ≥ 10, None"),
-])
-def test_papermill_alone_rejects_a_bad_value_in_the_notebook(notebook, name, value, expected, tmp_path):
-    completed = subprocess.run(
-        [*PAPERMILL, str(W.NOTEBOOK_DIR / f"{notebook}.ipynb"), str(tmp_path / "out.ipynb"), "-p", name, value,
-         "-p", "output_dir", str(tmp_path / "out"), "-p", "work_dir", str(tmp_path / "work")],
-        capture_output=True, text=True, cwd=W.NOTEBOOK_DIR, timeout=300)
-    assert completed.returncode == 1
-    assert f"ParameterError: {notebook}: {expected}" in completed.stderr
-    assert not (tmp_path / "work").exists(), "the notebook did work before checking its parameters"
-
-
 def test_papermill_text_is_converted_like_the_command_line():
     assert check_values("04_training", {"sweep_batch_sizes": "[16, 32]", "max_steps": "5", "precision": "None",
                                         "learning_rate": "1e-4", "resume": "true"}) == {
         "sweep_batch_sizes": [16, 32], "max_steps": 5, "precision": None, "learning_rate": 1e-4, "resume": True}
 
-
-# faults while writing: a process is killed half-way, or two runs write the same folder
 
 WRITER = """
 import sys, time
@@ -233,10 +212,6 @@ def test_a_nan_loss_stops_training_with_its_step():
         callback.on_log(args, state, None, logs={"loss": float("nan")})
 
 
-# A notebook that runs a missing prerequisite runs it at the caller's scale, and a size conflict names the
-# caller's own parameter
-
-
 def test_a_prerequisite_runs_with_the_preset_the_caller_runs_with(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(W, "_run_prerequisite", lambda stem, work, params, folder, problem, scale: calls.append((params, scale)))
@@ -276,22 +251,6 @@ def test_a_dev_corpus_too_small_names_the_notebooks_own_parameter():
                          {"dev": {f"q{i}": {f"d{i}": 1} for i in range(12)}})
     with pytest.raises(DataValidationError, match=r"^dev_corpus_size=10 is smaller than the 12 documents .* raise dev_corpus_size"):
         dev_evaluator(data, 10, 42)
-
-
-@pytest.mark.notebooks
-def test_notebook_04_alone_with_the_smoke_values_prepares_its_data_at_that_scale(tmp_path):
-    """The case a learner meets: notebook 04 through papermill with the smoke preset's values, on an empty
-    work_dir. Notebook 03 must run at the smoke preset's sizes (not its 20,000-document defaults), and 04 finish."""
-    smoke = W.load_preset("smoke")["04_training"]
-    arguments = [argument for name, value in smoke.items() for argument in ("-p", name, json.dumps(value))]
-    completed = subprocess.run(
-        [*PAPERMILL, str(W.NOTEBOOK_DIR / "04_training.ipynb"), str(tmp_path / "04.ipynb"), *arguments,
-         "-p", "output_dir", str(tmp_path / "out"), "-p", "work_dir", str(tmp_path / "work")],
-        capture_output=True, text=True, cwd=W.NOTEBOOK_DIR, timeout=900, env={**os.environ, W.PRESET_ENVIRONMENT: ""})
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    prepared = json.loads((W.prepared_dir(tmp_path / "work", "icd10cm") / "dataset.json").read_text())
-    assert prepared["parameters"]["corpus_size"] == W.load_preset("smoke")["03_data_preparation"]["corpus_size"]
-    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["train_examples"] == smoke["max_train_examples"]
 
 
 @pytest.mark.parametrize("notebook, name", [("01_why_finetune", "training_seeds"), ("04_training", "sweep_seeds"),
