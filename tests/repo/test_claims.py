@@ -66,8 +66,8 @@ CLAIMS = {
                              lambda m: (rates := [row["documents/s"] for row in reindex_rate_rows(m) if "pipeline" in row["what is timed"]
                                                   and "Ray pipeline" not in row["what is timed"]]) and len(rates) == 3
                              and max(rates) < min(rates) * 1.5),
-    "writes_small_share": ("08: the blue build, writing cached vectors, ran over ten times faster than the pipeline",
-                           lambda m: m["08_reindexing"]["steps"]["blue build"]["docs_per_s"] > 10 * m["08_reindexing"]["docs_per_s"]),
+    "writes_small_share": ("08: the blue build, writing cached vectors, ran several times (over three times) faster than the pipeline",
+                           lambda m: m["08_reindexing"]["steps"]["blue build"]["docs_per_s"] > 3 * m["08_reindexing"]["docs_per_s"]),
     "int8_onnx_encodes_faster": (
         "08/09: PyTorch fp32 encoding is no faster than the bf16 pipeline of 08; int8 ONNX encodes over 1.5 times as fast as fp32",
         lambda m: m["09_serving"]["variants"]["pytorch fp32"]["docs_per_s"] <= m["08_reindexing"]["docs_per_s"]
