@@ -73,7 +73,9 @@ def ndcg_per_query(model: Any, queries: Mapping[str, str], corpus: Mapping[str, 
                    cache_dir: str | Path | None = None) -> np.ndarray:
     """Per-query NDCG@10 of `model` ranking all of `corpus` for `queries` (id -> text), in the order of `qrels`: the
     score that notebooks compare models by, with the corpus embeddings cached in `cache_dir` when given."""
-    return per_query_scores(qrels, retrieve(model, queries, corpus, top_k=10, cache_dir=cache_dir), ["ndcg@10"])["ndcg@10"]
+    corpus_embeddings = encode(model, list(corpus.values()), cache_dir, show_progress_bar=False)  # called once per model compared
+    query_embeddings = encode(model, list(queries.values()), show_progress_bar=False)
+    return per_query_scores(qrels, rank(list(queries), query_embeddings, list(corpus), corpus_embeddings, top_k=10), ["ndcg@10"])["ndcg@10"]
 
 
 # metric name (as this workbook writes it, e.g. "ndcg@10") -> trec_eval's measure computed with a cutoff

@@ -83,7 +83,7 @@ def synthetic_pairs_line(metrics: Mapping[str, Any]) -> str | None:
 
 
 def reference_lines(reference: Mapping[str, Mapping[str, Any]]) -> str:
-    """The README's lines for the committed reference run (`reference.json`): one per notebook that has a
+    """docs/results.md's lines for the committed reference run (`reference.json`): one per notebook that has a
     renderer here, with its provenance."""
     lines = []
     for notebook, run in sorted(reference.items()):
@@ -292,9 +292,17 @@ def reranking_line(metrics: Mapping[str, Any]) -> str | None:
             f"{metrics['training']['steps']} steps) reranking the fine-tuned retriever's top {k} (k chosen on dev), test NDCG@10 "
             f"{metrics['retriever']['ndcg@10']:.3f} → {row['ndcg@10']:.3f}, {row['difference']:+.3f} [{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}] "
             f"({interval_verdict(row['ci'])}) on {metrics['test_queries']:,} queries; {row['p50_ms']:.0f} ms per query (p50) on this CPU"
-            + (f"; its score fused with the retriever's (k = {fusion['k']}, weight {fusion['weight']:g}, both chosen on dev): "
-               f"{fusion['difference']:+.3f} [{fusion['ci'][0]:+.3f}, {fusion['ci'][1]:+.3f}] ({interval_verdict(fusion['ci'])})."
-               if (fusion := metrics.get("fusion")) else "."))
+            + _fusion_clause(metrics.get("fusion")))
+
+
+def _fusion_clause(fusion: Mapping[str, Any] | None) -> str:
+    """The end of notebook 06's line: the fused score's result, or that dev chose the retriever alone (weight 0)."""
+    if not fusion:
+        return "."
+    if fusion["weight"] == 0:
+        return "; fusing its score with the retriever's, dev chose the weight 0: the retriever alone."
+    return (f"; its score fused with the retriever's (k = {fusion['k']}, weight {fusion['weight']:g}, both chosen on dev): "
+            f"{fusion['difference']:+.3f} [{fusion['ci'][0]:+.3f}, {fusion['ci'][1]:+.3f}] ({interval_verdict(fusion['ci'])}).")
 
 
 def ray_line(metrics: Mapping[str, Any]) -> str | None:
@@ -307,7 +315,7 @@ def ray_line(metrics: Mapping[str, Any]) -> str | None:
             f"{metrics['ray']['documents']:,} rows.")
 
 
-# each notebook's README line, rendered from its metrics (a notebook whose metrics do not fit returns None: no line)
+# each notebook's line in docs/results.md, rendered from its metrics (a notebook whose metrics do not fit returns None: no line)
 LINES = {"01_why_finetune": brief_finetuning_line, "02_encoder_vs_decoder": architectures_line, "06_reranking": reranking_line,
          "07_decision": decision_line,
          "08_reindexing": reindexing_line, "09_serving": serving_line, "10_forgetting_and_merging": merging_line,

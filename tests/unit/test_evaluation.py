@@ -198,11 +198,10 @@ def test_shares_no_word_counts_queries_bm25_cannot_match():
 
 
 def test_ndcg_per_query_ranks_the_whole_corpus_in_the_order_of_the_judgements(base_model):
-    from helpers.evaluation import ndcg_per_query, per_query_scores, retrieve
+    from helpers.evaluation import ndcg_per_query
 
     corpus = {"d1": "Fracture of the femur", "d2": "Type 2 diabetes mellitus", "d3": "Acute bronchitis"}
-    queries = {"q2": "sugar diabetes in adults", "q1": "broken thigh bone"}
-    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    queries = {"q2": "type 2 diabetes mellitus", "q1": "acute bronchitis"}  # each query is one document's own text
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}  # q1's judged answer is the femur, which its text does not match
     scores = ndcg_per_query(base_model, queries, corpus, qrels)
-    expected = per_query_scores(qrels, retrieve(base_model, queries, corpus, top_k=10), ["ndcg@10"])["ndcg@10"]
-    assert scores.tolist() == expected.tolist() and len(scores) == 2 and all(0 < value <= 1 for value in scores)
+    assert scores.tolist()[1] == 1.0 and 0 < scores.tolist()[0] < 1  # in the order of qrels: q1 (not first), then q2 (first)

@@ -15,23 +15,6 @@ from helpers.results import results_table
 NOTEBOOKS = W.list_notebooks()
 
 
-# A notebook a learner can finish in about an hour: no code cell above 30 lines, no notebook above 320 code lines or
-# 25 f-strings (the argument belongs in markdown, not in strings that code writes). The notebooks in OVER_SIZE are
-# still above a limit, until they are split or their prose moves to markdown: their ceilings are their counts when
-# the limit came, so they can only shrink. Exceptions, each for an exercise a learner needed: 04 grew by four lines
-# when a decision exercise replaced one that re-typed section 2, 10 and 11 by two where their checks now catch a
-# plausible wrong answer (α = 0 and 1 refused; repeated words counted once), 11 by one more where it passes notebook 06's
-# reranker result to the decision rule. 12 and 13 are the old 11's two halves
-# (13 is within every limit).
-MAX_CELL_LINES, MAX_CODE_LINES, MAX_F_STRINGS = 30, 320, 25
-
-
-OVER_SIZE = {  # notebook: (code lines, f-strings)
-    "02_encoder_vs_decoder": (325, 25), "04_training": (370, 31), "05_evaluation": (353, 25), "07_decision": (386, 43),
-    "09_serving": (527, 65), "10_forgetting_and_merging": (603, 87), "11_synthetic_pairs": (418, 43), "12_scaling_out": (316, 40),
-}
-
-
 def test_parameters_go_to_the_notebooks_that_declare_them():
     plan = W.parameters_per_notebook(NOTEBOOKS, {"seed": 7})
     assert all(params == {"seed": 7} for params in plan.values())
@@ -279,4 +262,6 @@ def test_reranking_line_gives_the_chosen_k_and_the_fusion_when_measured():
     assert "top 10 (k chosen on dev), test NDCG@10 0.657 → 0.520, -0.136 [-0.167, -0.105] (below zero)" in line and line.endswith("CPU.")
     metrics["fusion"] = {"k": 20, "weight": 0.3, "difference": 0.012, "ci": [0.004, 0.02]}
     assert reranking_line(metrics).endswith("(k = 20, weight 0.3, both chosen on dev): +0.012 [+0.004, +0.020] (above zero).")
+    metrics["fusion"] = {"k": 10, "weight": 0.0, "difference": 0.0, "ci": [0.0, 0.0]}  # w = 0 is the retriever itself: no verdict
+    assert reranking_line(metrics).endswith("dev chose the weight 0: the retriever alone.")
     assert reranking_line({"rerank": {}}) is None
