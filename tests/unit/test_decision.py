@@ -5,7 +5,7 @@ import pytest
 from helpers import decision as Dn
 
 
-def test_the_seed_example_gives_the_seed_recommendation():
+def test_the_chapter_example_gives_the_chapter_recommendation():
     result = Dn.should_finetune_embeddings(baseline_ndcg=0.38, target_ndcg=0.55, corpus_size=500_000,
                                            num_training_pairs=5_000, reindex_cost_hours=3.5)
     assert result["recommendation"] == "fine-tune"
