@@ -352,8 +352,10 @@ def _serving_order(name: str) -> tuple[int, int, str]:
 
 
 def provenance(run: Mapping[str, Any]) -> str:
-    """Where a committed reference run's figures come from: "reference run: COMMAND on MACHINE, DATE (commit C)"."""
-    return f"reference run: {run['command']} on {run['machine']}, {run['date']} (commit {run['commit']})"
+    """Where a committed reference run's figures come from: "reference run: COMMAND on MACHINE, DATE (commit C)"; a
+    command recorded before the presets moved out of benchmarks/ says where the preset is now."""
+    moved = " (that preset is now presets/reference.yaml)" if "benchmarks/presets/" in run["command"] else ""
+    return f"reference run: {run['command']}{moved} on {run['machine']}, {run['date']} (commit {run['commit']})"
 
 
 def reference_run(notebook: str, path: str | Path = REFERENCE_FILE) -> dict[str, Any] | None:

@@ -265,3 +265,12 @@ def test_reranking_line_gives_the_chosen_k_and_the_fusion_when_measured():
     metrics["fusion"] = {"k": 10, "weight": 0.0, "difference": 0.0, "ci": [0.0, 0.0]}  # w = 0 is the retriever itself: no verdict
     assert reranking_line(metrics).endswith("dev chose the weight 0: the retriever alone.")
     assert reranking_line({"rerank": {}}) is None
+
+
+def test_provenance_says_where_a_moved_preset_is_now():
+    from helpers.results import provenance
+
+    old = {"command": "workbook run 10 -f benchmarks/presets/reference.yaml", "machine": "EPYC", "date": "2026-12-05", "commit": "abc"}
+    assert provenance(old) == ("reference run: workbook run 10 -f benchmarks/presets/reference.yaml (that preset is now "
+                               "presets/reference.yaml) on EPYC, 2026-12-05 (commit abc)")
+    assert "now" not in provenance({**old, "command": "workbook run 10 -f presets/reference.yaml"})
