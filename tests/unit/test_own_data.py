@@ -1,53 +1,14 @@
 """A user's own data in every documented shape: pairs with and without negatives, with and without `score`,
 `.jsonl` and `.csv`, a BEIR folder, texts longer than the model reads, non-ASCII text, and files in another
-encoding. Readers are checked directly (fast); then notebook 03 (and 04 where the data reaches it) runs on each
-shape, and the tests assert on what it prepared or on the message it stopped with."""
+encoding, read directly by the helpers (the notebook tier runs notebooks 03 and 04 on them:
+tests/notebooks/test_own_data_in_notebooks.py)."""
 
-import csv
-import json
-from pathlib import Path
 
 import pytest
 
-from helpers.data import DataValidationError, RetrievalData, build_dataset, load_beir, parse_icd10cm, read_pair_rows, save_beir, validate_pair_rows
+from helpers.data import DataValidationError, RetrievalData, build_dataset, load_beir, read_pair_rows, save_beir, validate_pair_rows
 
-NON_ASCII = "douleur thoracique à l'effort — 胸痛, naïve café"
-
-
-LONG_WORDS = 400  # far above all-MiniLM-L6-v2's 256 tokens
-
-
-def own_rows(count: int = 240, negatives: bool = False, score: bool = False) -> list[dict]:
-    """Rows made from ICD-10-CM: an inclusion term as the anchor, its code's description as the positive (one
-    anchor per code, so no two rows share a positive); a few non-ASCII anchors and very long positives."""
-    codes = [code for code in parse_icd10cm() if code.inclusion_terms and len(code.description) > 20][:count + 1]
-    rows = []
-    for index, (code, other) in enumerate(zip(codes, codes[1:])):
-        row = {"anchor": code.inclusion_terms[0], "positive": code.description}
-        if index % 40 == 0:
-            row["anchor"] = f"{row['anchor']} ({NON_ASCII} {index})"
-        if index % 60 == 1:
-            row["positive"] = f"{row['positive']}. " + " ".join(["chronic"] * LONG_WORDS)
-        if negatives and index % 2 == 0:
-            row["negative"] = other.description
-        if score:
-            row["score"] = round(0.5 + (index % 5) / 10, 1)
-        rows.append(row)
-    return rows
-
-
-def write_jsonl(path: Path, rows: list[dict], encoding: str = "utf-8") -> Path:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding=encoding)
-    return path
-
-
-def write_csv(path: Path, rows: list[dict], encoding: str = "utf-8") -> Path:
-    columns = list(dict.fromkeys(name for row in rows for name in row))
-    with path.open("w", encoding=encoding, newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+from own_data_rows import LONG_WORDS, NON_ASCII, own_rows, write_csv, write_jsonl  # noqa: F401 (tests/ is on the path: conftest.py's folder)
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
