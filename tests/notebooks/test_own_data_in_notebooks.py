@@ -11,7 +11,7 @@ import pytest
 from helpers import workbook as W
 from helpers.data import build_dataset, load_beir, save_beir, validate_pair_rows
 
-from own_data_rows import LONG_WORDS, NON_ASCII, own_rows, write_csv, write_jsonl  # noqa: F401 (tests/ is on the path: conftest.py's folder)
+from own_data_rows import LONG_WORDS, NON_ASCII, own_rows, write_csv, write_jsonl  # tests/ is on the path: conftest.py's folder
 
 
 def run_papermill(notebook: str, out: Path, parameters: dict) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import pytest
 
 from helpers.data import DataValidationError, RetrievalData, build_dataset, load_beir, read_pair_rows, save_beir, validate_pair_rows
 
-from own_data_rows import LONG_WORDS, NON_ASCII, own_rows, write_csv, write_jsonl  # noqa: F401 (tests/ is on the path: conftest.py's folder)
+from own_data_rows import LONG_WORDS, NON_ASCII, own_rows, write_csv, write_jsonl  # tests/ is on the path: conftest.py's folder
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
