@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 
 import torch
 
-from helpers.data import build_dataset, load_beir
+from helpers.data import load_beir
+from helpers.sources import build_dataset
 from helpers.models import choose_device, load_model, with_encoding_precision
 
 

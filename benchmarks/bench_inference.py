@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import serving
-from helpers.data import build_dataset
+from helpers.sources import build_dataset
 from helpers.models import load_model
 
 

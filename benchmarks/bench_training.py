@@ -22,7 +22,9 @@ import argparse
 import statistics
 import tempfile
 
-from helpers.data import build_dataset, pairs_to_dataset, subsample, training_pairs
+from helpers.data import subsample
+from helpers.sources import build_dataset
+from helpers.training_sets import pairs_to_dataset, training_pairs
 from helpers.models import load_model
 from helpers.training import recipe, train_with_recipe
 

@@ -20,7 +20,8 @@ import yaml
 from .environment import temporary_environment
 from .exercises import checked_exercises, write_learner_copies
 from .parameters import declared_parameters, read_value
-from .results import REFERENCE_FILE, add_to_reference, results_table
+from .committed_runs import REFERENCE_FILE, add_to_reference
+from .results import results_table
 from .workbook import (PRECISION_ENVIRONMENT, PRESET_ENVIRONMENT, RUNS_DIR, SMOKE_CELL_TIMEOUT, list_notebooks, load_preset,
                        parameters_per_notebook, run_notebook, select_notebooks, write_summary)
 

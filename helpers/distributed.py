@@ -115,7 +115,7 @@ def train(args: argparse.Namespace) -> dict[str, Any] | None:
     from sentence_transformers.sentence_transformer.training_args import (BatchSamplers,
                                                                           SentenceTransformerTrainingArguments)
 
-    from .data import load_training_dataset
+    from .training_sets import load_training_dataset
     from .models import choose_precision, load_model, precision_flags
     from .training import recipe_run_record
     from .storage import begin_output, publish_output

@@ -1,23 +1,25 @@
-"""Retrieval evaluation plumbing: cached corpus embeddings, rankings, per-query scores, intervals, TREC files.
+"""Retrieval evaluation plumbing: cached corpus embeddings, rankings, per-query scores, lexical runs and rank fusion,
+TREC files, the significance test.
 
 Notebook 05 defines the metrics and computes them by hand before using these. Per-query scores come from
 trec_eval itself (through `pytrec_eval`, compiled C: no warm-up, nothing compiled at run time); the interval of
-a difference is scipy's paired bootstrap, the significance test scipy's paired permutation test (Fisher's
-randomization test), rank fusion LanceDB's. Nothing here re-implements an IR metric.
+a difference is scipy's paired bootstrap (in `helpers.intervals`, re-exported here), the significance test scipy's
+paired permutation test (Fisher's randomization test), rank fusion LanceDB's. Nothing here re-implements an IR metric.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .intervals import interval_verdict  # noqa: F401  (re-exported: notebooks read verdicts from here)
+from .intervals import bootstrap_ci, bootstrap_statistic_ci, interval_verdict, seeds_and_queries_ci, seeds_and_statistic_ci  # noqa: F401
+# (re-exported: the notebooks import their intervals and verdicts with the metrics)
 from .models import model_fingerprint
 from .progress import bar_shown
 from .storage import unverified, write_atomically, write_checksum
@@ -187,91 +189,6 @@ def reciprocal_rank_fusion(runs: Sequence[Mapping[str, Mapping[str, float]]], k:
         fused[query_id] = {doc_ids[index]: float(score)
                            for index, score in zip(result["_rowid"], result["_relevance_score"], strict=True)}
     return fused
-
-
-def bootstrap_ci(values: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the mean of per-query values (scipy).
-
-    For a paired comparison pass the per-query differences (one model minus the other): queries are resampled
-    as units, so each query's two scores stay together.
-    """
-    from scipy.stats import bootstrap
-
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 1 or values.size < 2:
-        raise ValueError("a bootstrap interval needs a one-dimensional array of at least two per-query values")
-    result = bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                       method="percentile", rng=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def seeds_and_queries_ci(differences: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000,
-                         seed: int = 0) -> tuple[float, float]:
-    """Interval of a mean paired difference measured over several training seeds, covering both the choice of
-    queries and the luck of the training runs.
-
-    `differences[s, q]` is query q's score difference (one arm minus the other) in the runs trained with seed s.
-    Two parts, added in quadrature on each side of the mean: the query part is `bootstrap_ci` of the per-query
-    differences averaged over the seeds (queries resampled as units, so each query's scores stay paired); the seed
-    part is Student's t interval of the seeds' mean differences, t(seeds - 1) x their standard deviation / sqrt(seeds).
-    With three seeds t is 4.3: a handful of runs says little about how much another run could differ, and a
-    bootstrap over three seeds would pretend otherwise (its intervals cover far less than they claim). With one
-    seed (one row) this is `bootstrap_ci` of that row: queries only.
-    """
-    from scipy.stats import t as student_t
-
-    differences = np.asarray(differences, dtype=float)
-    if differences.ndim == 1:
-        differences = differences[None, :]
-    if differences.ndim != 2 or differences.shape[1] < 2:
-        raise ValueError("seeds_and_queries_ci needs an array of shape (seeds, queries) with at least two queries, "
-                         f"got shape {differences.shape}")
-    mean = float(differences.mean())
-    low, high = bootstrap_ci(differences.mean(axis=0), confidence, n_resamples, seed)
-    n_seeds = differences.shape[0]
-    if n_seeds == 1:
-        return low, high
-    seed_means = differences.mean(axis=1)
-    seed_part = student_t.ppf(0.5 + confidence / 2, n_seeds - 1) * seed_means.std(ddof=1) / np.sqrt(n_seeds)
-    return mean - float(np.hypot(mean - low, seed_part)), mean + float(np.hypot(high - mean, seed_part))
-
-
-def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], n_items: int, confidence: float = 0.95,
-                           n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap interval of `statistic(indices)`, a number computed from the items at `indices`,
-    for statistics that are not a mean of per-item values (a Spearman correlation). Items are resampled as
-    units, so for a paired comparison let `statistic` return one model's value minus the other's on the same
-    resampled items."""
-    if n_items < 2:
-        raise ValueError("a bootstrap interval needs at least two items")
-    rng = np.random.default_rng(seed)
-    values = np.array([statistic(rng.integers(0, n_items, n_items)) for _ in range(n_resamples)])
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def seeds_and_statistic_ci(statistic: Callable[[int, Any], float], n_seeds: int, n_items: int,
-                           confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Interval of the mean over training seeds of `statistic(s, indices)`, a number computed from the items at
-    `indices` in the runs trained with the s-th seed (a Spearman difference, a share of a gain kept), covering the
-    items' sampling and the seeds' luck as `seeds_and_queries_ci` does for a mean difference: the item part is
-    `bootstrap_statistic_ci` of the seeds' mean statistic (each resample draws the same items for every seed), the
-    seed part Student's t interval of the seeds' statistics on all items; the two are added in quadrature on each
-    side of the mean. With one seed this is `bootstrap_statistic_ci`: items only."""
-    from scipy.stats import t as student_t
-
-    if n_seeds < 1:
-        raise ValueError(f"seeds_and_statistic_ci needs at least one seed, got {n_seeds}")
-    everything = np.arange(n_items)
-    per_seed = np.array([statistic(s, everything) for s in range(n_seeds)], dtype=float)
-    mean = float(per_seed.mean())
-    low, high = bootstrap_statistic_ci(lambda at: float(np.mean([statistic(s, at) for s in range(n_seeds)])), n_items,
-                                       confidence, n_resamples, seed)
-    if n_seeds == 1:
-        return low, high
-    seed_part = student_t.ppf(0.5 + confidence / 2, n_seeds - 1) * per_seed.std(ddof=1) / np.sqrt(n_seeds)
-    return mean - float(np.hypot(mean - low, seed_part)), mean + float(np.hypot(high - mean, seed_part))
 
 
 def significance(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Mapping[str, Mapping[str, float]]],

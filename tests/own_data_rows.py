@@ -5,7 +5,7 @@ import csv
 import json
 from pathlib import Path
 
-from helpers.data import parse_icd10cm
+from helpers.sources import parse_icd10cm
 
 NON_ASCII = "douleur thoracique à l'effort — 胸痛, naïve café"
 

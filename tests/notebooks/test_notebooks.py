@@ -17,7 +17,7 @@ import pytest
 from helpers import cli, serving
 from helpers.decision import RECOMMENDATIONS
 from helpers.exercises import checked_exercises, write_learner_copies
-from helpers.results import committed_default_run
+from helpers.committed_runs import committed_default_run
 from helpers.training import recipe, recipe_arguments
 from helpers.workbook import incomplete, list_notebooks, load_preset, run_notebook
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from helpers import workbook as W
-from helpers.data import build_dataset, load_beir, save_beir, validate_pair_rows
+from helpers.data import load_beir, save_beir
+from helpers.sources import build_dataset, validate_pair_rows
 
 from own_data_rows import LONG_WORDS, NON_ASCII, own_rows, write_csv, write_jsonl  # tests/ is on the path: conftest.py's folder
 

@@ -14,7 +14,7 @@ import re
 import nbformat
 import pytest
 
-from helpers.results import REFERENCE_FILE, off_the_shelf_rows, reindex_rate_rows
+from helpers.committed_runs import REFERENCE_FILE, off_the_shelf_rows, reindex_rate_rows
 from helpers.workbook import PROJECT_ROOT, list_notebooks
 
 SUMMARY = PROJECT_ROOT / "benchmarks" / "results" / "cpu-default-all" / "summary.json"

@@ -16,7 +16,7 @@ import pytest
 HELPERS = Path(__file__).resolve().parents[2] / "helpers"
 LAYERS = {
     "bottom": {"paths", "storage", "environment", "intervals", "outputs", "progress"},
-    "middle": {"data", "models", "training", "evaluation", "indexing", "serving", "merging", "decision", "reranking",
+    "middle": {"data", "sources", "training_sets", "committed_runs", "models", "training", "evaluation", "indexing", "serving", "merging", "decision", "reranking",
                "parameters", "exercises", "results", "distributed", "ray_indexing"},
     "top": {"workbook", "cli", "book"},
 }

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from helpers import indexing as I
-from helpers.data import parse_icd10cm
+from helpers.sources import parse_icd10cm
 from helpers.models import model_fingerprint
 from helpers.workbook import PROJECT_ROOT
 

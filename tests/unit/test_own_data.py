@@ -6,7 +6,8 @@ tests/notebooks/test_own_data_in_notebooks.py)."""
 
 import pytest
 
-from helpers.data import DataValidationError, RetrievalData, build_dataset, load_beir, read_pair_rows, save_beir, validate_pair_rows
+from helpers.data import DataValidationError, RetrievalData, load_beir, save_beir
+from helpers.sources import build_dataset, read_pair_rows, validate_pair_rows
 
 from own_data_rows import LONG_WORDS, NON_ASCII, own_rows, write_csv, write_jsonl  # tests/ is on the path: conftest.py's folder
 

@@ -160,8 +160,8 @@ def test_a_cell_over_the_timeout_fails_its_notebook_instead_of_hanging(tmp_path)
 
 
 def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
-    from helpers.results import add_to_reference, reference_run
-    from helpers.results import provenance as provenance_line
+    from helpers.committed_runs import add_to_reference, reference_run
+    from helpers.committed_runs import provenance as provenance_line
 
     path = tmp_path / "reference.json"
     provenance = {"command": "workbook run 11 -f presets/reference.yaml", "machine": "2-core EPYC",
@@ -183,7 +183,7 @@ def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
 
 
 def test_off_the_shelf_rows_line_up_each_notebooks_figure_with_its_corpus():
-    from helpers.results import committed_default_run, off_the_shelf_rows
+    from helpers.committed_runs import committed_default_run, off_the_shelf_rows
 
     metrics = {
         "05_evaluation": {"dataset": "icd10cm", "corpus_size": 20000, "test_queries": 2248, "base_ndcg@10": 0.5,
@@ -204,7 +204,7 @@ def test_off_the_shelf_rows_line_up_each_notebooks_figure_with_its_corpus():
 
 
 def test_reindex_rate_rows_say_what_each_rate_includes():
-    from helpers.results import committed_default_run, reindex_rate_rows
+    from helpers.committed_runs import committed_default_run, reindex_rate_rows
 
     metrics = {"07_decision": {"docs_per_s": 500.0, "throughput_documents": 1000, "numeric_precision": "bf16"},
                "09_serving": {"variants": {"pytorch fp32": {"docs_per_s": 250.0}}, "parameters": {"throughput_documents": 500}},
@@ -268,7 +268,7 @@ def test_reranking_line_gives_the_chosen_k_and_the_fusion_when_measured():
 
 
 def test_provenance_says_where_a_moved_preset_is_now():
-    from helpers.results import provenance
+    from helpers.committed_runs import provenance
 
     old = {"command": "workbook run 10 -f benchmarks/presets/reference.yaml", "machine": "EPYC", "date": "2026-12-05", "commit": "abc"}
     assert provenance(old) == ("reference run: workbook run 10 -f benchmarks/presets/reference.yaml (that preset is now "

@@ -16,7 +16,8 @@ import uuid
 import pytest
 
 from helpers import cli
-from helpers.data import RetrievalData, parse_icd10cm, save_beir
+from helpers.data import RetrievalData, save_beir
+from helpers.sources import parse_icd10cm
 from helpers.distributed import (build_parser, latest_checkpoint, launch_command, negatives_per_anchor, read_run,
                                  settings_from, false_negative_steps)
 from helpers.ray_indexing import projected_hours, projected_hours_as_table_grows, writer_seconds

@@ -3,7 +3,8 @@ import torch
 from datasets import Dataset
 
 from helpers import training as T
-from helpers.data import ContrastivePair, pairs_to_dataset
+from helpers.data import ContrastivePair
+from helpers.training_sets import pairs_to_dataset
 from helpers.models import load_model
 
 PAIRS = [
