@@ -47,7 +47,9 @@ def main() -> None:
     device = choose_device(args.device)
     mean_chars = sum(map(len, corpus)) / len(corpus)
     name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or platform.machine()
-    print(f"model {args.model} on {device} ({name}); {len(corpus)} {data.name} documents, {mean_chars:.0f} characters on average")
+    print(
+        f"model {args.model} on {device} ({name}); {len(corpus)} {data.name} documents, {mean_chars:.0f} characters on average"
+    )
     rows = []
     for dtype in args.dtypes:
         model = load_model(args.model, device=device, dtype=getattr(torch, dtype))
@@ -68,21 +70,39 @@ def main() -> None:
                     rates[precision].append(len(corpus) / (time.perf_counter() - started))
             for precision in precisions:
                 rate = statistics.median(rates[precision])
-                rows.append({"dtype": dtype, "precision": precision, "batch_size": batch_size, "docs_per_s": rate,
-                             "seconds": len(corpus) / rate, "rounds": rates[precision]})
+                rows.append(
+                    {
+                        "dtype": dtype,
+                        "precision": precision,
+                        "batch_size": batch_size,
+                        "docs_per_s": rate,
+                        "seconds": len(corpus) / rate,
+                        "rounds": rates[precision],
+                    }
+                )
                 print(f"{dtype}, {precision}, batch {batch_size}: {rate:.0f} docs/s (median of {args.rounds})")
             if {"fp32", "bf16"} <= set(precisions):
                 cosine = torch.nn.functional.cosine_similarity(vectors["fp32"].float(), vectors["bf16"].float()).min()
                 rows[-1]["ratio_bf16"] = statistics.median(rates["bf16"]) / statistics.median(rates["fp32"])
                 rows[-1]["min_cosine_fp32_bf16"] = float(cosine)
-                print(f"batch {batch_size}: bf16/fp32 {rows[-1]['ratio_bf16']:.2f}, smallest cosine {float(cosine):.5f}")
+                print(
+                    f"batch {batch_size}: bf16/fp32 {rows[-1]['ratio_bf16']:.2f}, smallest cosine {float(cosine):.5f}"
+                )
     ratios = [row["ratio_bf16"] for row in rows if "ratio_bf16" in row]
     if ratios:
         print(f"ratio_bf16 {statistics.median(ratios):.3f}")
     if args.out:
-        record = {"model": args.model, "device": device, "device_name": name, "dataset": data.name,
-                  "documents": len(corpus), "mean_characters": mean_chars, "torch": torch.__version__,
-                  "measured_on": datetime.now(UTC).date().isoformat(), "runs": rows}
+        record = {
+            "model": args.model,
+            "device": device,
+            "device_name": name,
+            "dataset": data.name,
+            "documents": len(corpus),
+            "mean_characters": mean_chars,
+            "torch": torch.__version__,
+            "measured_on": datetime.now(UTC).date().isoformat(),
+            "runs": rows,
+        }
         with open(args.out, "w", encoding="utf-8") as handle:
             json.dump(record, handle, indent=2)
 

@@ -22,7 +22,9 @@ from helpers.models import load_model
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="a model id or folder (e.g. notebook 04's final model)")
+    parser.add_argument(
+        "--model", default="all-MiniLM-L6-v2", help="a model id or folder (e.g. notebook 04's final model)"
+    )
     parser.add_argument("--dataset", default="icd10cm")
     parser.add_argument("--documents", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -41,7 +43,9 @@ def main() -> None:
             "onnxruntime int8": lambda texts: int8.encode(texts, batch_size=args.batch_size),
         }
         reference = backends["pytorch fp32"](corpus)
-        print(f"model {args.model}; {len(corpus)} {args.dataset} documents, batch {args.batch_size}, {args.rounds} rounds")
+        print(
+            f"model {args.model}; {len(corpus)} {args.dataset} documents, batch {args.batch_size}, {args.rounds} rounds"
+        )
         for name, encode in backends.items():
             worst = float((np.asarray(encode(corpus)) * reference).sum(axis=1).min())
             print(f"  {name}: worst cosine to pytorch fp32 {worst:.4f}")

@@ -49,12 +49,23 @@ def bare_run(dataset, batch_size: int, steps: int, output_dir: str, bf16: bool =
 
     model = SentenceTransformer(str(packaged_default_model_path()), device="cpu")
     args = SentenceTransformerTrainingArguments(
-        output_dir=output_dir, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=1e-4,
-        warmup_steps=0.1, seed=42, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no",
-        report_to="none", use_cpu=True, logging_steps=1000, disable_tqdm=True, bf16=bf16,
+        output_dir=output_dir,
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=1e-4,
+        warmup_steps=0.1,
+        seed=42,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        logging_steps=1000,
+        disable_tqdm=True,
+        bf16=bf16,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
-                                         loss=losses.MultipleNegativesRankingLoss(model))
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=dataset, loss=losses.MultipleNegativesRankingLoss(model)
+    )
     metrics = trainer.train().metrics
     return float(metrics["train_samples_per_second"]), float(metrics["train_loss"])
 
@@ -70,11 +81,16 @@ def compare_helpers(dataset, rounds: int, steps: int, batch_size: int, work: str
         bare.append(bare_run(dataset, batch_size, steps, f"{work}/bare-{round_number}")[0])
         ours.append(ours_run(dataset, batch_size, steps, f"{work}/ours-{round_number}", False))
         grouped.append(ours_run(dataset, batch_size, steps, f"{work}/grouped-{round_number}", True))
-        print(f"round {round_number}: bare {bare[-1]:.1f} examples/s, ours {ours[-1]:.1f} examples/s, "
-              f"ours length-grouped {grouped[-1]:.1f} examples/s", flush=True)
+        print(
+            f"round {round_number}: bare {bare[-1]:.1f} examples/s, ours {ours[-1]:.1f} examples/s, "
+            f"ours length-grouped {grouped[-1]:.1f} examples/s",
+            flush=True,
+        )
     print(f"median bare: {statistics.median(bare):.1f} examples/s")
-    print(f"median ours length-grouped (the default): {statistics.median(grouped):.1f} examples/s, "
-          f"{statistics.median(grouped) / statistics.median(bare):.2f}x bare")
+    print(
+        f"median ours length-grouped (the default): {statistics.median(grouped):.1f} examples/s, "
+        f"{statistics.median(grouped) / statistics.median(bare):.2f}x bare"
+    )
     print(f"median ours: {statistics.median(ours):.1f} examples/s")
     print(f"ratio {statistics.median(ours) / statistics.median(bare):.3f}")
 
@@ -82,8 +98,11 @@ def compare_helpers(dataset, rounds: int, steps: int, batch_size: int, work: str
 def compare_precisions(dataset, rounds: int, steps: int, batch_size: int, work: str) -> None:
     from helpers.models import cpu_computes_bf16_natively
 
-    print(f"fp32 against bf16 on the CPU (bf16 in hardware: {cpu_computes_bf16_natively()}), batch {batch_size}, "
-          f"{steps} steps, {rounds} alternating rounds", flush=True)
+    print(
+        f"fp32 against bf16 on the CPU (bf16 in hardware: {cpu_computes_bf16_natively()}), batch {batch_size}, "
+        f"{steps} steps, {rounds} alternating rounds",
+        flush=True,
+    )
     rates: dict[str, list[float]] = {"fp32": [], "bf16": []}
     losses: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for round_number in range(1, rounds + 1):
@@ -91,9 +110,14 @@ def compare_precisions(dataset, rounds: int, steps: int, batch_size: int, work: 
             rate, loss = bare_run(dataset, batch_size, steps, f"{work}/{precision}-{round_number}", precision == "bf16")
             rates[precision].append(rate)
             losses[precision].append(loss)
-        print(f"round {round_number}: fp32 {rates['fp32'][-1]:.1f} examples/s (loss {losses['fp32'][-1]:.4f}), "
-              f"bf16 {rates['bf16'][-1]:.1f} examples/s (loss {losses['bf16'][-1]:.4f})", flush=True)
-    print(f"median fp32: {statistics.median(rates['fp32']):.1f} examples/s, bf16: {statistics.median(rates['bf16']):.1f}")
+        print(
+            f"round {round_number}: fp32 {rates['fp32'][-1]:.1f} examples/s (loss {losses['fp32'][-1]:.4f}), "
+            f"bf16 {rates['bf16'][-1]:.1f} examples/s (loss {losses['bf16'][-1]:.4f})",
+            flush=True,
+        )
+    print(
+        f"median fp32: {statistics.median(rates['fp32']):.1f} examples/s, bf16: {statistics.median(rates['bf16']):.1f}"
+    )
     print(f"ratio_bf16 {statistics.median(rates['bf16']) / statistics.median(rates['fp32']):.3f}")
 
 

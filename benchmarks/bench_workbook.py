@@ -40,11 +40,15 @@ def main() -> None:
     seconds = time.perf_counter() - started
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
     speed = (before + machine_speed()) / 2
-    print(f"machine speed: {speed:.1f} examples/s of a bare MNRL training run (before {before:.1f}), "
-          f"{speed / REFERENCE_EXAMPLES_PER_S:.2f}x the reference {REFERENCE_EXAMPLES_PER_S}")
-    print(f"workbook run {' '.join(sys.argv[1:])}: exit {completed.returncode}, {seconds / 60:.1f} minutes wall, "
-          f"peak memory {peak_gb:.2f} GB; at the reference speed about "
-          f"{seconds / 60 * speed / REFERENCE_EXAMPLES_PER_S:.1f} minutes")
+    print(
+        f"machine speed: {speed:.1f} examples/s of a bare MNRL training run (before {before:.1f}), "
+        f"{speed / REFERENCE_EXAMPLES_PER_S:.2f}x the reference {REFERENCE_EXAMPLES_PER_S}"
+    )
+    print(
+        f"workbook run {' '.join(sys.argv[1:])}: exit {completed.returncode}, {seconds / 60:.1f} minutes wall, "
+        f"peak memory {peak_gb:.2f} GB; at the reference speed about "
+        f"{seconds / 60 * speed / REFERENCE_EXAMPLES_PER_S:.1f} minutes"
+    )
     sys.exit(completed.returncode)
 
 

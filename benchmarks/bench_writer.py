@@ -30,8 +30,17 @@ def rows(start: int, count: int, rng: np.random.Generator) -> list[dict]:
     """`count` rows of an index table with ids start..start+count-1 and random unit vectors."""
     vectors = rng.standard_normal((count, DIMENSIONS)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return [{"id": f"doc-{start + i}", "text": f"document {start + i}", "content_hash": content_hash(f"document {start + i}"),
-             "model": "bench", "model_version": "0" * 16, "vector": vector} for i, vector in enumerate(vectors)]
+    return [
+        {
+            "id": f"doc-{start + i}",
+            "text": f"document {start + i}",
+            "content_hash": content_hash(f"document {start + i}"),
+            "model": "bench",
+            "model_version": "0" * 16,
+            "vector": vector,
+        }
+        for i, vector in enumerate(vectors)
+    ]
 
 
 def upsert_rate(size: int, batches: int, batch_size: int, id_index: bool, seed: int = 0) -> dict:
@@ -55,9 +64,16 @@ def upsert_rate(size: int, batches: int, batch_size: int, id_index: bool, seed: 
             table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(batch)
             seconds.append(time.perf_counter() - started)
         assert table.count_rows() == size + batches * batch_size
-    return {"table_rows": size, "id_index": id_index, "batches": batches, "batch_size": batch_size, "fill_seconds": round(fill_seconds, 1),
-            "docs_per_s": batches * batch_size / sum(seconds), "median_commit_s": float(np.median(seconds)),
-            "slowest_commit_s": max(seconds)}
+    return {
+        "table_rows": size,
+        "id_index": id_index,
+        "batches": batches,
+        "batch_size": batch_size,
+        "fill_seconds": round(fill_seconds, 1),
+        "docs_per_s": batches * batch_size / sum(seconds),
+        "median_commit_s": float(np.median(seconds)),
+        "slowest_commit_s": max(seconds),
+    }
 
 
 def main() -> None:
@@ -72,13 +88,18 @@ def main() -> None:
         for id_index in (False, True):
             result = upsert_rate(size, args.batches, args.batch_size, id_index)
             results.append(result)
-            print(f"table of {size:>9,} rows, {'a scalar index on id' if id_index else 'no index':>20}: "
-                  f"{result['docs_per_s']:8,.0f} documents/s upserted in batches of {args.batch_size} (median commit "
-                  f"{result['median_commit_s'] * 1000:.0f} ms, slowest {result['slowest_commit_s'] * 1000:.0f} ms; "
-                  f"filled in {result['fill_seconds']} s)", flush=True)
+            print(
+                f"table of {size:>9,} rows, {'a scalar index on id' if id_index else 'no index':>20}: "
+                f"{result['docs_per_s']:8,.0f} documents/s upserted in batches of {args.batch_size} (median commit "
+                f"{result['median_commit_s'] * 1000:.0f} ms, slowest {result['slowest_commit_s'] * 1000:.0f} ms; "
+                f"filled in {result['fill_seconds']} s)",
+                flush=True,
+            )
     if args.out:
         with open(args.out, "w") as handle:
-            json.dump({"measured": datetime.now(UTC).isoformat(timespec="seconds"), "results": results}, handle, indent=2)
+            json.dump(
+                {"measured": datetime.now(UTC).isoformat(timespec="seconds"), "results": results}, handle, indent=2
+            )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def executed_notebooks(run_dir: str | Path, stems: Sequence[str] | None = None) 
     stems = stems or [path.stem for path in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))]
     found = [run_dir / stem / f"{stem}.ipynb" for stem in stems if (run_dir / stem / f"{stem}.ipynb").is_file()]
     if not found:
-        raise FileNotFoundError(f"{run_dir} holds no executed notebook (<name>/<name>.ipynb): run `workbook run --out {run_dir}` first")
+        raise FileNotFoundError(
+            f"{run_dir} holds no executed notebook (<name>/<name>.ipynb): run `workbook run --out {run_dir}` first"
+        )
     return found
 
 
@@ -53,9 +55,12 @@ def fold_solutions(notebook: nbformat.NotebookNode) -> int:
     folded = 0
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type == "code" and SOLUTION_BEGIN in cell.source:
-            code = "\n".join(line for line in cell.source.splitlines() if line.strip() not in (SOLUTION_BEGIN, SOLUTION_END))
+            code = "\n".join(
+                line for line in cell.source.splitlines() if line.strip() not in (SOLUTION_BEGIN, SOLUTION_END)
+            )
             notebook.cells[index] = nbformat.v4.new_markdown_cell(
-                f"<details class=\"solution\"><summary>Show the solution</summary>\n\n```python\n{code}\n```\n\n</details>")
+                f'<details class="solution"><summary>Show the solution</summary>\n\n```python\n{code}\n```\n\n</details>'
+            )
             folded += 1
     return folded
 
@@ -92,9 +97,12 @@ def build_book(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = executed_notebooks(run_dir)
     notebooks = [nbformat.read(path, as_version=4) for path in sources]
-    pages = [(f"{path.stem}.html", title_of(notebook, path.stem)) for path, notebook in zip(sources, notebooks, strict=True)]
-    exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True,
-                            mathjax_url=_local_mathjax(out_dir))
+    pages = [
+        (f"{path.stem}.html", title_of(notebook, path.stem)) for path, notebook in zip(sources, notebooks, strict=True)
+    ]
+    exporter = HTMLExporter(
+        template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True, mathjax_url=_local_mathjax(out_dir)
+    )
     for position, notebook in enumerate(notebooks):
         notebook.metadata.pop("widgets", None)  # a widget's saved state would load its renderer from the network
         fold_solutions(notebook)

@@ -22,8 +22,18 @@ from .exercises import checked_exercises, write_learner_copies
 from .parameters import declared_parameters, read_value
 from .committed_runs import REFERENCE_FILE, add_to_reference
 from .results import results_table
-from .workbook import (PRECISION_ENVIRONMENT, PRESET_ENVIRONMENT, RUNS_DIR, SMOKE_CELL_TIMEOUT, list_notebooks, load_preset,
-                       parameters_per_notebook, run_notebook, select_notebooks, write_summary)
+from .workbook import (
+    PRECISION_ENVIRONMENT,
+    PRESET_ENVIRONMENT,
+    RUNS_DIR,
+    SMOKE_CELL_TIMEOUT,
+    list_notebooks,
+    load_preset,
+    parameters_per_notebook,
+    run_notebook,
+    select_notebooks,
+    write_summary,
+)
 
 
 @contextmanager
@@ -56,7 +66,10 @@ def command_run(args: argparse.Namespace) -> int:
         except yaml.YAMLError as error:
             where = getattr(error, "problem_mark", None)
             at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-            print(f"workbook: {args.file} is not valid YAML{at}: {getattr(error, 'problem', None) or error}", file=sys.stderr)
+            print(
+                f"workbook: {args.file} is not valid YAML{at}: {getattr(error, 'problem', None) or error}",
+                file=sys.stderr,
+            )
             return 2
         if not isinstance(loaded, dict):
             print(f"workbook: {args.file}: a parameters file must be a mapping of names to values", file=sys.stderr)
@@ -117,17 +130,27 @@ def command_check(args: argparse.Namespace) -> int:
         found = results.get(name, {"status": "not run", "message": "the notebook stopped before its check"})
         print(f"Exercise {name}: {found['status']}" + (f": {found['message']}" if found["message"] else ""))
     if result.status != "ok":
-        print(f"workbook: the notebook itself failed: {result.error} (executed copy: {result.executed})", file=sys.stderr)
+        print(
+            f"workbook: the notebook itself failed: {result.error} (executed copy: {result.executed})", file=sys.stderr
+        )
     passed = result.status == "ok" and all(results.get(name, {}).get("status") == "passed" for name in expected)
     return 0 if passed else 1
 
 
 def command_reference(args: argparse.Namespace) -> int:
     summary = json.loads((Path(args.run) / "summary.json").read_text(encoding="utf-8"))
-    commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                           check=True).stdout.strip()
-    provenance = {"command": args.command, "machine": args.machine, "commit": commit,
-                  "date": args.date or datetime.now().strftime("%Y-%m-%d")}
+    commit = (
+        args.commit
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    provenance = {
+        "command": args.command,
+        "machine": args.machine,
+        "commit": commit,
+        "date": args.date or datetime.now().strftime("%Y-%m-%d"),
+    }
     recorded = add_to_reference(summary, provenance, args.into)
     print(f"recorded {', '.join(recorded)} in {args.into}")
     return 0
@@ -187,8 +210,17 @@ def command_reindex_ray(args: argparse.Namespace) -> int:
     model = load_model(model_name, device="cpu")  # the driver's copy: the plan, the version and the verification
     store = open_store(args.store)
     table = index_table_name(args.model, model_fingerprint(model))
-    stats = ray_sync_index(store, table, corpus, model, model_name, args.workers, args.batch_size,
-                           args.cpus_per_worker, args.gpus_per_worker)
+    stats = ray_sync_index(
+        store,
+        table,
+        corpus,
+        model,
+        model_name,
+        args.workers,
+        args.batch_size,
+        args.cpus_per_worker,
+        args.gpus_per_worker,
+    )
     report = switch_live(store, table, corpus, model)
     print(json.dumps({"reindex": stats.as_dict(), "live": report}, indent=2))
     return 0
@@ -203,11 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("notebooks", nargs="*", help="names or numbers (default: all, in order)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     run.add_argument("-f", "--file", help="a YAML file of parameters (global names, or per-notebook mappings)")
-    run.add_argument("--smoke", action="store_true",
-                     help="the smoke preset (presets/smoke.yaml: tiny sizes, what CI runs); -p and -f win over it")
+    run.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the smoke preset (presets/smoke.yaml: tiny sizes, what CI runs); -p and -f win over it",
+    )
     run.add_argument("--out", help="output folder (default: a fresh folder under runs/)")
-    run.add_argument("--cell-timeout", type=int, metavar="SECONDS",
-                     help=f"fail a notebook whose cell runs longer (default: {SMOKE_CELL_TIMEOUT} with --smoke, else none)")
+    run.add_argument(
+        "--cell-timeout",
+        type=int,
+        metavar="SECONDS",
+        help=f"fail a notebook whose cell runs longer (default: {SMOKE_CELL_TIMEOUT} with --smoke, else none)",
+    )
     run.set_defaults(handler=command_run)
     exercises = commands.add_parser("exercises", help="write the learner's copies: every solution replaced by a stub")
     exercises.add_argument("--out", required=True, help="folder for the copies")
@@ -220,40 +259,60 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=command_check)
     results = commands.add_parser("results", help="the results table of docs/results.md from a finished run")
     results.add_argument("run", nargs="?", help="the run's folder (holding summary.json)")
-    results.add_argument("--write", action="store_true", help="instead, redraw the results blocks of README.md and docs/ "
-                                                               "from the committed files they name")
+    results.add_argument(
+        "--write",
+        action="store_true",
+        help="instead, redraw the results blocks of README.md and docs/ from the committed files they name",
+    )
     results.set_defaults(handler=command_results)
-    book = commands.add_parser("book", help="render a run's executed notebooks into a static HTML book (RUN/book/index.html)")
-    book.add_argument("run", help="the run's folder (holding <notebook>/<notebook>.ipynb, as `workbook run --out` leaves it)")
+    book = commands.add_parser(
+        "book", help="render a run's executed notebooks into a static HTML book (RUN/book/index.html)"
+    )
+    book.add_argument(
+        "run", help="the run's folder (holding <notebook>/<notebook>.ipynb, as `workbook run --out` leaves it)"
+    )
     book.add_argument("--out", help="the book's folder (default: RUN/book)")
     book.set_defaults(handler=command_book)
-    reference = commands.add_parser("reference", help="record a finished run's notebooks as the committed reference run "
-                                                      "(benchmarks/results/reference-cpu/reference.json)")
+    reference = commands.add_parser(
+        "reference",
+        help="record a finished run's notebooks as the committed reference run "
+        "(benchmarks/results/reference-cpu/reference.json)",
+    )
     reference.add_argument("run", help="the run's folder (holding summary.json)")
-    reference.add_argument("--command", required=True, help="the command that made the run, as a reader would retype it")
-    reference.add_argument("--machine", required=True, help="the machine it ran on, in words (processor, cores, precision)")
+    reference.add_argument(
+        "--command", required=True, help="the command that made the run, as a reader would retype it"
+    )
+    reference.add_argument(
+        "--machine", required=True, help="the machine it ran on, in words (processor, cores, precision)"
+    )
     reference.add_argument("--date", default="", help="the run's date (default: today)")
     reference.add_argument("--commit", default="", help="the commit it ran (default: git's HEAD)")
     reference.add_argument("--into", default=str(REFERENCE_FILE), help=argparse.SUPPRESS)
     reference.set_defaults(handler=command_reference)
     ddp = commands.add_parser(
-        "train-ddp", help="notebook 04's recipe on several processes with PyTorch's launcher (torchrun); notebook 12",
+        "train-ddp",
+        help="notebook 04's recipe on several processes with PyTorch's launcher (torchrun); notebook 12",
         description="Runs `python -m torch.distributed.run --standalone --nproc_per_node=N -m helpers.distributed ARGS`. "
-                    "The script's arguments follow `--`: --data (a folder notebook 03 prepared) and --out are required; "
-                    "see `python -m helpers.distributed --help`. Notebook 05 evaluates the model it saves: "
-                    "workbook run 05 -p finetuned_model OUT/final")
+        "The script's arguments follow `--`: --data (a folder notebook 03 prepared) and --out are required; "
+        "see `python -m helpers.distributed --help`. Notebook 05 evaluates the model it saves: "
+        "workbook run 05 -p finetuned_model OUT/final",
+    )
     ddp.add_argument("--processes", type=int, default=2, help="processes on this machine (default: 2)")
     ddp.add_argument("arguments", nargs=argparse.REMAINDER, help="-- then the arguments of helpers.distributed")
     ddp.set_defaults(handler=command_train_ddp)
-    reindex = commands.add_parser("reindex-ray", help="reindex a corpus into LanceDB on Ray workers and switch the live "
-                                                      "alias once verified; notebook 13")
+    reindex = commands.add_parser(
+        "reindex-ray",
+        help="reindex a corpus into LanceDB on Ray workers and switch the live alias once verified; notebook 13",
+    )
     reindex.add_argument("--data", required=True, help="a folder notebook 03 prepared (its corpus.jsonl is indexed)")
     reindex.add_argument("--store", required=True, help="the LanceDB store: a folder, or any URI lancedb accepts")
     reindex.add_argument("--model", default="all-MiniLM-L6-v2", help="a Hugging Face id or a folder")
     reindex.add_argument("--workers", type=int, default=2, help="embedding workers (default: 2)")
     reindex.add_argument("--cpus-per-worker", type=float, default=1)
     reindex.add_argument("--gpus-per-worker", type=float, default=0, help="1: each worker on a GPU")
-    reindex.add_argument("--batch-size", type=int, help="documents per block and commit (default: 128 on CPU, 512 on GPU)")
+    reindex.add_argument(
+        "--batch-size", type=int, help="documents per block and commit (default: 128 on CPU, 512 on GPU)"
+    )
     reindex.add_argument("--documents", type=int, help="only the first N documents (a trial run)")
     reindex.add_argument("--ray-address", help="a running Ray cluster to join (default: start Ray on this machine)")
     reindex.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")

@@ -33,8 +33,9 @@ def reference_run(notebook: str, path: str | Path = REFERENCE_FILE) -> dict[str,
     return runs.get(notebook)
 
 
-def add_to_reference(summary: Sequence[Mapping[str, Any]], provenance: Mapping[str, str],
-                     path: str | Path = REFERENCE_FILE) -> list[str]:
+def add_to_reference(
+    summary: Sequence[Mapping[str, Any]], provenance: Mapping[str, str], path: str | Path = REFERENCE_FILE
+) -> list[str]:
     """Record the notebooks of a finished run (`workbook run`'s summary.json) as the reference run, each with the
     run's provenance (every key of PROVENANCE_KEYS); notebooks already recorded and not in `summary` are kept.
     A notebook that did not finish is refused, naming it. Returns the notebooks recorded."""
@@ -47,8 +48,12 @@ def add_to_reference(summary: Sequence[Mapping[str, Any]], provenance: Mapping[s
     path = Path(path)
     runs = json.loads(path.read_text()) if path.exists() else {}
     for run in summary:
-        runs[run["notebook"]] = {**{key: provenance[key] for key in PROVENANCE_KEYS}, "seconds": round(run["seconds"], 1),
-                                 "parameters": run["parameters"], "metrics": run["metrics"]}
+        runs[run["notebook"]] = {
+            **{key: provenance[key] for key in PROVENANCE_KEYS},
+            "seconds": round(run["seconds"], 1),
+            "parameters": run["parameters"],
+            "metrics": run["metrics"],
+        }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(sorted(runs.items())), indent=1, ensure_ascii=False) + "\n")
     return [run["notebook"] for run in summary]
@@ -65,24 +70,78 @@ def committed_default_run(path: str | Path = DEFAULT_SUMMARY) -> dict[str, dict[
 # (notebook, split, documents searched, queries, off the shelf, notebook 04's model or None): where each notebook's
 # metrics.json keeps the ICD-10-CM scores it measured with the off-the-shelf model
 _OFF_THE_SHELF = (
-    ("01_why_finetune", "test (compact)", lambda m: m["measured"]["icd10cm"]["corpus"], lambda m: m["measured"]["icd10cm"]["test_queries"],
-     lambda m: m["measured"]["icd10cm"]["base_ndcg@10"], lambda m: None),
-    ("02_encoder_vs_decoder", "test", lambda m: m["corpus_size"], lambda m: m["test_queries"],
-     lambda m: m["table"]["encoder"]["test NDCG@10, off the shelf"], lambda m: None),
-    ("05_evaluation", "test", lambda m: m["corpus_size"], lambda m: m["test_queries"], lambda m: m["base_ndcg@10"],
-     lambda m: m["finetuned_ndcg@10"]),
-    ("05_evaluation", "test_unseen", lambda m: m["corpus_size"], lambda m: m["test_unseen_queries"],
-     lambda m: m["base_ndcg@10_test_unseen"], lambda m: m["finetuned_ndcg@10_test_unseen"]),
-    ("07_decision", "dev", lambda m: m["parameters"]["dev_corpus_size"], lambda m: None,
-     lambda m: m["learning_curve"]["base_dev_ndcg@10"], lambda m: None),
-    ("10_forgetting_and_merging", "dev", lambda m: m["parameters"]["dev_corpus_size"], lambda m: m["parameters"]["dev_queries"],
-     lambda m: m["fine_tune_cost"]["icd10cm dev"]["base"], lambda m: m["fine_tune_cost"]["icd10cm dev"]["finetuned"]),
-    ("10_forgetting_and_merging", "test", lambda m: m["parameters"]["test_corpus_size"], lambda m: None,
-     lambda m: m["test"]["base"]["ndcg@10"], lambda m: m["test"]["fine-tuned"]["ndcg@10"]),
-    ("11_synthetic_pairs", "test (sample)", lambda m: m["test_corpus"], lambda m: m["test_queries"], lambda m: m["base_ndcg@10"]["test"],
-     lambda m: m["comparisons"]["test: notebook 04 - base"]["ndcg@10"]),
-    ("11_synthetic_pairs", "test_unseen, only the documents notebook 11 generated queries for", lambda m: m["test_unseen_corpus"], lambda m: m["test_unseen_queries"],
-     lambda m: m["base_ndcg@10"]["test_unseen"], lambda m: m["comparisons"]["test_unseen: notebook 04 - base"]["ndcg@10"]),
+    (
+        "01_why_finetune",
+        "test (compact)",
+        lambda m: m["measured"]["icd10cm"]["corpus"],
+        lambda m: m["measured"]["icd10cm"]["test_queries"],
+        lambda m: m["measured"]["icd10cm"]["base_ndcg@10"],
+        lambda m: None,
+    ),
+    (
+        "02_encoder_vs_decoder",
+        "test",
+        lambda m: m["corpus_size"],
+        lambda m: m["test_queries"],
+        lambda m: m["table"]["encoder"]["test NDCG@10, off the shelf"],
+        lambda m: None,
+    ),
+    (
+        "05_evaluation",
+        "test",
+        lambda m: m["corpus_size"],
+        lambda m: m["test_queries"],
+        lambda m: m["base_ndcg@10"],
+        lambda m: m["finetuned_ndcg@10"],
+    ),
+    (
+        "05_evaluation",
+        "test_unseen",
+        lambda m: m["corpus_size"],
+        lambda m: m["test_unseen_queries"],
+        lambda m: m["base_ndcg@10_test_unseen"],
+        lambda m: m["finetuned_ndcg@10_test_unseen"],
+    ),
+    (
+        "07_decision",
+        "dev",
+        lambda m: m["parameters"]["dev_corpus_size"],
+        lambda m: None,
+        lambda m: m["learning_curve"]["base_dev_ndcg@10"],
+        lambda m: None,
+    ),
+    (
+        "10_forgetting_and_merging",
+        "dev",
+        lambda m: m["parameters"]["dev_corpus_size"],
+        lambda m: m["parameters"]["dev_queries"],
+        lambda m: m["fine_tune_cost"]["icd10cm dev"]["base"],
+        lambda m: m["fine_tune_cost"]["icd10cm dev"]["finetuned"],
+    ),
+    (
+        "10_forgetting_and_merging",
+        "test",
+        lambda m: m["parameters"]["test_corpus_size"],
+        lambda m: None,
+        lambda m: m["test"]["base"]["ndcg@10"],
+        lambda m: m["test"]["fine-tuned"]["ndcg@10"],
+    ),
+    (
+        "11_synthetic_pairs",
+        "test (sample)",
+        lambda m: m["test_corpus"],
+        lambda m: m["test_queries"],
+        lambda m: m["base_ndcg@10"]["test"],
+        lambda m: m["comparisons"]["test: notebook 04 - base"]["ndcg@10"],
+    ),
+    (
+        "11_synthetic_pairs",
+        "test_unseen, only the documents notebook 11 generated queries for",
+        lambda m: m["test_unseen_corpus"],
+        lambda m: m["test_unseen_queries"],
+        lambda m: m["base_ndcg@10"]["test_unseen"],
+        lambda m: m["comparisons"]["test_unseen: notebook 04 - base"]["ndcg@10"],
+    ),
 )
 
 
@@ -98,11 +157,19 @@ def off_the_shelf_rows(metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[st
         if not m or m.get("dataset", m.get("parameters", {}).get("dataset", "icd10cm")) != "icd10cm":
             continue
         try:
-            row = {"notebook": notebook[:2], "split": split, "documents searched": int(documents(m)), "queries": queries(m),
-                   "off the shelf": float(base(m)), "notebook 04's model": tuned(m)}
+            row = {
+                "notebook": notebook[:2],
+                "split": split,
+                "documents searched": int(documents(m)),
+                "queries": queries(m),
+                "off the shelf": float(base(m)),
+                "notebook 04's model": tuned(m),
+            }
         except (KeyError, TypeError):
             continue
-        row["relative gain"] = row["notebook 04's model"] / row["off the shelf"] - 1 if row["notebook 04's model"] is not None else None
+        row["relative gain"] = (
+            row["notebook 04's model"] / row["off the shelf"] - 1 if row["notebook 04's model"] is not None else None
+        )
         rows.append(row)
     return sorted(rows, key=lambda row: (row["split"].split()[0], row["documents searched"]))
 
@@ -110,19 +177,55 @@ def off_the_shelf_rows(metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[st
 # (notebook, what is timed, model, documents/s, documents timed): where each notebook's metrics.json keeps a rate at
 # which it embedded documents, and what the rate includes
 _REINDEX_RATES = (
-    ("07_decision", "notebook 08's pipeline (encode, hash, write to LanceDB), one process", "off the shelf",
-     lambda m: m["docs_per_s"], lambda m: m["throughput_documents"]),
-    ("08_reindexing", "the same pipeline: the green build", "fine-tuned", lambda m: m["docs_per_s"], lambda m: m["documents"]),
-    ("09_serving", "encoding only, PyTorch in fp32", "fine-tuned", lambda m: m["variants"]["pytorch fp32"]["docs_per_s"],
-     lambda m: m["parameters"]["throughput_documents"]),
-    ("09_serving", "encoding only, int8 ONNX", "fine-tuned, int8 weights", lambda m: m["variants"]["onnx int8"]["docs_per_s"],
-     lambda m: m["parameters"]["throughput_documents"]),
-    ("13_ray_reindexing", "the same pipeline, one process, beside a running Ray", "off the shelf",
-     lambda m: m["ray"]["single_process"]["docs_per_s"], lambda m: m["ray"]["documents"]),
-    ("13_ray_reindexing", "encoding only, one Ray worker on one core (of 2 running)", "off the shelf",
-     lambda m: m["projection"]["cpu_docs_per_s_per_worker"], lambda m: m["ray"]["documents"]),
-    ("13_ray_reindexing", "the Ray pipeline end to end, 2 workers (start-up included)", "off the shelf",
-     lambda m: m["ray"]["workers"]["2"]["docs_per_s"], lambda m: m["ray"]["documents"]),
+    (
+        "07_decision",
+        "notebook 08's pipeline (encode, hash, write to LanceDB), one process",
+        "off the shelf",
+        lambda m: m["docs_per_s"],
+        lambda m: m["throughput_documents"],
+    ),
+    (
+        "08_reindexing",
+        "the same pipeline: the green build",
+        "fine-tuned",
+        lambda m: m["docs_per_s"],
+        lambda m: m["documents"],
+    ),
+    (
+        "09_serving",
+        "encoding only, PyTorch in fp32",
+        "fine-tuned",
+        lambda m: m["variants"]["pytorch fp32"]["docs_per_s"],
+        lambda m: m["parameters"]["throughput_documents"],
+    ),
+    (
+        "09_serving",
+        "encoding only, int8 ONNX",
+        "fine-tuned, int8 weights",
+        lambda m: m["variants"]["onnx int8"]["docs_per_s"],
+        lambda m: m["parameters"]["throughput_documents"],
+    ),
+    (
+        "13_ray_reindexing",
+        "the same pipeline, one process, beside a running Ray",
+        "off the shelf",
+        lambda m: m["ray"]["single_process"]["docs_per_s"],
+        lambda m: m["ray"]["documents"],
+    ),
+    (
+        "13_ray_reindexing",
+        "encoding only, one Ray worker on one core (of 2 running)",
+        "off the shelf",
+        lambda m: m["projection"]["cpu_docs_per_s_per_worker"],
+        lambda m: m["ray"]["documents"],
+    ),
+    (
+        "13_ray_reindexing",
+        "the Ray pipeline end to end, 2 workers (start-up included)",
+        "off the shelf",
+        lambda m: m["ray"]["workers"]["2"]["docs_per_s"],
+        lambda m: m["ray"]["documents"],
+    ),
 )
 
 
@@ -143,7 +246,15 @@ def reindex_rate_rows(metrics: Mapping[str, Mapping[str, Any]], documents: int =
         if notebook == "07_decision" and m.get("reindex_encoder") == "onnx_int8":  # a projection, not a timed pipeline
             timed = "projected: notebook 08's pipeline rate times the int8 ONNX copy's measured speed-up"
         precision = "fp32" if "fp32" in timed else "int8" if "int8" in timed else m.get("numeric_precision", "fp32")
-        rows.append({"notebook": notebook[:2], "what is timed": timed, "model": model, "precision": precision,
-                     "documents timed": timed_documents, "documents/s": per_second,
-                     f"minutes for {documents:,}": documents / per_second / 60})
+        rows.append(
+            {
+                "notebook": notebook[:2],
+                "what is timed": timed,
+                "model": model,
+                "precision": precision,
+                "documents timed": timed_documents,
+                "documents/s": per_second,
+                f"minutes for {documents:,}": documents / per_second / 60,
+            }
+        )
     return rows

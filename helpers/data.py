@@ -62,7 +62,9 @@ class RetrievalData:
     def counts(self) -> dict[str, int]:
         """Corpus size and number of queries per split, for tables and metrics.json."""
         counts = {"corpus": len(self.corpus), **{f"{split}_queries": len(j) for split, j in self.qrels.items()}}
-        counts["train_queries_with_curated_negative"] = sum(1 for q in self.qrels.get("train", {}) if self.negatives.get(q))
+        counts["train_queries_with_curated_negative"] = sum(
+            1 for q in self.qrels.get("train", {}) if self.negatives.get(q)
+        )
         return counts
 
 
@@ -77,8 +79,10 @@ def check_no_leakage(training_texts: Iterable[str], held_out: Mapping[str, str],
     leaked = [(query_id, text) for query_id, text in held_out.items() if normalize_text(text) in seen]
     if leaked:
         examples = "; ".join(f"{query_id}: {text!r}" for query_id, text in leaked[:3])
-        raise LeakageError(f"{len(leaked)} {what} queries also occur in the training data (e.g. {examples}): held-out "
-                           "results would be inflated. Remove them from training or from the held-out split.")
+        raise LeakageError(
+            f"{len(leaked)} {what} queries also occur in the training data (e.g. {examples}): held-out "
+            "results would be inflated. Remove them from training or from the held-out split."
+        )
 
 
 def check_split_leakage(data: RetrievalData, training_pairs: Sequence[ContrastivePair] | None = None) -> None:
@@ -105,8 +109,10 @@ def validate_retrieval_data(data: RetrievalData) -> None:
                 raise DataValidationError(f"qrels/{split}.tsv names query {query_id!r}, which is not in the queries")
             for doc_id in docs:
                 if doc_id not in data.corpus:
-                    raise DataValidationError(f"qrels/{split}.tsv judges document {doc_id!r} for query {query_id!r}, "
-                                              "but the corpus has no document with that id")
+                    raise DataValidationError(
+                        f"qrels/{split}.tsv judges document {doc_id!r} for query {query_id!r}, "
+                        "but the corpus has no document with that id"
+                    )
     for query_id, doc_ids in data.negatives.items():
         for doc_id in (doc_id for doc_id in doc_ids if doc_id not in data.corpus):
             raise DataValidationError(f"curated negative {doc_id!r} of query {query_id!r} is not in the corpus")
@@ -120,24 +126,28 @@ def read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = raw[:error.start].count(b"\n") + 1
+        line = raw[: error.start].count(b"\n") + 1
         raise DataValidationError(
-            f"{path} is not UTF-8: line {line} holds the byte {raw[error.start:error.start + 1]!r}; the file looks "
+            f"{path} is not UTF-8: line {line} holds the byte {raw[error.start : error.start + 1]!r}; the file looks "
             f"{guess_encoding(raw)}. Save it as UTF-8 (e.g. `iconv -f ENCODING -t UTF-8 {path.name} > fixed{path.suffix}`)"
         ) from None
 
 
 def guess_encoding(raw: bytes) -> str:
     """A reader's guess at the encoding of bytes that are not UTF-8, for an error message."""
-    for mark, name in ((b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-BE"),
-                       (b"\xff\xfe", "UTF-16-LE"), (b"\xfe\xff", "UTF-16-BE")):
+    for mark, name in (
+        (b"\xff\xfe\x00\x00", "UTF-32-LE"),
+        (b"\x00\x00\xfe\xff", "UTF-32-BE"),
+        (b"\xff\xfe", "UTF-16-LE"),
+        (b"\xfe\xff", "UTF-16-BE"),
+    ):
         if raw.startswith(mark):
             return f"{name} (it starts with that byte-order mark)"
     try:
         from charset_normalizer import from_bytes
     except ImportError:  # an optional helper: the message stays clear without it
         return "like a single-byte encoding such as Latin-1 or Windows-1252"
-    best = from_bytes(raw[:1 << 20]).best()
+    best = from_bytes(raw[: 1 << 20]).best()
     return f"{best.encoding} to charset_normalizer" if best else "binary, not text"
 
 
@@ -196,9 +206,14 @@ def load_beir(folder: str | Path, validate: bool = True) -> RetrievalData:
     negatives = read_jsonl(folder / "negatives.jsonl") if (folder / "negatives.jsonl").exists() else []
     described = folder / "dataset.json"
     description = json.loads(described.read_text(encoding="utf-8")) if described.exists() else {}
-    data = RetrievalData(description.get("name", folder.name), corpus,
-                         {str(row["_id"]): row.get("text") for row in read_jsonl(folder / "queries.jsonl")}, qrels,
-                         {row["query_id"]: list(row["negatives"]) for row in negatives}, description.get("attribution", ""))
+    data = RetrievalData(
+        description.get("name", folder.name),
+        corpus,
+        {str(row["_id"]): row.get("text") for row in read_jsonl(folder / "queries.jsonl")},
+        qrels,
+        {row["query_id"]: list(row["negatives"]) for row in negatives},
+        description.get("attribution", ""),
+    )
     if validate:
         validate_retrieval_data(data)
     return data
@@ -231,7 +246,7 @@ def split_queries(query_docs: Mapping[str, set[str]], policy: SplitPolicy, seed:
 
     if policy.by_document:
         n_test, n_dev = round(len(documents) * policy.test_fraction), round(len(documents) * policy.dev_fraction)
-        split_of_doc = {doc: "test" if i < n_test else "dev" for i, doc in enumerate(documents[:n_test + n_dev])}
+        split_of_doc = {doc: "test" if i < n_test else "dev" for i, doc in enumerate(documents[: n_test + n_dev])}
         for query_id in sorted(query_docs):
             splits = {split_of_doc.get(doc, "train") for doc in query_docs[query_id]}
             if len(splits) == 1:  # a query spanning two splits would leak: it is dropped
@@ -253,9 +268,16 @@ def split_queries(query_docs: Mapping[str, set[str]], policy: SplitPolicy, seed:
     return qrels
 
 
-def assemble(name: str, documents: Mapping[str, str], query_doc_texts: Iterable[tuple[str, str]], policy: SplitPolicy,
-             seed: int, attribution: str, doc_negatives: Mapping[str, Sequence[str]] | None = None,
-             titles: Mapping[str, str] | None = None) -> RetrievalData:
+def assemble(
+    name: str,
+    documents: Mapping[str, str],
+    query_doc_texts: Iterable[tuple[str, str]],
+    policy: SplitPolicy,
+    seed: int,
+    attribution: str,
+    doc_negatives: Mapping[str, Sequence[str]] | None = None,
+    titles: Mapping[str, str] | None = None,
+) -> RetrievalData:
     """A `RetrievalData` from documents and (query text, relevant doc id) pairs.
 
     Query texts are merged by their normalised form (one query, several relevant documents); a query whose
@@ -280,8 +302,13 @@ def assemble(name: str, documents: Mapping[str, str], query_doc_texts: Iterable[
     return RetrievalData(name, dict(documents), queries, qrels, negatives, attribution)
 
 
-def subsample(data: RetrievalData, corpus_size: int | None, max_queries: int | None, seed: int,
-              names: tuple[str, str | None] = ("corpus_size", "max_queries")) -> RetrievalData:
+def subsample(
+    data: RetrievalData,
+    corpus_size: int | None,
+    max_queries: int | None,
+    seed: int,
+    names: tuple[str, str | None] = ("corpus_size", "max_queries"),
+) -> RetrievalData:
     """A smaller copy: at most `max_queries` queries (split proportions kept), and a corpus of `corpus_size`
     documents that always holds every relevant document and curated negative of the kept queries. `names` are
     the calling notebook's parameters for the two sizes, for the error a too-small corpus raises (None: the
@@ -304,15 +331,25 @@ def subsample(data: RetrievalData, corpus_size: int | None, max_queries: int | N
         chosen_docs = set(data.corpus)
     elif corpus_size < len(needed):
         size_name, queries_name = names
-        raise DataValidationError(f"{size_name}={corpus_size} is smaller than the {len(needed)} documents that the kept "
-                                  f"queries need (their relevant documents and curated negatives): raise {size_name}"
-                                  + (f" or lower {queries_name}" if queries_name else
-                                     " (or prepare fewer queries: notebook 03's max_queries)"))
+        raise DataValidationError(
+            f"{size_name}={corpus_size} is smaller than the {len(needed)} documents that the kept "
+            f"queries need (their relevant documents and curated negatives): raise {size_name}"
+            + (
+                f" or lower {queries_name}"
+                if queries_name
+                else " (or prepare fewer queries: notebook 03's max_queries)"
+            )
+        )
     else:
         chosen_docs = needed | set(rng.sample(sorted(set(data.corpus) - needed), corpus_size - len(needed)))
-    return RetrievalData(data.name, {doc: text for doc, text in data.corpus.items() if doc in chosen_docs},
-                         {query_id: data.queries[query_id] for query_id in sorted(kept_queries)}, qrels,
-                         {q: n for q, n in data.negatives.items() if q in kept_queries}, data.attribution)
+    return RetrievalData(
+        data.name,
+        {doc: text for doc, text in data.corpus.items() if doc in chosen_docs},
+        {query_id: data.queries[query_id] for query_id in sorted(kept_queries)},
+        qrels,
+        {q: n for q, n in data.negatives.items() if q in kept_queries},
+        data.attribution,
+    )
 
 
 def corpus_sample(corpus: Mapping[str, str], keep: set[str], size: int | None, rng: random.Random) -> list[str]:

@@ -35,8 +35,9 @@ def check_decision_inputs(baseline_ndcg: float, target_ndcg: float, corpus_size:
         raise ValueError(f"corpus_size={corpus_size} and num_training_pairs={num_training_pairs} cannot be negative")
 
 
-def should_finetune_embeddings(baseline_ndcg: float, target_ndcg: float, corpus_size: int, num_training_pairs: int,
-                               reindex_cost_hours: float) -> dict[str, Any]:
+def should_finetune_embeddings(
+    baseline_ndcg: float, target_ndcg: float, corpus_size: int, num_training_pairs: int, reindex_cost_hours: float
+) -> dict[str, Any]:
     """The source chapter's decision helper, same inputs and outputs: a recommendation with its reasons.
 
     The gap must exceed 0.05 NDCG, there must be 1,000 training pairs, and fine-tuning is assumed to add
@@ -62,7 +63,13 @@ def should_finetune_embeddings(baseline_ndcg: float, target_ndcg: float, corpus_
             recommendation = "fine-tune + improve retrieval pipeline"
             reasons.append("Fine-tuning alone may not close the gap; consider hybrid retrieval (BM25 + dense)")
     reasons.append(f"Reindexing will take ~{reindex_cost_hours:.1f} hours for {corpus_size:,} documents")
-    return {"recommendation": recommendation, "baseline": baseline_ndcg, "target": target_ndcg, "gap": gap, "reasons": reasons}
+    return {
+        "recommendation": recommendation,
+        "baseline": baseline_ndcg,
+        "target": target_ndcg,
+        "gap": gap,
+        "reasons": reasons,
+    }
 
 
 def same_training_set_size(measured: int, ours: int) -> bool:
@@ -83,15 +90,26 @@ def _out_of_domain_reason(cost: Mapping[str, Any]) -> str:
     """Notebook 10's measurement as a reason: the tasks the fine-tune lost on (interval below zero), and the merge."""
     losses = {task: row for task, row in cost["tasks"].items() if row["ci"][1] < 0}
     if not losses:
-        return ("Notebook 10 measured no out-of-domain loss separable from zero (" + ", ".join(cost["tasks"])
-                + "): the fine-tune itself can serve those tasks too")
+        return (
+            "Notebook 10 measured no out-of-domain loss separable from zero ("
+            + ", ".join(cost["tasks"])
+            + "): the fine-tune itself can serve those tasks too"
+        )
     merge = cost.get("merge")
-    return ("The fine-tune lost NDCG@10 on tasks it was not tuned for: "
-            + ", ".join(f"{task} {row['difference']:+.3f} [{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}]" for task, row in losses.items())
-            + " (notebook 10); if the model also serves such queries, consider a merge with the base model, checked on those "
-            "tasks as notebook 10 checks it"
-            + (f" (α = {merge['alpha']:g} kept {merge['test_gain_kept']:.0%} of the in-domain test gain there)"
-               if merge and merge.get("test_gain_kept") is not None else ""))
+    return (
+        "The fine-tune lost NDCG@10 on tasks it was not tuned for: "
+        + ", ".join(
+            f"{task} {row['difference']:+.3f} [{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}]"
+            for task, row in losses.items()
+        )
+        + " (notebook 10); if the model also serves such queries, consider a merge with the base model, checked on those "
+        "tasks as notebook 10 checks it"
+        + (
+            f" (α = {merge['alpha']:g} kept {merge['test_gain_kept']:.0%} of the in-domain test gain there)"
+            if merge and merge.get("test_gain_kept") is not None
+            else ""
+        )
+    )
 
 
 def _synthetic_reason(synthetic: Mapping[str, Any]) -> str:
@@ -99,15 +117,27 @@ def _synthetic_reason(synthetic: Mapping[str, Any]) -> str:
     pairs (the same documents), so that "no gain" can be told apart from "too few pairs of any kind"."""
     gain, (low, high) = synthetic["synthetic_gain"], synthetic["synthetic_ci"]
     real_gain, (real_low, real_high) = synthetic["real_gain"], synthetic["real_ci"]
-    measured = (f"{synthetic['pairs']} synthetic pairs from {synthetic['generator']} changed test NDCG@10 by {gain:+.3f} "
-                f"[{low:+.3f}, {high:+.3f}] (notebook 11; as many real pairs: {real_gain:+.3f} [{real_low:+.3f}, {real_high:+.3f}])")
+    measured = (
+        f"{synthetic['pairs']} synthetic pairs from {synthetic['generator']} changed test NDCG@10 by {gain:+.3f} "
+        f"[{low:+.3f}, {high:+.3f}] (notebook 11; as many real pairs: {real_gain:+.3f} [{real_low:+.3f}, {real_high:+.3f}])"
+    )
     if low > 0:
-        return measured + ": generating pairs is worth trying here; keep comparing them with real ones on held-out queries"
+        return (
+            measured + ": generating pairs is worth trying here; keep comparing them with real ones on held-out queries"
+        )
     if high < 0:
-        return measured + ": a loss, so do not train on such pairs; collect real pairs, or generate with a model that knows the domain"
+        return (
+            measured
+            + ": a loss, so do not train on such pairs; collect real pairs, or generate with a model that knows the domain"
+        )
     if real_low > 0:
-        return measured + ": no gain separable from zero where real pairs gained, so collect real pairs, or generate with a model that knows the domain"
-    return measured + ": neither kind gained measurably at this count; compare them again with more pairs before choosing"
+        return (
+            measured
+            + ": no gain separable from zero where real pairs gained, so collect real pairs, or generate with a model that knows the domain"
+        )
+    return (
+        measured + ": neither kind gained measurably at this count; compare them again with more pairs before choosing"
+    )
 
 
 def reranker_gained(reranker: Mapping[str, Any] | None) -> bool:
@@ -119,20 +149,34 @@ def _pipeline_reason(expected: float, target: float, reranker: Mapping[str, Any]
     """What to add to a fine-tune that falls short: a reranker only where one was measured to gain."""
     short = f"Expected NDCG after fine-tuning: ~{expected:.2f}, short of {target:.2f}; "
     if reranker is None:
-        return (short + "try better data, or a hybrid with BM25 where it measures better; whether a reranker (a second "
-                "model that rescores the top results) helps is not among these inputs (notebook 06 measures one)")
-    measured = (f"a reranker of the top {reranker['k']} changed test NDCG@10 by {reranker['difference']:+.3f} "
-                f"[{reranker['ci'][0]:+.3f}, {reranker['ci'][1]:+.3f}] over the fine-tuned retriever (notebook 06)")
+        return (
+            short + "try better data, or a hybrid with BM25 where it measures better; whether a reranker (a second "
+            "model that rescores the top results) helps is not among these inputs (notebook 06 measures one)"
+        )
+    measured = (
+        f"a reranker of the top {reranker['k']} changed test NDCG@10 by {reranker['difference']:+.3f} "
+        f"[{reranker['ci'][0]:+.3f}, {reranker['ci'][1]:+.3f}] over the fine-tuned retriever (notebook 06)"
+    )
     if reranker_gained(reranker):
         return short + f"add the reranker: {measured}; also better data, or a hybrid with BM25 where it measures better"
     outcome = "a loss" if reranker["ci"][1] < 0 else "no gain separable from zero"
     return short + f"try better data, or a hybrid with BM25 where it measures better ({measured}: {outcome})"
 
 
-def should_finetune_measured(baseline: float, target: float, corpus_size: int, examples: int, curve: Mapping[int, float],
-                             docs_per_second: float, price_per_hour: float = 0.0, min_useful_gain: float = 0.02,
-                             max_reindex_hours: float = 24.0, out_of_domain: Mapping[str, Any] | None = None,
-                             synthetic: Mapping[str, Any] | None = None, reranker: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def should_finetune_measured(
+    baseline: float,
+    target: float,
+    corpus_size: int,
+    examples: int,
+    curve: Mapping[int, float],
+    docs_per_second: float,
+    price_per_hour: float = 0.0,
+    min_useful_gain: float = 0.02,
+    max_reindex_hours: float = 24.0,
+    out_of_domain: Mapping[str, Any] | None = None,
+    synthetic: Mapping[str, Any] | None = None,
+    reranker: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The source chapter's question, answered from a measured learning curve and throughput: a recommendation with reasons.
 
     `out_of_domain` (notebook 10's `load_out_of_domain_cost`) adds the fine-tune's cost on other tasks as a reason
@@ -143,7 +187,9 @@ def should_finetune_measured(baseline: float, target: float, corpus_size: int, e
     """
     check_decision_inputs(baseline, target, corpus_size, examples)
     if not curve:
-        raise ValueError("the learning curve is empty: measure the gain at one training-set size at least (notebook 07)")
+        raise ValueError(
+            "the learning curve is empty: measure the gain at one training-set size at least (notebook 07)"
+        )
     if docs_per_second <= 0:
         raise ValueError(f"docs_per_second={docs_per_second} must be positive: it is a measured encoding rate")
     expected = min(1.0, baseline * (1 + expected_relative_gain(curve, examples)))
@@ -153,24 +199,48 @@ def should_finetune_measured(baseline: float, target: float, corpus_size: int, e
     hours = corpus_size / docs_per_second / 3600
     smallest = min(curve)
     if target <= baseline:
-        recommendation, reasons = "off-the-shelf", [f"The off-the-shelf model already meets the target ({baseline:.2f} ≥ {target:.2f})"]
+        recommendation, reasons = (
+            "off-the-shelf",
+            [f"The off-the-shelf model already meets the target ({baseline:.2f} ≥ {target:.2f})"],
+        )
     elif examples < smallest:  # below the measured range the curve says nothing: no gain is expected from it
         expected = baseline
         recommendation = "generate_data_first" if best - baseline >= min_useful_gain else "off-the-shelf"
-        reasons = [f"With {examples:,} examples, fewer than the smallest training set the curve measured ({smallest:,}), the curve "
-                   "predicts nothing" + (f"; with more it reaches ~{best:.2f}: collect or generate more pairs first"
-                                         if recommendation == "generate_data_first" else ", and no measured size gains usefully")]
+        reasons = [
+            f"With {examples:,} examples, fewer than the smallest training set the curve measured ({smallest:,}), the curve "
+            "predicts nothing"
+            + (
+                f"; with more it reaches ~{best:.2f}: collect or generate more pairs first"
+                if recommendation == "generate_data_first"
+                else ", and no measured size gains usefully"
+            )
+        ]
     elif expected - baseline < min_useful_gain and best - baseline >= min_useful_gain:
-        recommendation, reasons = "generate_data_first", [f"With {examples:,} examples the measured curve predicts only ~{expected:.2f}; "
-                                                          f"with more it reaches ~{best:.2f}: collect or generate more pairs first"]
+        recommendation, reasons = (
+            "generate_data_first",
+            [
+                f"With {examples:,} examples the measured curve predicts only ~{expected:.2f}; "
+                f"with more it reaches ~{best:.2f}: collect or generate more pairs first"
+            ],
+        )
     elif expected - baseline < min_useful_gain:
-        recommendation, reasons = "off-the-shelf", [
-            "The measured learning curve shows no useful gain with this many examples"
-            + ("" if larger else ", and it was not measured with more: beyond its largest size the gain is unknown")]
+        recommendation, reasons = (
+            "off-the-shelf",
+            [
+                "The measured learning curve shows no useful gain with this many examples"
+                + ("" if larger else ", and it was not measured with more: beyond its largest size the gain is unknown")
+            ],
+        )
     elif expected >= target:
-        recommendation, reasons = "fine-tune", [f"Expected NDCG after fine-tuning with {examples:,} examples: ~{expected:.2f} (measured curve)"]
+        recommendation, reasons = (
+            "fine-tune",
+            [f"Expected NDCG after fine-tuning with {examples:,} examples: ~{expected:.2f} (measured curve)"],
+        )
     else:
-        recommendation, reasons = "fine-tune + improve retrieval pipeline", [_pipeline_reason(expected, target, reranker)]
+        recommendation, reasons = (
+            "fine-tune + improve retrieval pipeline",
+            [_pipeline_reason(expected, target, reranker)],
+        )
     if target > baseline and reaching:
         reasons.append(f"On the measured curve, {reaching[0]:,} examples reach the target")
     if synthetic is not None and recommendation == "generate_data_first":
@@ -178,12 +248,23 @@ def should_finetune_measured(baseline: float, target: float, corpus_size: int, e
     if out_of_domain is not None and recommendation.startswith("fine-tune"):
         reasons.append(_out_of_domain_reason(out_of_domain))
     duration = f"~{hours * 60:.1f} minutes" if hours < 1 else f"~{hours:.1f} hours"
-    reasons.append(f"Reindexing {corpus_size:,} documents takes {duration} at a measured {docs_per_second:,.0f} docs/s"
-                   + (f" (~{hours * price_per_hour:,.2f} at {price_per_hour:g} per hour)" if price_per_hour else ""))
+    reasons.append(
+        f"Reindexing {corpus_size:,} documents takes {duration} at a measured {docs_per_second:,.0f} docs/s"
+        + (f" (~{hours * price_per_hour:,.2f} at {price_per_hour:g} per hour)" if price_per_hour else "")
+    )
     if hours > max_reindex_hours and recommendation.startswith("fine-tune"):
-        reasons.append(f"Over {max_reindex_hours:g} hours: reindex on a GPU or in parallel, and incrementally (re-encoding only what changed: notebook 08)")
-    return {"recommendation": recommendation, "baseline": baseline, "target": target, "gap": target - baseline,
-            "expected_ndcg": expected, "reindex_hours": hours, "reasons": reasons}
+        reasons.append(
+            f"Over {max_reindex_hours:g} hours: reindex on a GPU or in parallel, and incrementally (re-encoding only what changed: notebook 08)"
+        )
+    return {
+        "recommendation": recommendation,
+        "baseline": baseline,
+        "target": target,
+        "gap": target - baseline,
+        "expected_ndcg": expected,
+        "reindex_hours": hours,
+        "reasons": reasons,
+    }
 
 
 def decision_dir(work_dir: str | Path, dataset: str) -> Path:
@@ -191,11 +272,25 @@ def decision_dir(work_dir: str | Path, dataset: str) -> Path:
     return Path(work_dir) / "decision" / dataset_label(dataset)
 
 
-def save_decision_inputs(work_dir: str | Path, dataset: str, baseline: float, target: float, corpus_size: int,
-                         examples: int, curve: Mapping[int, float], docs_per_second: float) -> Path:
+def save_decision_inputs(
+    work_dir: str | Path,
+    dataset: str,
+    baseline: float,
+    target: float,
+    corpus_size: int,
+    examples: int,
+    curve: Mapping[int, float],
+    docs_per_second: float,
+) -> Path:
     """Notebook 07's measured inputs of `should_finetune_measured`, as JSON in the run's `work_dir`."""
-    inputs = {"baseline": baseline, "target": target, "corpus_size": corpus_size, "examples": examples,
-              "curve": {str(size): gain for size, gain in curve.items()}, "docs_per_second": docs_per_second}
+    inputs = {
+        "baseline": baseline,
+        "target": target,
+        "corpus_size": corpus_size,
+        "examples": examples,
+        "curve": {str(size): gain for size, gain in curve.items()},
+        "docs_per_second": docs_per_second,
+    }
     return write_atomically(decision_dir(work_dir, dataset) / "inputs.json", json.dumps(inputs, indent=2))
 
 
@@ -208,8 +303,9 @@ def load_decision_inputs(work_dir: str | Path, dataset: str) -> dict[str, Any] |
     return {**inputs, "curve": {int(size): gain for size, gain in inputs["curve"].items()}}
 
 
-def save_out_of_domain_cost(work_dir: str | Path, dataset: str, tasks: Mapping[str, Mapping[str, Any]],
-                            merge: Mapping[str, Any] | None) -> Path:
+def save_out_of_domain_cost(
+    work_dir: str | Path, dataset: str, tasks: Mapping[str, Mapping[str, Any]], merge: Mapping[str, Any] | None
+) -> Path:
     """Notebook 10's measurement: per task, the fine-tune's NDCG@10 (or Spearman) change and its 95% interval
     (`{"difference": d, "ci": [low, high]}`), and the chosen merge (`alpha`, `test_gain_kept`)."""
     for task, row in tasks.items():
@@ -225,8 +321,9 @@ def load_out_of_domain_cost(work_dir: str | Path, dataset: str) -> dict[str, Any
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def save_reranker_result(work_dir: str | Path, dataset: str, k: int, difference: float, ci: Sequence[float],
-                         ndcg: float) -> Path:
+def save_reranker_result(
+    work_dir: str | Path, dataset: str, k: int, difference: float, ci: Sequence[float], ndcg: float
+) -> Path:
     """The reranking notebook's measurement at its chosen `k`: test NDCG@10 with the reranker (`ndcg`), its
     difference from the fine-tuned retriever alone and that difference's 95% interval."""
     if len(ci) != 2 or ci[0] > ci[1]:

@@ -49,9 +49,13 @@ def false_negative_steps(batches_per_process: Sequence[Sequence[Sequence[int]]],
     steps = 0
     for step_batches in zip(*batches_per_process):
         candidates = [{text for index in batch for text in rows[index][1:]} for batch in step_batches]
-        steps += any(rows[index][1] in other
-                     for p, batch in enumerate(step_batches) for index in batch
-                     for q, other in enumerate(candidates) if q != p)
+        steps += any(
+            rows[index][1] in other
+            for p, batch in enumerate(step_batches)
+            for index in batch
+            for q, other in enumerate(candidates)
+            if q != p
+        )
     return steps
 
 
@@ -66,8 +70,16 @@ def launch_command(processes: int, arguments: Sequence[str], python: str = sys.e
     (`torchrun`); on a cluster, each node runs it with `--nnodes` and a rendezvous address added."""
     if processes < 1:
         raise ValueError(f"processes must be at least 1, not {processes}")
-    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-            "-m", "helpers.distributed", *arguments]
+    return [
+        python,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "helpers.distributed",
+        *arguments,
+    ]
 
 
 def read_run(out_dir: str | Path) -> dict[str, Any]:
@@ -79,8 +91,9 @@ def read_run(out_dir: str | Path) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m helpers.distributed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.distributed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", help="a folder notebook 03 prepared (train_pairs/triplets.jsonl)")
     parser.add_argument("--out", help="where checkpoints, the final model (final/) and run.json go")
     parser.add_argument("--model", default="all-MiniLM-L6-v2", help="model to fine-tune: a Hugging Face id or a folder")
@@ -93,15 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-steps", type=int, default=0, help="checkpoint every this many steps (0: none)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--check-gathered-loss", metavar="FILE",
-                        help="no training: the library's gathered MNRL on the embeddings in FILE (see above)")
+    parser.add_argument(
+        "--check-gathered-loss",
+        metavar="FILE",
+        help="no training: the library's gathered MNRL on the embeddings in FILE (see above)",
+    )
     return parser
 
 
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     """Notebook 04's recipe with the changes given on the command line."""
-    changes = {"batch_size": args.batch_size, "epochs": args.epochs, "learning_rate": args.learning_rate,
-               "hard_negatives": False if args.pairs else None}
+    changes = {
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "hard_negatives": False if args.pairs else None,
+    }
     # Batches of one fixed size: gathering needs every process's batch the same size, and the length-grouped
     # sampler makes a batch a row larger now and then.
     return recipe(**{key: value for key, value in changes.items() if value is not None}, group_by_length=False)
@@ -112,8 +132,10 @@ def train(args: argparse.Namespace) -> dict[str, Any] | None:
     import torch
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer.training_args import (BatchSamplers,
-                                                                          SentenceTransformerTrainingArguments)
+    from sentence_transformers.sentence_transformer.training_args import (
+        BatchSamplers,
+        SentenceTransformerTrainingArguments,
+    )
 
     from .training_sets import load_training_dataset
     from .models import choose_precision, load_model, precision_flags
@@ -131,25 +153,42 @@ def train(args: argparse.Namespace) -> dict[str, Any] | None:
     model = load_model(args.model, device="cpu")  # the trainer moves it to this process's device
     dataset = load_training_dataset(args.data, settings["hard_negatives"], args.max_examples, args.seed)
     training_args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoints), num_train_epochs=settings["epochs"],
-        per_device_train_batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-        warmup_steps=settings["warmup"], seed=args.seed, data_seed=args.seed, batch_sampler=BatchSamplers.NO_DUPLICATES,
+        output_dir=str(checkpoints),
+        num_train_epochs=settings["epochs"],
+        per_device_train_batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"],
+        warmup_steps=settings["warmup"],
+        seed=args.seed,
+        data_seed=args.seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
         dataloader_drop_last=True,
-        eval_strategy="no", save_strategy="steps" if args.save_steps else "no", save_steps=args.save_steps or 500,
-        logging_steps=1, report_to="none", use_cpu=device == "cpu", ddp_backend="gloo" if device == "cpu" else None,
-        disable_tqdm=True, **precision_flags(choose_precision(device)))
+        eval_strategy="no",
+        save_strategy="steps" if args.save_steps else "no",
+        save_steps=args.save_steps or 500,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=device == "cpu",
+        ddp_backend="gloo" if device == "cpu" else None,
+        disable_tqdm=True,
+        **precision_flags(choose_precision(device)),
+    )
     loss = MultipleNegativesRankingLoss(model, gather_across_devices=args.gather)
-    trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=dataset, loss=loss,
-                                         callbacks=[StopOnNonFiniteLoss()])
+    trainer = SentenceTransformerTrainer(
+        model=model, args=training_args, train_dataset=dataset, loss=loss, callbacks=[StopOnNonFiniteLoss()]
+    )
     dealt = trainer.get_train_dataloader().batch_sampler
-    batches = list(getattr(dealt, "batch_sampler", dealt))  # the sampler's own batches, before accelerate deals them out
+    batches = list(
+        getattr(dealt, "batch_sampler", dealt)
+    )  # the sampler's own batches, before accelerate deals them out
     batches_per_process = [list(dealt)]  # what this process will train on, as accelerate deals it out
     if torch.distributed.is_initialized():
         batches_per_process = [None] * processes
         torch.distributed.all_gather_object(batches_per_process, list(dealt))
     if len(batches) < processes:
-        raise ValueError(f"{len(dataset)} rows make {len(batches)} full batch(es) of {settings['batch_size']}: fewer than "
-                         f"the {processes} processes, so a process would have nothing to train on")
+        raise ValueError(
+            f"{len(dataset)} rows make {len(batches)} full batch(es) of {settings['batch_size']}: fewer than "
+            f"the {processes} processes, so a process would have nothing to train on"
+        )
     # Every process must take every step (DDP averages the gradients of all of them): stop before a last round
     # in which some processes would have no batch.
     trainer.args.max_steps = int(len(batches) // processes * settings["epochs"])
@@ -161,24 +200,36 @@ def train(args: argparse.Namespace) -> dict[str, Any] | None:
         return None
     staging = begin_output(out / "final", f"helpers.distributed rank 0 of {processes}")
     model.save_pretrained(str(staging))
-    record = {**recipe_run_record(args.model, "mnrl", settings, len(dataset), args.seed),
-              "processes": processes, "gather_across_devices": args.gather}
+    record = {
+        **recipe_run_record(args.model, "mnrl", settings, len(dataset), args.seed),
+        "processes": processes,
+        "gather_across_devices": args.gather,
+    }
     (staging / "training.json").write_text(json.dumps(record, indent=2))
     publish_output(staging, record)
     run = {
-        "processes": processes, "device": device, "precision": choose_precision(device),
+        "processes": processes,
+        "device": device,
+        "precision": choose_precision(device),
         "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
-        "gather_across_devices": args.gather, "batch_per_process": settings["batch_size"],
+        "gather_across_devices": args.gather,
+        "batch_per_process": settings["batch_size"],
         "effective_batch": settings["batch_size"] * processes,
-        "negatives_per_anchor": negatives_per_anchor(settings["batch_size"], processes, args.gather,
-                                                     settings["hard_negatives"]),
-        "false_negative_steps": false_negative_steps([b[:trainer.state.global_step] for b in batches_per_process], text_rows),
-        "batches_per_process": [b[:trainer.state.global_step] for b in batches_per_process],
-        "steps": trainer.state.global_step, "resumed_from_step": int(resume_from.name.split("-")[1]) if resume_from else 0,
-        "train_examples": len(dataset), "seconds": seconds,
+        "negatives_per_anchor": negatives_per_anchor(
+            settings["batch_size"], processes, args.gather, settings["hard_negatives"]
+        ),
+        "false_negative_steps": false_negative_steps(
+            [b[: trainer.state.global_step] for b in batches_per_process], text_rows
+        ),
+        "batches_per_process": [b[: trainer.state.global_step] for b in batches_per_process],
+        "steps": trainer.state.global_step,
+        "resumed_from_step": int(resume_from.name.split("-")[1]) if resume_from else 0,
+        "train_examples": len(dataset),
+        "seconds": seconds,
         "examples_per_second": output.metrics["train_samples_per_second"],
         "loss_by_step": [[entry["step"], entry["loss"]] for entry in trainer.state.log_history if "loss" in entry],
-        "recipe": {key: settings[key] for key in RECIPE_KEYS}, "model_dir": str(out / "final"),
+        "recipe": {key: settings[key] for key in RECIPE_KEYS},
+        "model_dir": str(out / "final"),
     }
     (out / RUN_RECORD).write_text(json.dumps(run, indent=2))
     return run
@@ -194,7 +245,7 @@ def check_gathered_loss(path: str | Path) -> list[float] | None:
     rank, processes = torch.distributed.get_rank(), torch.distributed.get_world_size()
     saved = torch.load(path)
     rows = len(saved["anchors"]) // processes
-    mine = [saved[name][rank * rows:(rank + 1) * rows] for name in ("anchors", "positives", "negatives")]
+    mine = [saved[name][rank * rows : (rank + 1) * rows] for name in ("anchors", "positives", "negatives")]
     loss = MultipleNegativesRankingLoss(None, scale=saved["scale"], gather_across_devices=True)
     with torch.no_grad():
         value = loss.compute_loss_from_embeddings(mine, None).item()

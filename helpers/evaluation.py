@@ -18,8 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .intervals import bootstrap_ci, bootstrap_statistic_ci, interval_verdict, seeds_and_queries_ci, seeds_and_statistic_ci  # noqa: F401
-# (re-exported: the notebooks import their intervals and verdicts with the metrics)
+# re-exported: the notebooks import their intervals and verdicts with the metrics
+from .intervals import (
+    bootstrap_ci,  # noqa: F401
+    bootstrap_statistic_ci,  # noqa: F401
+    interval_verdict,  # noqa: F401
+    seeds_and_queries_ci,  # noqa: F401
+    seeds_and_statistic_ci,  # noqa: F401
+)
 from .models import model_fingerprint
 from .progress import bar_shown
 from .storage import unverified, write_atomically, write_checksum
@@ -27,8 +33,13 @@ from .storage import unverified, write_atomically, write_checksum
 METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "recall@1", "recall@5", "recall@10", "recall@50", "mrr@10")
 
 
-def encode(model: Any, texts: Sequence[str], cache_dir: str | Path | None = None, batch_size: int = 128,
-           show_progress_bar: bool | None = None) -> torch.Tensor:
+def encode(
+    model: Any,
+    texts: Sequence[str],
+    cache_dir: str | Path | None = None,
+    batch_size: int = 128,
+    show_progress_bar: bool | None = None,
+) -> torch.Tensor:
     """Normalised embeddings of `texts`, in order. With `cache_dir`, they are saved under the model's weight
     fingerprint and a hash of the texts, so the notebooks of a run encode one corpus once per model. A progress
     bar shows where someone watches (`progress.live_progress`, the default) or where `show_progress_bar` asks."""
@@ -41,43 +52,68 @@ def encode(model: Any, texts: Sequence[str], cache_dir: str | Path | None = None
             return torch.from_numpy(np.load(path)).to(model.device)
         if path.exists():
             print(f"cached embeddings {path.name} {problem}: encoding again", flush=True)
-    embeddings = model.encode(list(texts), batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True,
-                              show_progress_bar=bar_shown(show_progress_bar))
+    embeddings = model.encode(
+        list(texts),
+        batch_size=batch_size,
+        convert_to_tensor=True,
+        normalize_embeddings=True,
+        show_progress_bar=bar_shown(show_progress_bar),
+    )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")  # one per process: two runs may share a cache
+        partial = path.with_name(
+            f"{path.stem}.{os.getpid()}.partial.npy"
+        )  # one per process: two runs may share a cache
         np.save(partial, embeddings.cpu().numpy())
         partial.replace(path)  # complete or absent: a crash never leaves half a file under the final name
         write_checksum(path)  # last: a file without its checksum is never trusted
     return embeddings
 
 
-def rank(query_ids: Sequence[str], query_embeddings: Any, corpus_ids: Sequence[str], corpus_embeddings: Any,
-         top_k: int = 100) -> dict[str, dict[str, float]]:
+def rank(
+    query_ids: Sequence[str], query_embeddings: Any, corpus_ids: Sequence[str], corpus_embeddings: Any, top_k: int = 100
+) -> dict[str, dict[str, float]]:
     """Top-`top_k` documents per query by cosine similarity of normalised embeddings: query id -> {doc id: score}."""
     from sentence_transformers.util import semantic_search
 
-    hits = semantic_search(torch.as_tensor(query_embeddings), torch.as_tensor(corpus_embeddings),
-                           top_k=min(top_k, len(corpus_ids)))
-    return {query_id: {corpus_ids[hit["corpus_id"]]: float(hit["score"]) for hit in query_hits}
-            for query_id, query_hits in zip(query_ids, hits, strict=True)}
+    hits = semantic_search(
+        torch.as_tensor(query_embeddings), torch.as_tensor(corpus_embeddings), top_k=min(top_k, len(corpus_ids))
+    )
+    return {
+        query_id: {corpus_ids[hit["corpus_id"]]: float(hit["score"]) for hit in query_hits}
+        for query_id, query_hits in zip(query_ids, hits, strict=True)
+    }
 
 
-def retrieve(model: Any, queries: Mapping[str, str], corpus: Mapping[str, str], top_k: int = 100,
-             cache_dir: str | Path | None = None) -> dict[str, dict[str, float]]:
+def retrieve(
+    model: Any,
+    queries: Mapping[str, str],
+    corpus: Mapping[str, str],
+    top_k: int = 100,
+    cache_dir: str | Path | None = None,
+) -> dict[str, dict[str, float]]:
     """Top-`top_k` documents of `corpus` for each query under `model` (the corpus embeddings cached in `cache_dir`)."""
     corpus_embeddings = encode(model, list(corpus.values()), cache_dir)
     query_embeddings = encode(model, list(queries.values()), show_progress_bar=False)
     return rank(list(queries), query_embeddings, list(corpus), corpus_embeddings, top_k)
 
 
-def ndcg_per_query(model: Any, queries: Mapping[str, str], corpus: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
-                   cache_dir: str | Path | None = None) -> np.ndarray:
+def ndcg_per_query(
+    model: Any,
+    queries: Mapping[str, str],
+    corpus: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
+    cache_dir: str | Path | None = None,
+) -> np.ndarray:
     """Per-query NDCG@10 of `model` ranking all of `corpus` for `queries` (id -> text), in the order of `qrels`: the
     score that notebooks compare models by, with the corpus embeddings cached in `cache_dir` when given."""
-    corpus_embeddings = encode(model, list(corpus.values()), cache_dir, show_progress_bar=False)  # called once per model compared
+    corpus_embeddings = encode(
+        model, list(corpus.values()), cache_dir, show_progress_bar=False
+    )  # called once per model compared
     query_embeddings = encode(model, list(queries.values()), show_progress_bar=False)
-    return per_query_scores(qrels, rank(list(queries), query_embeddings, list(corpus), corpus_embeddings, top_k=10), ["ndcg@10"])["ndcg@10"]
+    return per_query_scores(
+        qrels, rank(list(queries), query_embeddings, list(corpus), corpus_embeddings, top_k=10), ["ndcg@10"]
+    )["ndcg@10"]
 
 
 # metric name (as this workbook writes it, e.g. "ndcg@10") -> trec_eval's measure computed with a cutoff
@@ -88,13 +124,16 @@ def parse_metric(metric: str) -> tuple[str, int]:
     """("ndcg", 10) from "ndcg@10"; a clear error for a metric or cutoff this module does not compute."""
     name, _, cutoff = metric.partition("@")
     if name not in {*TREC_EVAL_MEASURES, "mrr"} or not cutoff.isdigit() or int(cutoff) < 1:
-        raise ValueError(f"unknown metric {metric!r}: use one of {sorted({*TREC_EVAL_MEASURES, 'mrr'})} "
-                         "followed by @k, k >= 1 (e.g. 'ndcg@10')")
+        raise ValueError(
+            f"unknown metric {metric!r}: use one of {sorted({*TREC_EVAL_MEASURES, 'mrr'})} "
+            "followed by @k, k >= 1 (e.g. 'ndcg@10')"
+        )
     return name, int(cutoff)
 
 
-def per_query_scores(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]],
-                     metrics: Sequence[str] = METRICS) -> dict[str, np.ndarray]:
+def per_query_scores(
+    qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]], metrics: Sequence[str] = METRICS
+) -> dict[str, np.ndarray]:
     """Metric -> array of per-query values, queries in the order of `qrels` (a query without results scores 0).
 
     Computed by trec_eval itself (the `pytrec_eval` binding): NDCG with linear gains and a log2 discount, recall
@@ -107,8 +146,10 @@ def per_query_scores(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, M
     cutoffs: dict[str, set[int]] = {}
     for name, cutoff in parsed.values():
         cutoffs.setdefault(TREC_EVAL_MEASURES.get(name, "recip_rank"), set()).add(cutoff)
-    measures = {measure if measure == "recip_rank" else f"{measure}.{','.join(map(str, sorted(ks)))}"
-                for measure, ks in cutoffs.items()}
+    measures = {
+        measure if measure == "recip_rank" else f"{measure}.{','.join(map(str, sorted(ks)))}"
+        for measure, ks in cutoffs.items()
+    }
     judged = {query_id: {doc_id: int(grade) for doc_id, grade in docs.items()} for query_id, docs in qrels.items()}
     ranked = {query_id: _scores_in_retrieved_order(run.get(query_id, {})) for query_id in qrels}
     values = pytrec_eval.RelevanceEvaluator(judged, measures).evaluate(ranked)
@@ -143,21 +184,31 @@ def bm25_run(corpus: Mapping[str, str], queries: Mapping[str, str], top_k: int =
 
     stemmer, corpus_ids = Stemmer.Stemmer("english"), list(corpus)
     retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(list(corpus.values()), stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
+    retriever.index(
+        bm25s.tokenize(list(corpus.values()), stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False
+    )
     query_tokens = bm25s.tokenize(list(queries.values()), stopwords="en", stemmer=stemmer, show_progress=False)
-    documents, scores = retriever.retrieve(query_tokens, k=min(top_k, len(corpus_ids)), show_progress=False, n_threads=1)
-    return {query_id: {corpus_ids[int(doc)]: float(score) for doc, score in zip(row_docs, row_scores) if score > 0}
-            for query_id, row_docs, row_scores in zip(queries, documents, scores, strict=True)}
+    documents, scores = retriever.retrieve(
+        query_tokens, k=min(top_k, len(corpus_ids)), show_progress=False, n_threads=1
+    )
+    return {
+        query_id: {corpus_ids[int(doc)]: float(score) for doc, score in zip(row_docs, row_scores) if score > 0}
+        for query_id, row_docs, row_scores in zip(queries, documents, scores, strict=True)
+    }
 
 
-def shares_no_word(queries: Mapping[str, str], corpus: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]]) -> np.ndarray:
+def shares_no_word(
+    queries: Mapping[str, str], corpus: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]]
+) -> np.ndarray:
     """For each judged query (in the order of `qrels`): True when it shares no word with any of its relevant documents, words as `bm25_run`
     sees them (English stop words removed, Snowball stems), so BM25 cannot score its answers at all."""
     import bm25s
     import Stemmer
 
     def stems(texts: list[str]) -> list[set[str]]:
-        tokens = bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), return_ids=False, show_progress=False)
+        tokens = bm25s.tokenize(
+            texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), return_ids=False, show_progress=False
+        )
         return [set(words) for words in tokens]
 
     judged = [query_id for query_id in qrels if query_id in queries]
@@ -167,11 +218,20 @@ def shares_no_word(queries: Mapping[str, str], corpus: Mapping[str, str], qrels:
     relevant = sorted({doc_id for query_id in judged for doc_id in qrels[query_id] if qrels[query_id][doc_id] > 0})
     query_words = dict(zip(judged, stems([queries[query_id] for query_id in judged]), strict=True))
     document_words = dict(zip(relevant, stems([corpus[doc_id] for doc_id in relevant]), strict=True))
-    return np.array([not any(query_words[query_id] & document_words[doc_id] for doc_id, grade in qrels[query_id].items() if grade > 0)
-                     for query_id in judged], dtype=bool)
+    return np.array(
+        [
+            not any(
+                query_words[query_id] & document_words[doc_id] for doc_id, grade in qrels[query_id].items() if grade > 0
+            )
+            for query_id in judged
+        ],
+        dtype=bool,
+    )
 
 
-def reciprocal_rank_fusion(runs: Sequence[Mapping[str, Mapping[str, float]]], k: int = 60) -> dict[str, dict[str, float]]:
+def reciprocal_rank_fusion(
+    runs: Sequence[Mapping[str, Mapping[str, float]]], k: int = 60
+) -> dict[str, dict[str, float]]:
     """Fuse rankings of the same queries: each document scores the sum of 1 / (k + its rank) over the runs that
     rank it (rank 1 first), by LanceDB's `RRFReranker`, the fusion of its hybrid search (float32 scores)."""
     import pyarrow as pa
@@ -183,42 +243,61 @@ def reciprocal_rank_fusion(runs: Sequence[Mapping[str, Mapping[str, float]]], k:
         rankings = [best_first(run.get(query_id, {})) for run in runs]
         doc_ids = list(dict.fromkeys(doc_id for ranking in rankings for doc_id, _ in ranking))
         row = {doc_id: index for index, doc_id in enumerate(doc_ids)}
-        tables = [pa.table({"_rowid": pa.array([row[doc_id] for doc_id, _ in ranking], pa.uint64())})
-                  for ranking in rankings]
+        tables = [
+            pa.table({"_rowid": pa.array([row[doc_id] for doc_id, _ in ranking], pa.uint64())}) for ranking in rankings
+        ]
         result = reranker.rerank_multivector(tables, None, deduplicate=True).to_pydict()
-        fused[query_id] = {doc_ids[index]: float(score)
-                           for index, score in zip(result["_rowid"], result["_relevance_score"], strict=True)}
+        fused[query_id] = {
+            doc_ids[index]: float(score)
+            for index, score in zip(result["_rowid"], result["_relevance_score"], strict=True)
+        }
     return fused
 
 
-def significance(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Mapping[str, Mapping[str, float]]],
-                 metric: str = "ndcg@10", seed: int = 0, n_resamples: int = 10_000) -> float:
+def significance(
+    qrels: Mapping[str, Mapping[str, int]],
+    runs: Mapping[str, Mapping[str, Mapping[str, float]]],
+    metric: str = "ndcg@10",
+    seed: int = 0,
+    n_resamples: int = 10_000,
+) -> float:
     """Two-sided p-value of Fisher's randomization test between the first two runs on `metric` (scipy's paired
     permutation test: under "no difference" each query's two scores could be swapped, so random swaps give the
     distribution of the mean difference)."""
     from scipy.stats import permutation_test
 
     first, second = (per_query_scores(qrels, run, [metric])[metric] for run in list(runs.values())[:2])
-    result = permutation_test((first, second), lambda a, b, axis: np.mean(a - b, axis=axis), vectorized=True,
-                              permutation_type="samples", n_resamples=n_resamples, alternative="two-sided",
-                              rng=np.random.default_rng(seed))
+    result = permutation_test(
+        (first, second),
+        lambda a, b, axis: np.mean(a - b, axis=axis),
+        vectorized=True,
+        permutation_type="samples",
+        n_resamples=n_resamples,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    )
     return float(result.pvalue)
 
 
-def save_trec(qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Mapping[str, Mapping[str, float]]],
-              folder: str | Path) -> list[Path]:
+def save_trec(
+    qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Mapping[str, Mapping[str, float]]], folder: str | Path
+) -> list[Path]:
     """Write `<name>.trec` for each run (`query Q0 document rank score name`, best first) and `test.qrels`
     (`query 0 document grade`): the TREC formats that trec_eval, ir_measures or ranx re-score."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, run in runs.items():
-        lines = [f"{query_id} Q0 {doc_id} {rank} {score!r} {name}"
-                 for query_id in sorted(run)
-                 for rank, (doc_id, score) in enumerate(best_first(run[query_id]), 1)]
+        lines = [
+            f"{query_id} Q0 {doc_id} {rank} {score!r} {name}"
+            for query_id in sorted(run)
+            for rank, (doc_id, score) in enumerate(best_first(run[query_id]), 1)
+        ]
         written.append(write_atomically(folder / f"{name}.trec", "".join(f"{line}\n" for line in lines)))
         write_checksum(written[-1])
-    lines = [f"{query_id} 0 {doc_id} {grade}" for query_id in sorted(qrels) for doc_id, grade in qrels[query_id].items()]
+    lines = [
+        f"{query_id} 0 {doc_id} {grade}" for query_id in sorted(qrels) for doc_id, grade in qrels[query_id].items()
+    ]
     return [*written, write_atomically(folder / "test.qrels", "".join(f"{line}\n" for line in lines))]
 
 

@@ -35,6 +35,7 @@ class IndexVerificationError(RuntimeError):
 @dataclass
 class IndexStats:
     """What one `sync_index` call did."""
+
     table: str
     documents: int  # documents in the corpus given
     embedded: int  # new, changed, or embedded by another model version: encoded and written
@@ -86,8 +87,13 @@ def index_schema(dimension: int):
     import pyarrow as pa
 
     text_columns = [pa.field(name, pa.string()) for name in ("text", "content_hash", "model", "model_version")]
-    return pa.schema([pa.field("id", pa.string(), nullable=False), *text_columns,
-                      pa.field("vector", pa.list_(pa.float32(), dimension))])
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            *text_columns,
+            pa.field("vector", pa.list_(pa.float32(), dimension)),
+        ]
+    )
 
 
 def _quoted(ids: Sequence[str]) -> str:
@@ -99,14 +105,18 @@ def read_rows(table: Any, columns: Sequence[str] = ("id", "content_hash", "model
     return table.search().select(list(columns)).limit(None).to_arrow().to_pylist()
 
 
-def plan_sync(rows: Sequence[Mapping[str, Any]], documents: Mapping[str, str], version: str) -> tuple[list[str], list[str]]:
+def plan_sync(
+    rows: Sequence[Mapping[str, Any]], documents: Mapping[str, str], version: str
+) -> tuple[list[str], list[str]]:
     """Ids to embed (new, changed text, or another model version) and ids to delete (gone from the corpus).
 
     A row is up to date when its content hash and model version both match: with an unchanged model only new
     and edited documents are embedded again; with a new model, every document is.
     """
     stored = {row["id"]: (row["content_hash"], row["model_version"]) for row in rows}
-    to_embed = sorted(doc_id for doc_id, text in documents.items() if stored.get(doc_id) != (content_hash(text), version))
+    to_embed = sorted(
+        doc_id for doc_id, text in documents.items() if stored.get(doc_id) != (content_hash(text), version)
+    )
     return to_embed, sorted(set(stored) - set(documents))
 
 
@@ -126,13 +136,21 @@ def open_and_plan(db: Any, table_name: str, documents: Mapping[str, str], model:
     table = db.create_table(table_name, schema=index_schema(model.get_embedding_dimension()), exist_ok=True)
     to_embed, to_delete = plan_sync(read_rows(table), documents, version)
     for start in range(0, len(to_delete), 1000):
-        table.delete(f"id IN ({_quoted(to_delete[start:start + 1000])})")
+        table.delete(f"id IN ({_quoted(to_delete[start : start + 1000])})")
     return table, to_embed, to_delete
 
 
-def sync_index(db: Any, table_name: str, documents: Mapping[str, str], model: Any, model_name: str,
-               batch_size: int | None = None, on_batch: Callable[[int, int], None] | None = None,
-               show_progress_bar: bool | None = None, embed: Callable[[list[str]], np.ndarray] | None = None) -> IndexStats:
+def sync_index(
+    db: Any,
+    table_name: str,
+    documents: Mapping[str, str],
+    model: Any,
+    model_name: str,
+    batch_size: int | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    show_progress_bar: bool | None = None,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+) -> IndexStats:
     """Bring `table_name` up to date with `documents` (id -> text) under `model`, resumably.
 
     Each batch of `batch_size` documents is encoded and upserted by id in one atomic LanceDB commit; a process
@@ -149,23 +167,44 @@ def sync_index(db: Any, table_name: str, documents: Mapping[str, str], model: An
     version = model_fingerprint(model)
     batch_size = batch_size or encode_batch_size(model.device.type)
     table, to_embed, to_delete = open_and_plan(db, table_name, documents, model, version)
-    progress = tqdm(total=len(to_embed), unit="doc", desc=f"embedding into {table_name}",
-                    disable=not bar_shown(show_progress_bar) or not to_embed)
+    progress = tqdm(
+        total=len(to_embed),
+        unit="doc",
+        desc=f"embedding into {table_name}",
+        disable=not bar_shown(show_progress_bar) or not to_embed,
+    )
     for start in range(0, len(to_embed), batch_size):
-        ids = to_embed[start:start + batch_size]
+        ids = to_embed[start : start + batch_size]
         texts = [documents[doc_id] for doc_id in ids]
-        vectors = embed(texts) if embed else model.encode(texts, batch_size=len(texts), normalize_embeddings=True,
-                                                          convert_to_numpy=True)
-        batch = [{"id": doc_id, "text": text, "content_hash": content_hash(text), "model": str(model_name),
-                  "model_version": version, "vector": vector.astype(np.float32)}
-                 for doc_id, text, vector in zip(ids, texts, vectors)]
+        vectors = (
+            embed(texts)
+            if embed
+            else model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
+        )
+        batch = [
+            {
+                "id": doc_id,
+                "text": text,
+                "content_hash": content_hash(text),
+                "model": str(model_name),
+                "model_version": version,
+                "vector": vector.astype(np.float32),
+            }
+            for doc_id, text, vector in zip(ids, texts, vectors)
+        ]
         table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(batch)
         progress.update(len(ids))
         if on_batch:
             on_batch(start + len(ids), len(to_embed))
     progress.close()
-    return IndexStats(table_name, len(documents), len(to_embed), len(documents) - len(to_embed), len(to_delete),
-                      time.perf_counter() - started)
+    return IndexStats(
+        table_name,
+        len(documents),
+        len(to_embed),
+        len(documents) - len(to_embed),
+        len(to_delete),
+        time.perf_counter() - started,
+    )
 
 
 def search(db: Any, model: Any, queries: Sequence[str], k: int = 5, table_name: str | None = None) -> list[list[dict]]:
@@ -179,14 +218,19 @@ def search(db: Any, model: Any, queries: Sequence[str], k: int = 5, table_name: 
     versions = {row["model_version"] for row in read_rows(table, ["model_version"])}
     version = model_fingerprint(model)
     if versions != {version}:
-        raise ValueError(f"index {table_name!r} holds vectors of model version(s) {sorted(versions)}, but the query "
-                         f"model is version {version}: search it with the model that built it, or reindex")
+        raise ValueError(
+            f"index {table_name!r} holds vectors of model version(s) {sorted(versions)}, but the query "
+            f"model is version {version}: search it with the model that built it, or reindex"
+        )
     vectors = model.encode(list(queries), normalize_embeddings=True, convert_to_numpy=True)
-    return [table.search(v).distance_type("cosine").select(["id", "text", "_distance"]).limit(k).to_list() for v in vectors]
+    return [
+        table.search(v).distance_type("cosine").select(["id", "text", "_distance"]).limit(k).to_list() for v in vectors
+    ]
 
 
-def verify_index(db: Any, table_name: str, documents: Mapping[str, str], model: Any, spot_checks: int = 20,
-                 seed: int = 0) -> dict[str, Any]:
+def verify_index(
+    db: Any, table_name: str, documents: Mapping[str, str], model: Any, spot_checks: int = 20, seed: int = 0
+) -> dict[str, Any]:
     """Check a rebuilt index before it goes live; raise IndexVerificationError listing every problem.
 
     Checks: one row per document and no other rows, every content hash and model version current, and for a
@@ -219,8 +263,13 @@ def verify_index(db: Any, table_name: str, documents: Mapping[str, str], model: 
         problems.append(f"stored vectors differ from fresh ones by up to {largest_difference:.2g}")
     if problems:
         raise IndexVerificationError(f"index {table_name!r} failed verification: " + "; ".join(problems))
-    return {"table": table_name, "rows": len(rows), "model_version": version, "spot_checks": len(sample),
-            "max_vector_difference": largest_difference}
+    return {
+        "table": table_name,
+        "rows": len(rows),
+        "model_version": version,
+        "spot_checks": len(sample),
+        "max_vector_difference": largest_difference,
+    }
 
 
 def _aliases(db: Any):
@@ -228,8 +277,13 @@ def _aliases(db: Any):
 
     if ALIASES_TABLE in table_names(db):
         return db.open_table(ALIASES_TABLE)
-    schema = pa.schema([pa.field("alias", pa.string(), nullable=False), pa.field("table", pa.string()),
-                        pa.field("switched_at", pa.string())])
+    schema = pa.schema(
+        [
+            pa.field("alias", pa.string(), nullable=False),
+            pa.field("table", pa.string()),
+            pa.field("switched_at", pa.string()),
+        ]
+    )
     return db.create_table(ALIASES_TABLE, schema=schema, exist_ok=True)
 
 

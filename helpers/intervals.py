@@ -11,8 +11,14 @@ from typing import Any
 import numpy as np
 
 
-def interval_verdict(ci: Sequence[float], target: float = 0.0, above: str | None = None, below: str | None = None,
-                     undecided: str = "can't tell", percent: bool = False) -> str:
+def interval_verdict(
+    ci: Sequence[float],
+    target: float = 0.0,
+    above: str | None = None,
+    below: str | None = None,
+    undecided: str = "can't tell",
+    percent: bool = False,
+) -> str:
     """The label of a 95% interval read against a target: `above` when the whole interval lies above it, `below`
     when it lies wholly below, `undecided` ("can't tell") when it holds the target. An interval that touches the
     target holds it, and one that holds it is never a finding, whichever side its middle falls on. An end that is
@@ -34,7 +40,9 @@ def interval_verdict(ci: Sequence[float], target: float = 0.0, above: str | None
     return undecided
 
 
-def bootstrap_ci(values: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
     """Percentile-bootstrap confidence interval of the mean of per-query values (scipy).
 
     For a paired comparison pass the per-query differences (one model minus the other): queries are resampled
@@ -45,13 +53,20 @@ def bootstrap_ci(values: np.ndarray, confidence: float = 0.95, n_resamples: int 
     values = np.asarray(values, dtype=float)
     if values.ndim != 1 or values.size < 2:
         raise ValueError("a bootstrap interval needs a one-dimensional array of at least two per-query values")
-    result = bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                       method="percentile", rng=np.random.default_rng(seed))
+    result = bootstrap(
+        (values,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def seeds_and_queries_ci(differences: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000,
-                         seed: int = 0) -> tuple[float, float]:
+def seeds_and_queries_ci(
+    differences: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
     """Interval of a mean paired difference measured over several training seeds, covering both the choice of
     queries and the luck of the training runs.
 
@@ -69,8 +84,10 @@ def seeds_and_queries_ci(differences: np.ndarray, confidence: float = 0.95, n_re
     if differences.ndim == 1:
         differences = differences[None, :]
     if differences.ndim != 2 or differences.shape[1] < 2:
-        raise ValueError("seeds_and_queries_ci needs an array of shape (seeds, queries) with at least two queries, "
-                         f"got shape {differences.shape}")
+        raise ValueError(
+            "seeds_and_queries_ci needs an array of shape (seeds, queries) with at least two queries, "
+            f"got shape {differences.shape}"
+        )
     mean = float(differences.mean())
     low, high = bootstrap_ci(differences.mean(axis=0), confidence, n_resamples, seed)
     n_seeds = differences.shape[0]
@@ -81,8 +98,13 @@ def seeds_and_queries_ci(differences: np.ndarray, confidence: float = 0.95, n_re
     return mean - float(np.hypot(mean - low, seed_part)), mean + float(np.hypot(high - mean, seed_part))
 
 
-def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], n_items: int, confidence: float = 0.95,
-                           n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+def bootstrap_statistic_ci(
+    statistic: Callable[[np.ndarray], float],
+    n_items: int,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile-bootstrap interval of `statistic(indices)`, a number computed from the items at `indices`,
     for statistics that are not a mean of per-item values (a Spearman correlation). Items are resampled as
     units, so for a paired comparison let `statistic` return one model's value minus the other's on the same
@@ -96,8 +118,14 @@ def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], n_items: in
     return float(low), float(high)
 
 
-def seeds_and_statistic_ci(statistic: Callable[[int, Any], float], n_seeds: int, n_items: int,
-                           confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+def seeds_and_statistic_ci(
+    statistic: Callable[[int, Any], float],
+    n_seeds: int,
+    n_items: int,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Interval of the mean over training seeds of `statistic(s, indices)`, a number computed from the items at
     `indices` in the runs trained with the s-th seed (a Spearman difference, a share of a gain kept), covering the
     items' sampling and the seeds' luck as `seeds_and_queries_ci` does for a mean difference: the item part is
@@ -111,8 +139,9 @@ def seeds_and_statistic_ci(statistic: Callable[[int, Any], float], n_seeds: int,
     everything = np.arange(n_items)
     per_seed = np.array([statistic(s, everything) for s in range(n_seeds)], dtype=float)
     mean = float(per_seed.mean())
-    low, high = bootstrap_statistic_ci(lambda at: float(np.mean([statistic(s, at) for s in range(n_seeds)])), n_items,
-                                       confidence, n_resamples, seed)
+    low, high = bootstrap_statistic_ci(
+        lambda at: float(np.mean([statistic(s, at) for s in range(n_seeds)])), n_items, confidence, n_resamples, seed
+    )
     if n_seeds == 1:
         return low, high
     seed_part = student_t.ppf(0.5 + confidence / 2, n_seeds - 1) * per_seed.std(ddof=1) / np.sqrt(n_seeds)

@@ -14,8 +14,16 @@ from typing import Any
 from sentence_transformers import SentenceTransformer
 
 INTERPOLATING_METHODS = ("linear", "slerp", "nuslerp")
-TASK_VECTOR_METHODS = ("task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs", "breadcrumbs_ties",
-                       "della", "della_linear")
+TASK_VECTOR_METHODS = (
+    "task_arithmetic",
+    "ties",
+    "dare_linear",
+    "dare_ties",
+    "breadcrumbs",
+    "breadcrumbs_ties",
+    "della",
+    "della_linear",
+)
 
 
 class MergeError(ValueError):
@@ -44,15 +52,23 @@ def check_mergeable(base: SentenceTransformer, tuned: SentenceTransformer) -> No
     tuned_shapes = {name: tuple(tensor.shape) for name, tensor in tuned.state_dict().items()}
     if not problems and base_shapes != tuned_shapes:
         differing = sorted(set(base_shapes) ^ set(tuned_shapes)) or sorted(
-            name for name in base_shapes if base_shapes[name] != tuned_shapes[name])
+            name for name in base_shapes if base_shapes[name] != tuned_shapes[name]
+        )
         problems.append(f"different weights (first: {differing[0]})")
     if problems:
-        raise MergeError(f"cannot merge {describe(base)} with {describe(tuned)}: {' and '.join(problems)}; only "
-                         "fine-tunes of one model can be merged")
+        raise MergeError(
+            f"cannot merge {describe(base)} with {describe(tuned)}: {' and '.join(problems)}; only "
+            "fine-tunes of one model can be merged"
+        )
 
 
-def merge(base: SentenceTransformer, tuned: SentenceTransformer, alpha: float, method: str = "linear",
-          extra_parameters: dict[str, Any] | None = None) -> SentenceTransformer:
+def merge(
+    base: SentenceTransformer,
+    tuned: SentenceTransformer,
+    alpha: float,
+    method: str = "linear",
+    extra_parameters: dict[str, Any] | None = None,
+) -> SentenceTransformer:
     """A new model `alpha` of the way from `base` to `tuned` by `method` (see the module docstring), built in
     memory by `SentenceTransformer.merge`; neither input changes. `extra_parameters` go to mergekit as they are
     (`{"density": 0.5}` for `ties`)."""
@@ -67,8 +83,10 @@ def merge(base: SentenceTransformer, tuned: SentenceTransformer, alpha: float, m
         # mergekit normalises some of these (ties) by the sum of the weights, which would undo a single weight
         arguments = {"base_model": base, "parameters": {"weight": [alpha], "normalize": False}}
     else:
-        raise MergeError(f"method {method!r}: use one of {', '.join(INTERPOLATING_METHODS + TASK_VECTOR_METHODS)} "
-                         "(the others need more than one fine-tune)")
+        raise MergeError(
+            f"method {method!r}: use one of {', '.join(INTERPOLATING_METHODS + TASK_VECTOR_METHODS)} "
+            "(the others need more than one fine-tune)"
+        )
     arguments["parameters"].update(extra_parameters or {})
     try:
         return SentenceTransformer.merge([base, tuned], method, **arguments)

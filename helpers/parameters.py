@@ -60,16 +60,26 @@ class Parameter:
             except yaml.YAMLError:
                 pass
         if accepted is _REJECTED:
-            raise ParameterError(f"{notebook}: {self.name}={value!r} must be {_failed_part(spec, value)} "
-                                 f"(`{self.name}`: {self.meaning})")
-        if self.name.endswith("_seeds") and isinstance(accepted, list) and (not accepted or len(set(accepted)) != len(accepted)):
-            raise ParameterError(f"{notebook}: {self.name}={accepted!r} must hold one or more distinct seeds: intervals over "
-                                 f"seeds need each run to be a different one (`{self.name}`: {self.meaning})")
+            raise ParameterError(
+                f"{notebook}: {self.name}={value!r} must be {_failed_part(spec, value)} (`{self.name}`: {self.meaning})"
+            )
+        if (
+            self.name.endswith("_seeds")
+            and isinstance(accepted, list)
+            and (not accepted or len(set(accepted)) != len(accepted))
+        ):
+            raise ParameterError(
+                f"{notebook}: {self.name}={accepted!r} must hold one or more distinct seeds: intervals over "
+                f"seeds need each run to be a different one (`{self.name}`: {self.meaning})"
+            )
         if usual and isinstance(accepted, (int, float)):
             low, high = (float(bound) for bound in usual.split(" to "))
             if not low <= accepted <= high:
-                warnings.warn(f"{notebook}: {self.name}={accepted!r} is far outside the usual {usual}; "
-                              "expect a run that learns nothing or diverges", stacklevel=3)
+                warnings.warn(
+                    f"{notebook}: {self.name}={accepted!r} is far outside the usual {usual}; "
+                    "expect a run that learns nothing or diverges",
+                    stacklevel=3,
+                )
         return accepted
 
 
@@ -92,7 +102,7 @@ def _accepts(spec: str, value: Any) -> Any:
     if spec.startswith("list of "):
         if not isinstance(value, list):
             return _REJECTED
-        items = [_accepts(spec[len("list of "):], item) for item in value]
+        items = [_accepts(spec[len("list of ") :], item) for item in value]
         return _REJECTED if any(item is _REJECTED for item in items) else items
     for alternative in (part.strip() for part in spec.split("|")):
         words = alternative.split()
@@ -101,7 +111,9 @@ def _accepts(spec: str, value: Any) -> Any:
                 return None
         elif words[0] in _TYPES:
             typed = _typed(words[0], value)
-            if typed is not _REJECTED and all(_BOUNDS[op](typed, float(bound)) for op, bound in zip(words[1::2], words[2::2])):
+            if typed is not _REJECTED and all(
+                _BOUNDS[op](typed, float(bound)) for op, bound in zip(words[1::2], words[2::2])
+            ):
                 return typed
         elif str(value) == alternative and not isinstance(value, bool):
             return value
@@ -123,7 +135,7 @@ def _typed(kind: str, value: Any) -> Any:
 def _failed_part(spec: str, value: Any) -> str:
     """What to say a value must be: only the bounds when its type is right (`epochs=-1 must be > 0`)."""
     if spec.startswith("list of "):
-        return f"a list, each item {_failed_part(spec[len('list of '):], None)}"
+        return f"a list, each item {_failed_part(spec[len('list of ') :], None)}"
     alternatives = [part.strip() for part in spec.split("|")]
     if len(alternatives) == 1 and len(words := alternatives[0].split()) > 1 and words[0] in _TYPES:
         if _typed(words[0], value) is not _REJECTED:
@@ -137,11 +149,16 @@ def declared_parameters(notebook: str | Path) -> dict[str, Parameter]:
     `04_training` is looked up in the workbook's notebooks folder)."""
     path = Path(notebook) if str(notebook).endswith(".ipynb") else NOTEBOOK_DIR / f"{notebook}.ipynb"
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    source = next(("".join(cell["source"]) for cell in cells if "parameters" in cell.get("metadata", {}).get("tags", [])), None)
+    source = next(
+        ("".join(cell["source"]) for cell in cells if "parameters" in cell.get("metadata", {}).get("tags", [])), None
+    )
     if source is None:
         raise ValueError(f"{path.name} has no cell tagged `parameters`")
-    comments = {token.start[0]: token.string for token in tokenize.generate_tokens(io.StringIO(source).readline)
-                if token.type == tokenize.COMMENT}
+    comments = {
+        token.start[0]: token.string
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type == tokenize.COMMENT
+    }
     declared = {}
     for statement in ast.parse(source).body:
         if not (isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name)):
@@ -158,7 +175,9 @@ def check_values(notebook: str, values: dict[str, Any], declared: dict[str, Para
     """The given values, converted and checked against the notebook's declarations; names it does not declare
     are left alone (papermill passes `output_dir` and `work_dir` to every notebook)."""
     declared = declared_parameters(notebook) if declared is None else declared
-    return {name: declared[name].check(notebook, value) if name in declared else value for name, value in values.items()}
+    return {
+        name: declared[name].check(notebook, value) if name in declared else value for name, value in values.items()
+    }
 
 
 def check_parameters(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +185,10 @@ def check_parameters(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]
     and converted, the ones that differ from the defaults printed. Returns them all (for `metrics.json`)."""
     declared = declared_parameters(notebook)
     settings = check_values(notebook, {name: namespace[name] for name in declared}, declared)
-    changed = {name: value for name, value in settings.items()
-               if value != declared[name].default and name not in ("output_dir", "work_dir")}
+    changed = {
+        name: value
+        for name, value in settings.items()
+        if value != declared[name].default and name not in ("output_dir", "work_dir")
+    }
     print("settings that differ from the defaults:", ", ".join(f"{k}={v!r}" for k, v in changed.items()) or "none")
     return settings

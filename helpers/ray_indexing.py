@@ -38,8 +38,11 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, object_st
     import ray
 
     if not ray.is_initialized():
-        local = {} if address else {"num_cpus": num_cpus, "object_store_memory": object_store_mb * 1024 ** 2,
-                                    "include_dashboard": False}
+        local = (
+            {}
+            if address
+            else {"num_cpus": num_cpus, "object_store_memory": object_store_mb * 1024**2, "include_dashboard": False}
+        )
         # "local" starts a Ray of this process's own: with no address, ray.init would join any cluster that
         # `ray start` left on this machine (or that RAY_ADDRESS names), another user's work among them.
         ray.init(address=address or "local", logging_level="ERROR", log_to_driver=False, **local)
@@ -71,15 +74,22 @@ class Embedder:
         started = time.perf_counter()
         vectors = self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
         seconds = time.perf_counter() - started
-        return {"id": batch["id"], "text": batch["text"], "content_hash": np.array([content_hash(t) for t in texts]),
-                "model": np.array([self.model_name] * len(texts)), "model_version": np.array([self.version] * len(texts)),
-                "vector": vectors.astype(np.float32), "worker": np.full(len(texts), os.getpid()),
-                "encode_seconds": np.full(len(texts), seconds / len(texts))}
+        return {
+            "id": batch["id"],
+            "text": batch["text"],
+            "content_hash": np.array([content_hash(t) for t in texts]),
+            "model": np.array([self.model_name] * len(texts)),
+            "model_version": np.array([self.version] * len(texts)),
+            "vector": vectors.astype(np.float32),
+            "worker": np.full(len(texts), os.getpid()),
+            "encode_seconds": np.full(len(texts), seconds / len(texts)),
+        }
 
 
 @dataclass
 class RayIndexStats:
     """What one `ray_sync_index` call did, with the rates a projection needs."""
+
     table: str
     workers: int
     documents: int  # documents in the corpus given
@@ -109,13 +119,26 @@ class RayIndexStats:
         return self.rows_received / self.write_seconds if self.write_seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "docs_per_s": self.docs_per_s, "docs_per_s_per_worker": self.docs_per_s_per_worker,
-                "write_docs_per_s": self.write_docs_per_s}
+        return {
+            **asdict(self),
+            "docs_per_s": self.docs_per_s,
+            "docs_per_s_per_worker": self.docs_per_s_per_worker,
+            "write_docs_per_s": self.write_docs_per_s,
+        }
 
 
-def ray_sync_index(db: Any, table_name: str, documents: Mapping[str, str], model: Any, model_name: str, workers: int,
-                   batch_size: int | None = None, cpus_per_worker: float = 1, gpus_per_worker: float = 0,
-                   on_batch: Callable[[int, int, int], None] | None = None) -> RayIndexStats:
+def ray_sync_index(
+    db: Any,
+    table_name: str,
+    documents: Mapping[str, str],
+    model: Any,
+    model_name: str,
+    workers: int,
+    batch_size: int | None = None,
+    cpus_per_worker: float = 1,
+    gpus_per_worker: float = 0,
+    on_batch: Callable[[int, int, int], None] | None = None,
+) -> RayIndexStats:
     """Bring `table_name` up to date with `documents` under the model at `model_name`, embedding on `workers` Ray
     actors (call `start_ray` first). `model` is the driver's copy, loaded from `model_name`: the plan and the rows'
     version come from its fingerprint, and `verify_index` later checks every row against it, so a worker that
@@ -133,32 +156,57 @@ def ray_sync_index(db: Any, table_name: str, documents: Mapping[str, str], model
     version = model_fingerprint(model)
     batch_size = batch_size or encode_batch_size("cuda" if gpus_per_worker else "cpu")
     table, to_embed, to_delete = open_and_plan(db, table_name, documents, model, version)
-    stats = RayIndexStats(table_name, workers, len(documents), len(to_embed), len(documents) - len(to_embed),
-                          len(to_delete), 0.0, 0.0, 0)
+    stats = RayIndexStats(
+        table_name, workers, len(documents), len(to_embed), len(documents) - len(to_embed), len(to_delete), 0.0, 0.0, 0
+    )
     if to_embed:
         threads = max(1, int(cpus_per_worker)) if not gpus_per_worker else None
-        pipeline = ray.data.from_items([{"id": doc_id, "text": documents[doc_id]} for doc_id in to_embed],
-                                       override_num_blocks=math.ceil(len(to_embed) / batch_size))
+        pipeline = ray.data.from_items(
+            [{"id": doc_id, "text": documents[doc_id]} for doc_id in to_embed],
+            override_num_blocks=math.ceil(len(to_embed) / batch_size),
+        )
         embedded = pipeline.map_batches(
-            Embedder, fn_constructor_kwargs={"model_name": str(model_name), "device": "cuda" if gpus_per_worker else "cpu",
-                                             "threads": threads},
-            batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
+            Embedder,
+            fn_constructor_kwargs={
+                "model_name": str(model_name),
+                "device": "cuda" if gpus_per_worker else "cpu",
+                "threads": threads,
+            },
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=cpus_per_worker,
             num_gpus=gpus_per_worker,
-            batch_format="numpy")
+            batch_format="numpy",
+        )
         progress = tqdm(total=len(to_embed), unit="doc", desc=f"embedding into {table_name} on {workers} worker(s)")
         for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
-            rows = [{"id": str(doc_id), "text": str(text), "content_hash": str(digest), "model": str(name),
-                     "model_version": str(row_version), "vector": vector}
-                    for doc_id, text, digest, name, row_version, vector in
-                    zip(batch["id"], batch["text"], batch["content_hash"], batch["model"], batch["model_version"],
-                        batch["vector"])]
+            rows = [
+                {
+                    "id": str(doc_id),
+                    "text": str(text),
+                    "content_hash": str(digest),
+                    "model": str(name),
+                    "model_version": str(row_version),
+                    "vector": vector,
+                }
+                for doc_id, text, digest, name, row_version, vector in zip(
+                    batch["id"],
+                    batch["text"],
+                    batch["content_hash"],
+                    batch["model"],
+                    batch["model_version"],
+                    batch["vector"],
+                )
+            ]
             writing = time.perf_counter()
             table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
             stats.write_seconds += time.perf_counter() - writing
             stats.rows_received += len(rows)
             for worker, seconds in zip(batch["worker"], batch["encode_seconds"]):
                 stats.docs_per_worker[str(worker)] = stats.docs_per_worker.get(str(worker), 0) + 1
-                stats.encode_seconds_per_worker[str(worker)] = stats.encode_seconds_per_worker.get(str(worker), 0.0) + float(seconds)
+                stats.encode_seconds_per_worker[str(worker)] = stats.encode_seconds_per_worker.get(
+                    str(worker), 0.0
+                ) + float(seconds)
             progress.update(len(rows))
             if on_batch:
                 on_batch(stats.rows_received, len(to_embed), int(batch["worker"][0]))
@@ -167,20 +215,25 @@ def ray_sync_index(db: Any, table_name: str, documents: Mapping[str, str], model
     return stats
 
 
-def projected_hours(documents: int, workers: int, docs_per_s_per_worker: float, write_docs_per_s: float | None) -> float:
+def projected_hours(
+    documents: int, workers: int, docs_per_s_per_worker: float, write_docs_per_s: float | None
+) -> float:
     """Hours to embed `documents` on `workers` workers, each at a measured rate, capped by the one writer's rate
     (None: no cap, e.g. a sink that writes from every worker)."""
     if documents < 0 or workers < 1 or docs_per_s_per_worker <= 0:
-        raise ValueError(f"need documents >= 0, workers >= 1 and a positive rate (got {documents}, {workers}, "
-                         f"{docs_per_s_per_worker})")
+        raise ValueError(
+            f"need documents >= 0, workers >= 1 and a positive rate (got {documents}, {workers}, "
+            f"{docs_per_s_per_worker})"
+        )
     rate = workers * docs_per_s_per_worker
     if write_docs_per_s is not None:
         rate = min(rate, write_docs_per_s)
     return documents / rate / 3600
 
 
-def _writer_stretches(documents: int, rate_at_size: Mapping[int, float],
-                      extend_largest: bool) -> list[tuple[int, float]] | None:
+def _writer_stretches(
+    documents: int, rate_at_size: Mapping[int, float], extend_largest: bool
+) -> list[tuple[int, float]] | None:
     """(rows, the writer's documents/s) for each stretch of a table growing from empty to `documents` rows: the rows
     up to each measured size at that size's rate; None past the largest measured size unless `extend_largest`."""
     if documents < 0 or not rate_at_size or min(rate_at_size.values()) <= 0:
@@ -210,8 +263,13 @@ def writer_seconds(documents: int, rate_at_size: Mapping[int, float], extend_lar
     return None if stretches is None else sum(rows / rate for rows, rate in stretches)
 
 
-def projected_hours_as_table_grows(documents: int, workers: int, docs_per_s_per_worker: float,
-                                   rate_at_size: Mapping[int, float], extend_largest: bool = False) -> float | None:
+def projected_hours_as_table_grows(
+    documents: int,
+    workers: int,
+    docs_per_s_per_worker: float,
+    rate_at_size: Mapping[int, float],
+    extend_largest: bool = False,
+) -> float | None:
     """`projected_hours` with the writer's rate at each table size (`writer_seconds`): stretch by stretch, the
     pipeline runs at the slower of the workers' encoding and the writer. None where the writer was not measured
     that far."""

@@ -27,8 +27,9 @@ def top_candidates(run: Run, k: int) -> dict[str, list[str]]:
     return {query_id: [doc_id for doc_id, _ in best_first(scores)[:k]] for query_id, scores in run.items()}
 
 
-def score_pairs(cross_encoder: Any, pairs: Sequence[tuple[str, str]], batch_size: int = 64,
-                precision: str = "fp32") -> np.ndarray:
+def score_pairs(
+    cross_encoder: Any, pairs: Sequence[tuple[str, str]], batch_size: int = 64, precision: str = "fp32"
+) -> np.ndarray:
     """The cross-encoder's raw scores (logits, no sigmoid: the order is the same) of (query, document) pairs, in
     `precision` (bf16 autocast on a CPU that computes it natively, as `models.encoding_autocast` does for encoders)."""
     import torch
@@ -36,20 +37,37 @@ def score_pairs(cross_encoder: Any, pairs: Sequence[tuple[str, str]], batch_size
     if not pairs:
         return np.zeros(0, dtype=np.float32)
     with encoding_autocast(str(cross_encoder.device), precision):
-        scores = cross_encoder.predict(list(pairs), batch_size=batch_size, activation_fn=torch.nn.Identity(),
-                                       convert_to_numpy=True, show_progress_bar=False)
+        scores = cross_encoder.predict(
+            list(pairs),
+            batch_size=batch_size,
+            activation_fn=torch.nn.Identity(),
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
     return np.asarray(scores, dtype=np.float32)
 
 
-def score_candidates(cross_encoder: Any, queries: Mapping[str, str], corpus: Mapping[str, str], run: Run, k: int,
-                     batch_size: int = 64, precision: str = "fp32",
-                     known: Mapping[tuple[str, str], float] | None = None) -> dict[tuple[str, str], float]:
+def score_candidates(
+    cross_encoder: Any,
+    queries: Mapping[str, str],
+    corpus: Mapping[str, str],
+    run: Run,
+    k: int,
+    batch_size: int = 64,
+    precision: str = "fp32",
+    known: Mapping[tuple[str, str], float] | None = None,
+) -> dict[tuple[str, str], float]:
     """The cross-encoder's score of every (query id, document id) among each query's top `k` of `run`; pairs already
     in `known` are not scored again (so that k = 10, 20, 50 and 100 cost what k = 100 costs). Returns `known`
     extended with the new pairs."""
     scored = dict(known or {})
-    missing = [(query_id, doc_id) for query_id, doc_ids in top_candidates(run, k).items() if query_id in queries
-               for doc_id in doc_ids if (query_id, doc_id) not in scored]
+    missing = [
+        (query_id, doc_id)
+        for query_id, doc_ids in top_candidates(run, k).items()
+        if query_id in queries
+        for doc_id in doc_ids
+        if (query_id, doc_id) not in scored
+    ]
     values = score_pairs(cross_encoder, [(queries[q], corpus[d]) for q, d in missing], batch_size, precision)
     scored.update({pair: float(value) for pair, value in zip(missing, values, strict=True)})
     return scored
@@ -64,22 +82,35 @@ def rerank(run: Run, cross_scores: Mapping[tuple[str, str], float], k: int) -> d
         head, tail = ordered[:k], ordered[k:]
         missing = [doc_id for doc_id in head if (query_id, doc_id) not in cross_scores]
         if missing:
-            raise KeyError(f"query {query_id!r}: no cross-encoder score for {len(missing)} of its top {k} "
-                           f"(first: {missing[0]!r}); score them with score_candidates(..., k={k}) first")
-        head = sorted(head, key=lambda doc_id: -cross_scores[(query_id, doc_id)])  # stable: ties keep the retriever's order
+            raise KeyError(
+                f"query {query_id!r}: no cross-encoder score for {len(missing)} of its top {k} "
+                f"(first: {missing[0]!r}); score them with score_candidates(..., k={k}) first"
+            )
+        head = sorted(
+            head, key=lambda doc_id: -cross_scores[(query_id, doc_id)]
+        )  # stable: ties keep the retriever's order
         ranked = head + tail
         reranked[query_id] = {doc_id: float(len(ranked) - position) for position, doc_id in enumerate(ranked)}
     return reranked
 
 
-def latency_per_query(cross_encoder: Any, queries: Mapping[str, str], corpus: Mapping[str, str], run: Run, k: int,
-                      precision: str = "fp32", rounds: int = 1) -> np.ndarray:
+def latency_per_query(
+    cross_encoder: Any,
+    queries: Mapping[str, str],
+    corpus: Mapping[str, str],
+    run: Run,
+    k: int,
+    precision: str = "fp32",
+    rounds: int = 1,
+) -> np.ndarray:
     """Milliseconds to score one query's top `k` (one batch of k pairs), for each query of `queries` (after one
     untimed warm-up query); with `rounds` > 1, each query's fastest round, which keeps a busy moment of the
     machine out of a query's figure. What a reranking service adds to the retriever's time per query."""
     candidates = top_candidates({query_id: run[query_id] for query_id in queries}, k)
     first = next(iter(candidates))
-    score_pairs(cross_encoder, [(queries[first], corpus[d]) for d in candidates[first]], batch_size=k, precision=precision)
+    score_pairs(
+        cross_encoder, [(queries[first], corpus[d]) for d in candidates[first]], batch_size=k, precision=precision
+    )
     timings = []
     for query_id, doc_ids in candidates.items():
         pairs = [(queries[query_id], corpus[doc_id]) for doc_id in doc_ids]
@@ -101,7 +132,9 @@ def choose_k(dev_ndcg: Mapping[int, float], tolerance: float = 0.005) -> int:
     return min(k for k, value in dev_ndcg.items() if value >= best - tolerance)
 
 
-def fused_scores(run: Run, cross_scores: Mapping[tuple[str, str], float], k: int, weight: float) -> dict[tuple[str, str], float]:
+def fused_scores(
+    run: Run, cross_scores: Mapping[tuple[str, str], float], k: int, weight: float
+) -> dict[tuple[str, str], float]:
     """Score fusion instead of replacement: within each query's top `k`, both scores are put on one scale (z-scores:
     minus their mean over those k documents, divided by their standard deviation; 0 where all are equal) and added,
     `weight` × the cross-encoder's + (1 - `weight`) × the retriever's. `weight` 0 keeps the retriever's order, 1 is
@@ -118,25 +151,48 @@ def fused_scores(run: Run, cross_scores: Mapping[tuple[str, str], float], k: int
         retriever = z_scores(np.array([run[query_id][doc_id] for doc_id in doc_ids], dtype=np.float64))
         missing = [doc_id for doc_id in doc_ids if (query_id, doc_id) not in cross_scores]
         if missing:
-            raise KeyError(f"query {query_id!r}: no cross-encoder score for {len(missing)} of its top {k} (first: {missing[0]!r})")
+            raise KeyError(
+                f"query {query_id!r}: no cross-encoder score for {len(missing)} of its top {k} (first: {missing[0]!r})"
+            )
         cross = z_scores(np.array([cross_scores[(query_id, doc_id)] for doc_id in doc_ids], dtype=np.float64))
-        fused.update({(query_id, doc_id): float(weight * c + (1 - weight) * r) for doc_id, c, r in zip(doc_ids, cross, retriever, strict=True)})
+        fused.update(
+            {
+                (query_id, doc_id): float(weight * c + (1 - weight) * r)
+                for doc_id, c, r in zip(doc_ids, cross, retriever, strict=True)
+            }
+        )
     return fused
 
 
-def fusion_on_dev(run: Run, cross_scores: Mapping[tuple[str, str], float], qrels: Mapping[str, Mapping[str, int]],
-                  ks: Sequence[int], weights: Sequence[float]) -> dict[int, dict[float, float]]:
+def fusion_on_dev(
+    run: Run,
+    cross_scores: Mapping[tuple[str, str], float],
+    qrels: Mapping[str, Mapping[str, int]],
+    ks: Sequence[int],
+    weights: Sequence[float],
+) -> dict[int, dict[float, float]]:
     """Mean NDCG@10 of the fused ranking (`fused_scores`, then `rerank`) for every k and weight: k -> weight -> NDCG@10."""
     from .evaluation import per_query_scores
 
-    return {k: {weight: float(per_query_scores(qrels, rerank(run, fused_scores(run, cross_scores, k, weight), k), ["ndcg@10"])["ndcg@10"].mean())
-                for weight in weights} for k in ks}
+    return {
+        k: {
+            weight: float(
+                per_query_scores(qrels, rerank(run, fused_scores(run, cross_scores, k, weight), k), ["ndcg@10"])[
+                    "ndcg@10"
+                ].mean()
+            )
+            for weight in weights
+        }
+        for k in ks
+    }
 
 
 def choose_fusion(dev_ndcg: Mapping[int, Mapping[float, float]], tolerance: float = 0.005) -> tuple[int, float]:
     """The rule that picks the fusion on dev: for each k the weight with the best dev NDCG@10 (on a tie, the smaller
     weight, nearer the retriever alone), then k by `choose_k` among those best values. Returns (k, weight)."""
-    best_weight = {k: max(by_weight, key=lambda weight: (by_weight[weight], -weight)) for k, by_weight in dev_ndcg.items()}
+    best_weight = {
+        k: max(by_weight, key=lambda weight: (by_weight[weight], -weight)) for k, by_weight in dev_ndcg.items()
+    }
     k = choose_k({k: dev_ndcg[k][weight] for k, weight in best_weight.items()}, tolerance)
     return k, best_weight[k]
 
@@ -153,12 +209,17 @@ def rerank_table(rows: Mapping[Any, Mapping[str, Any]], retriever_recall: float 
 
     table = {}
     for k, row in rows.items():
-        line = {"NDCG@10": round(row["ndcg@10"], 4), "minus the retriever alone (95% CI)": with_interval(row["difference"], row["ci"]),
-                "the reranker": interval_verdict(row["ci"], above="gains", below="loses")}
+        line = {
+            "NDCG@10": round(row["ndcg@10"], 4),
+            "minus the retriever alone (95% CI)": with_interval(row["difference"], row["ci"]),
+            "the reranker": interval_verdict(row["ci"], above="gains", below="loses"),
+        }
         if "recall@10" in row:
             line["Recall@10"] = round(row["recall@10"], 4)
             if retriever_recall is not None and "recall_ci" in row:
-                line["Recall@10 minus the retriever's (95% CI)"] = with_interval(row["recall@10"] - retriever_recall, row["recall_ci"])
+                line["Recall@10 minus the retriever's (95% CI)"] = with_interval(
+                    row["recall@10"] - retriever_recall, row["recall_ci"]
+                )
         line.update({"p50 ms / query": round(row["p50_ms"], 1), "p95 ms / query": round(row["p95_ms"], 1)})
         if "docs_per_s" in row:
             line["documents scored / s"] = round(row["docs_per_s"])

@@ -53,10 +53,14 @@ def _serving_settings(model: Any) -> dict[str, Any]:
     """Pooling mode, normalisation and maximum length of a Transformer -> Pooling [-> Normalize] model."""
     names = [type(module).__name__ for module in model]
     if names[:2] != ["Transformer", "Pooling"] or any(name != "Normalize" for name in names[2:]):
-        raise ValueError(f"only Transformer -> Pooling [-> Normalize] models can be exported; this one is {' -> '.join(names)}")
+        raise ValueError(
+            f"only Transformer -> Pooling [-> Normalize] models can be exported; this one is {' -> '.join(names)}"
+        )
     mode = model[1].pooling_mode
     if mode not in POOLING_MODES:
-        raise ValueError(f"pooling {mode!r} is not supported by the ONNX encoder (supported: {', '.join(POOLING_MODES)})")
+        raise ValueError(
+            f"pooling {mode!r} is not supported by the ONNX encoder (supported: {', '.join(POOLING_MODES)})"
+        )
     return {"pooling": mode, "normalize": "Normalize" in names, "max_seq_length": int(model.max_seq_length)}
 
 
@@ -78,9 +82,16 @@ def export_onnx(model: Any, folder: str | Path, opset: int = 17) -> Path:
         # dynamo=False: the TorchScript exporter, which needs no other package (the new one needs onnxscript)
         warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.onnx")
-        torch.onnx.export(_TokenEmbeddings(transformer, input_names), tuple(example[name] for name in input_names),
-                          str(folder / ONNX_FILE), input_names=input_names, output_names=["token_embeddings"],
-                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+        torch.onnx.export(
+            _TokenEmbeddings(transformer, input_names),
+            tuple(example[name] for name in input_names),
+            str(folder / ONNX_FILE),
+            input_names=input_names,
+            output_names=["token_embeddings"],
+            dynamic_axes=axes,
+            opset_version=opset,
+            dynamo=False,
+        )
     model.tokenizer.save_pretrained(folder)
     (folder / SETTINGS_FILE).write_text(json.dumps({**settings, "inputs": input_names}, indent=2))
     return folder
@@ -125,7 +136,9 @@ class OnnxEncoder:
     """Encode texts with an exported model (fp32 `model.onnx` or `model_int8.onnx`), as `SentenceTransformer.encode`
     would: the model's tokenizer and maximum length, its pooling, normalised if the model normalises."""
 
-    def __init__(self, folder: str | Path, file: str = ONNX_FILE, threads: int | None = None, require_int8: bool = False):
+    def __init__(
+        self, folder: str | Path, file: str = ONNX_FILE, threads: int | None = None, require_int8: bool = False
+    ):
         import onnxruntime
         from transformers import AutoTokenizer
 
@@ -149,9 +162,14 @@ class OnnxEncoder:
         order = np.argsort([-len(text) for text in texts], kind="stable")
         embeddings: list[np.ndarray] = [np.empty(0)] * len(texts)
         for start in range(0, len(texts), batch_size):
-            positions = order[start:start + batch_size]
-            batch = self.tokenizer([texts[i] for i in positions], padding=True, truncation=True,
-                                   max_length=self.settings["max_seq_length"], return_tensors="np")
+            positions = order[start : start + batch_size]
+            batch = self.tokenizer(
+                [texts[i] for i in positions],
+                padding=True,
+                truncation=True,
+                max_length=self.settings["max_seq_length"],
+                return_tensors="np",
+            )
             feeds = {name: batch[name].astype(np.int64) for name in self.settings["inputs"]}
             tokens = self.session.run(["token_embeddings"], feeds)[0]
             for position, vector in zip(positions, self._pool(tokens, feeds["attention_mask"]), strict=True):
@@ -171,8 +189,9 @@ class OnnxEncoder:
         return pooled.astype(np.float32)
 
 
-def docs_per_second_alternately(encoders: Mapping[str, Callable[[list[str]], Any]], texts: Sequence[str],
-                                rounds: int = 3) -> dict[str, list[float]]:
+def docs_per_second_alternately(
+    encoders: Mapping[str, Callable[[list[str]], Any]], texts: Sequence[str], rounds: int = 3
+) -> dict[str, list[float]]:
     """Documents per second of each encoder on `texts`, one measurement per round; the encoders take turns within
     every round, so that a machine whose speed drifts during the measurement slows them all alike. Each encoder
     first encodes a few texts untimed (threads and caches warm up)."""
@@ -205,8 +224,9 @@ def latencies_ms(search: Callable[[str], Any], queries: Sequence[str], warmup: i
     return np.array(timings)
 
 
-def latencies_in_turns(searches: Mapping[str, Callable[[str], Any]], queries: Sequence[str],
-                       block: int = 10) -> dict[str, np.ndarray]:
+def latencies_in_turns(
+    searches: Mapping[str, Callable[[str], Any]], queries: Sequence[str], block: int = 10
+) -> dict[str, np.ndarray]:
     """Milliseconds that each search takes for each query alone (as `latencies_ms`), the searches taking turns
     block by block: each block of `block` queries is answered by every search in turn, the order rotating by one
     from each block to the next, so that a machine whose speed drifts favours none of them. Within its turn a
@@ -220,7 +240,7 @@ def latencies_in_turns(searches: Mapping[str, Callable[[str], Any]], queries: Se
         shift = turn % len(names)
         for name in names[shift:] + names[:shift]:
             searches[name](queries[start])  # untimed: wakes this search's threads
-            for query in queries[start:start + block]:
+            for query in queries[start : start + block]:
                 started = time.perf_counter()
                 searches[name](query)
                 timings[name].append((time.perf_counter() - started) * 1000)
@@ -234,8 +254,12 @@ def int8_speedup(model: Any, texts: Sequence[str], folder: str | Path, batch_siz
     export_onnx(model, folder)
     quantize_int8(folder)
     int8 = OnnxEncoder(folder, INT8_FILE, require_int8=True)
-    rates = docs_per_second_alternately({
-        "pytorch": lambda batch: model.encode(batch, batch_size=batch_size, normalize_embeddings=True),
-        "int8": lambda batch: int8.encode(batch, batch_size=batch_size),
-    }, texts, rounds)
+    rates = docs_per_second_alternately(
+        {
+            "pytorch": lambda batch: model.encode(batch, batch_size=batch_size, normalize_embeddings=True),
+            "int8": lambda batch: int8.encode(batch, batch_size=batch_size),
+        },
+        texts,
+        rounds,
+    )
     return float(np.median(rates["int8"]) / np.median(rates["pytorch"]))

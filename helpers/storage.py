@@ -63,8 +63,10 @@ def begin_output(final: str | Path, writer: str) -> Path:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise RuntimeError(f"{final} is being written by another run ({holder}); wait for it to finish, "
-                           "or give this run its own work_dir") from None
+        raise RuntimeError(
+            f"{final} is being written by another run ({holder}); wait for it to finish, "
+            "or give this run its own work_dir"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"process {os.getpid()} on {socket.gethostname()}, {writer}, since {time.strftime('%H:%M:%S')}")
@@ -96,8 +98,11 @@ def publish_output(staging: str | Path, about: Mapping[str, Any]) -> Path:
 def write_manifest(folder: str | Path, about: Mapping[str, Any]) -> Path:
     """Write `folder/manifest.json`: every file's size and SHA-256 (the manifest itself aside), and `about`."""
     folder = Path(folder)
-    files = {str(path.relative_to(folder)): _file_facts(path) for path in sorted(folder.rglob("*"))
-             if path.is_file() and path.name != MANIFEST}
+    files = {
+        str(path.relative_to(folder)): _file_facts(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }
     return write_atomically(folder / MANIFEST, json.dumps({"about": json_safe(about), "files": files}, indent=2))
 
 

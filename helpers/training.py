@@ -31,8 +31,18 @@ from .storage import MANIFEST, incomplete, write_manifest
 RECIPE_NOTEBOOK = NOTEBOOK_DIR / "04_training.ipynb"
 RECIPE_KEYS = ("hard_negatives", "group_by_length", "epochs", "batch_size", "learning_rate", "warmup", "max_steps")
 # the training arguments the recipe sets (notebook 04 shows that the ones it builds by hand equal `recipe_arguments`)
-RECIPE_ARGUMENTS = ("num_train_epochs", "max_steps", "per_device_train_batch_size", "learning_rate", "warmup_steps", "seed", "data_seed",
-                    "bf16", "fp16", "use_cpu")
+RECIPE_ARGUMENTS = (
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "learning_rate",
+    "warmup_steps",
+    "seed",
+    "data_seed",
+    "bf16",
+    "fp16",
+    "use_cpu",
+)
 
 
 class LengthGroupedNoDuplicatesBatchSampler(DefaultBatchSampler):
@@ -47,9 +57,17 @@ class LengthGroupedNoDuplicatesBatchSampler(DefaultBatchSampler):
     rows of similar length; the length itself never decides which batch comes when.
     """
 
-    def __init__(self, dataset: Any, batch_size: int, drop_last: bool, valid_label_columns: list[str] | None = None,
-                 generator: torch.Generator | None = None, seed: int = 0,
-                 count_tokens: Callable[[list[str]], list[int]] | None = None, batches_per_group: int = 32) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: list[str] | None = None,
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+        count_tokens: Callable[[list[str]], list[int]] | None = None,
+        batches_per_group: int = 32,
+    ) -> None:
         super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
         text_columns = [name for name in dataset.column_names if name not in (valid_label_columns or [])]
         self.rows = [tuple(values) for values in zip(*(dataset[name] for name in text_columns))]
@@ -133,12 +151,14 @@ class LengthGroupedBatches:
 
     def __call__(self, dataset: Any, **batch_settings: Any) -> LengthGroupedNoDuplicatesBatchSampler:
         count_tokens = self.count_tokens if self.tokenizer is not None else None
-        return LengthGroupedNoDuplicatesBatchSampler(dataset, count_tokens=count_tokens,
-                                                     batches_per_group=self.batches_per_group, **batch_settings)
+        return LengthGroupedNoDuplicatesBatchSampler(
+            dataset, count_tokens=count_tokens, batches_per_group=self.batches_per_group, **batch_settings
+        )
 
 
-def dev_evaluator(data: RetrievalData, corpus_size: int | None, seed: int, split: str = "dev",
-                  parameter: str = "dev_corpus_size"):
+def dev_evaluator(
+    data: RetrievalData, corpus_size: int | None, seed: int, split: str = "dev", parameter: str = "dev_corpus_size"
+):
     """An `InformationRetrievalEvaluator` on `split` over a corpus of `corpus_size` documents that always
     contains the relevant ones (a small corpus keeps evaluation during training cheap). `parameter` is the
     calling notebook's name for `corpus_size`, named if it is too small for the split's relevant documents."""
@@ -146,10 +166,19 @@ def dev_evaluator(data: RetrievalData, corpus_size: int | None, seed: int, split
 
     only = RetrievalData(data.name, data.corpus, data.queries, {split: data.qrels[split]})
     small = subsample(only, corpus_size, None, seed, names=(parameter, None))
-    return InformationRetrievalEvaluator(queries=small.split_queries(split), corpus=small.corpus, name=split,
-                                         relevant_docs=small.relevant_docs(split), ndcg_at_k=[10], mrr_at_k=[10],
-                                         accuracy_at_k=[1], precision_recall_at_k=[10], map_at_k=[10], batch_size=128,
-                                         write_csv=False)
+    return InformationRetrievalEvaluator(
+        queries=small.split_queries(split),
+        corpus=small.corpus,
+        name=split,
+        relevant_docs=small.relevant_docs(split),
+        ndcg_at_k=[10],
+        mrr_at_k=[10],
+        accuracy_at_k=[1],
+        precision_recall_at_k=[10],
+        map_at_k=[10],
+        batch_size=128,
+        write_csv=False,
+    )
 
 
 class StopOnNonFiniteLoss(TrainerCallback):
@@ -162,7 +191,8 @@ class StopOnNonFiniteLoss(TrainerCallback):
             raise FloatingPointError(
                 f"the training loss became {loss} by step {state.global_step}: the learning rate "
                 f"({args.learning_rate:g}) is likely too high, or fp16 overflowed (try bf16 or fp32); "
-                "nothing was saved as the fine-tuned model")
+                "nothing was saved as the fine-tuned model"
+            )
 
 
 def recipe(**changes: Any) -> dict[str, Any]:
@@ -175,23 +205,39 @@ def recipe(**changes: Any) -> dict[str, Any]:
     return {**settings, **check_values(RECIPE_NOTEBOOK.stem, changes, declared)}
 
 
-def recipe_arguments(output_dir: str | Path, settings: dict[str, Any], device: str, tokenizer: Any = None,
-                     seed: int = 42):
+def recipe_arguments(
+    output_dir: str | Path, settings: dict[str, Any], device: str, tokenizer: Any = None, seed: int = 42
+):
     """`SentenceTransformerTrainingArguments` for a recipe, as notebook 04 builds them (no checkpoints, no
     evaluation during training: the brief runs of notebooks 01 and 07 are scored afterwards)."""
-    from sentence_transformers.sentence_transformer.training_args import BatchSamplers, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.training_args import (
+        BatchSamplers,
+        SentenceTransformerTrainingArguments,
+    )
 
     sampler = LengthGroupedBatches(tokenizer) if settings["group_by_length"] else BatchSamplers.NO_DUPLICATES
     return SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir), num_train_epochs=settings["epochs"], max_steps=settings["max_steps"],
-        per_device_train_batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-        warmup_steps=settings["warmup"], seed=seed, data_seed=seed, batch_sampler=sampler, eval_strategy="no",
-        save_strategy="no", logging_steps=10, report_to="none", use_cpu=device == "cpu",
-        **precision_flags(choose_precision(device)))
+        output_dir=str(output_dir),
+        num_train_epochs=settings["epochs"],
+        max_steps=settings["max_steps"],
+        per_device_train_batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"],
+        warmup_steps=settings["warmup"],
+        seed=seed,
+        data_seed=seed,
+        batch_sampler=sampler,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=10,
+        report_to="none",
+        use_cpu=device == "cpu",
+        **precision_flags(choose_precision(device)),
+    )
 
 
-def train_with_recipe(model: Any, train_dataset: Any, output_dir: str | Path, settings: dict[str, Any],
-                      seed: int = 42) -> dict:
+def train_with_recipe(
+    model: Any, train_dataset: Any, output_dir: str | Path, settings: dict[str, Any], seed: int = 42
+) -> dict:
     """Fine-tune `model` in place on `train_dataset` with MNRL and a recipe; return steps and seconds."""
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
@@ -200,13 +246,19 @@ def train_with_recipe(model: Any, train_dataset: Any, output_dir: str | Path, se
         raise ValueError(f"{len(train_dataset)} training example(s): MNRL needs at least two to have a negative")
     args = recipe_arguments(output_dir, settings, model.device.type, model.tokenizer, seed)
     loss = MultipleNegativesRankingLoss(model)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
-                                         callbacks=[StopOnNonFiniteLoss()])
-    quiet_trainer(trainer, live_table=False)  # a brief run prints its own line: no table, live or executed, the same in both
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=train_dataset, loss=loss, callbacks=[StopOnNonFiniteLoss()]
+    )
+    quiet_trainer(
+        trainer, live_table=False
+    )  # a brief run prints its own line: no table, live or executed, the same in both
     started = time.perf_counter()
     output = trainer.train()
-    return {"steps": trainer.state.global_step, "seconds": time.perf_counter() - started,
-            "examples_per_second": output.metrics["train_samples_per_second"]}
+    return {
+        "steps": trainer.state.global_step,
+        "seconds": time.perf_counter() - started,
+        "examples_per_second": output.metrics["train_samples_per_second"],
+    }
 
 
 def recipe_runs_dir(work_dir: str | Path, dataset: str) -> Path:
@@ -214,12 +266,18 @@ def recipe_runs_dir(work_dir: str | Path, dataset: str) -> Path:
     return Path(work_dir) / "models" / dataset / "recipe-runs"
 
 
-def recipe_run_record(started_from: str, loss: str, settings: dict[str, Any], train_examples: int,
-                      seed: int) -> dict[str, Any]:
+def recipe_run_record(
+    started_from: str, loss: str, settings: dict[str, Any], train_examples: int, seed: int
+) -> dict[str, Any]:
     """The `training.json` written beside a model trained with the recipe: the model it started from, its loss, the
     recipe, the number of examples (the first of the training set's shuffle by `seed`) and the seed."""
-    return {"started_from": str(started_from), "loss": loss, "recipe": {key: settings[key] for key in RECIPE_KEYS},
-            "train_examples": train_examples, "seed": seed}
+    return {
+        "started_from": str(started_from),
+        "loss": loss,
+        "recipe": {key: settings[key] for key in RECIPE_KEYS},
+        "train_examples": train_examples,
+        "seed": seed,
+    }
 
 
 def save_recipe_run(model: Any, folder: str | Path, record: dict[str, Any]) -> None:
@@ -233,8 +291,14 @@ def save_recipe_run(model: Any, folder: str | Path, record: dict[str, Any]) -> N
     write_manifest(folder, record)
 
 
-def load_recipe_run(folder: str | Path, started_from: str, settings: dict[str, Any], train_examples: int, seed: int,
-                    device: str | None = None) -> Any | None:
+def load_recipe_run(
+    folder: str | Path,
+    started_from: str,
+    settings: dict[str, Any],
+    train_examples: int,
+    seed: int,
+    device: str | None = None,
+) -> Any | None:
     """The model `save_recipe_run` left in `folder` if it is what `train_with_recipe` would train here: from the
     same model, with MNRL, exactly this recipe, number of examples and seed; None if there is none or it was
     trained otherwise (the caller then trains one)."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from .data import ContrastivePair, DataValidationError, RetrievalData, read_jsonl, write_jsonl
 
+
 def split_by_negative(pairs: Sequence[ContrastivePair]) -> tuple[list[ContrastivePair], list[ContrastivePair]]:
     """Separate pairs that have no negative from triplets that have one, keeping their order."""
     return [p for p in pairs if p.negative is None], [p for p in pairs if p.negative is not None]
@@ -34,7 +35,8 @@ def pairs_to_dataset(pairs: Sequence[ContrastivePair]):
         raise DataValidationError(
             f"{len(missing)} of {len(pairs)} pairs have no negative (first: pair {missing[0]}) while the others "
             "have one; a 'negative' column must be aligned row by row. Use split_by_negative(pairs) to make "
-            "two data sets, or mine_negatives(...) to fill the missing ones.")
+            "two data sets, or mine_negatives(...) to fill the missing ones."
+        )
     columns = {"anchor": [p.anchor for p in pairs], "positive": [p.positive for p in pairs]}
     if with_negative:
         columns["negative"] = [p.negative for p in pairs]
@@ -52,8 +54,14 @@ def training_pairs(data: RetrievalData, use_curated_negatives: bool) -> list[Con
     return pairs
 
 
-def mine_negatives(pairs: Sequence[ContrastivePair], corpus_texts: Sequence[str], corpus_embeddings: Any, model: Any,
-                   relative_margin: float = 0.05, range_max: int = 50) -> tuple[list[ContrastivePair], int]:
+def mine_negatives(
+    pairs: Sequence[ContrastivePair],
+    corpus_texts: Sequence[str],
+    corpus_embeddings: Any,
+    model: Any,
+    relative_margin: float = 0.05,
+    range_max: int = 50,
+) -> tuple[list[ContrastivePair], int]:
     """Give every pair that lacks a negative the hardest corpus text that is still safely wrong.
 
     The rule of sentence-transformers' `mine_hard_negatives` (sampling "top", one negative; a test checks that
@@ -76,8 +84,10 @@ def mine_negatives(pairs: Sequence[ContrastivePair], corpus_texts: Sequence[str]
     for pair in pairs:
         positives_of[pair.anchor].add(pair.positive)
     if absent := sorted({pair.positive for pair in missing} - set(row_of)):
-        raise DataValidationError(f"{len(absent)} positives are not corpus texts (first: {absent[0][:60]!r}): "
-                                  "mining compares a positive's similarity with the corpus texts'")
+        raise DataValidationError(
+            f"{len(absent)} positives are not corpus texts (first: {absent[0][:60]!r}): "
+            "mining compares a positive's similarity with the corpus texts'"
+        )
     anchors = list(dict.fromkeys(pair.anchor for pair in missing))
     vectors = model.encode(anchors, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
     corpus = torch.as_tensor(corpus_embeddings).to(vectors.device)
@@ -85,17 +95,23 @@ def mine_negatives(pairs: Sequence[ContrastivePair], corpus_texts: Sequence[str]
     negative_of: dict[str, str] = {}
     rejected = 0
     for start in range(0, len(anchors), 1024):
-        scores = vectors[start:start + 1024] @ corpus.T
+        scores = vectors[start : start + 1024] @ corpus.T
         top_scores, top_rows = scores.topk(min(range_max + most_positives, len(corpus_texts)), dim=1)
-        for offset, anchor in enumerate(anchors[start:start + 1024]):
+        for offset, anchor in enumerate(anchors[start : start + 1024]):
             hardest_positive = min(float(scores[offset, row_of[text]]) for text in positives_of[anchor])
             threshold = hardest_positive - abs(hardest_positive) * relative_margin
-            candidates = [(score, corpus_texts[row]) for score, row in zip(top_scores[offset].tolist(),
-                          top_rows[offset].tolist()) if corpus_texts[row] not in positives_of[anchor]][:range_max]
+            candidates = [
+                (score, corpus_texts[row])
+                for score, row in zip(top_scores[offset].tolist(), top_rows[offset].tolist())
+                if corpus_texts[row] not in positives_of[anchor]
+            ][:range_max]
             rejected += bool(candidates) and candidates[0][0] > threshold
             if kept := [text for score, text in candidates if score <= threshold]:
                 negative_of[anchor] = kept[0]
-    filled = [ContrastivePair(p.anchor, p.positive, negative_of.get(p.anchor), p.score) if p.negative is None else p for p in pairs]
+    filled = [
+        ContrastivePair(p.anchor, p.positive, negative_of.get(p.anchor), p.score) if p.negative is None else p
+        for p in pairs
+    ]
     return filled, rejected
 
 
@@ -128,8 +144,13 @@ def save_training_sets(sets: TrainingSets, folder: str | Path) -> None:
     """train_pairs.jsonl (anchor, positive) and train_triplets.jsonl (anchor, positive, negative, source)."""
     folder = Path(folder)
     write_jsonl(folder / "train_pairs.jsonl", ({"anchor": p.anchor, "positive": p.positive} for p in sets.pairs))
-    write_jsonl(folder / "train_triplets.jsonl", ({"anchor": p.anchor, "positive": p.positive, "negative": p.negative,
-                                                    "source": source} for p, source in zip(sets.triplets, sets.negative_source)))
+    write_jsonl(
+        folder / "train_triplets.jsonl",
+        (
+            {"anchor": p.anchor, "positive": p.positive, "negative": p.negative, "source": source}
+            for p, source in zip(sets.triplets, sets.negative_source)
+        ),
+    )
 
 
 def load_training_dataset(folder: str | Path, with_negatives: bool, max_examples: int | None = None, seed: int = 42):
@@ -138,9 +159,15 @@ def load_training_dataset(folder: str | Path, with_negatives: bool, max_examples
     path = Path(folder) / ("train_triplets.jsonl" if with_negatives else "train_pairs.jsonl")
     rows = read_jsonl(path)
     if not rows:
-        raise DataValidationError(f"{path} has no rows: " + ("no training pair got a negative (prepare the data with "
-                                  "mine=True, or train on pairs with hard_negatives=False)" if with_negatives else
-                                  "the train split is empty"))
+        raise DataValidationError(
+            f"{path} has no rows: "
+            + (
+                "no training pair got a negative (prepare the data with "
+                "mine=True, or train on pairs with hard_negatives=False)"
+                if with_negatives
+                else "the train split is empty"
+            )
+        )
     if max_examples is not None and max_examples < len(rows):
         random.Random(seed).shuffle(rows)
         rows = rows[:max_examples]

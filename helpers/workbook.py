@@ -19,42 +19,91 @@ from typing import Any
 import yaml
 
 from .parameters import check_values, declared_parameters
-from .paths import (NOTEBOOK_DIR, PRECISION_ENVIRONMENT, PRESET_ENVIRONMENT, PRESETS_DIR, PROJECT_ROOT, RUNS_DIR,  # noqa: F401 (re-exported)
-                    SHIPPED_DATASETS, dataset_label, embeddings_dir, finetuned_dir, notebook_dirs, prepared_dir, rankings_dir)
+
+# the names marked noqa are re-exported: the notebooks import the runner's paths and storage from here
+from .paths import (
+    NOTEBOOK_DIR,
+    PRECISION_ENVIRONMENT,  # noqa: F401
+    PRESET_ENVIRONMENT,
+    PRESETS_DIR,
+    PROJECT_ROOT,  # noqa: F401
+    RUNS_DIR,  # noqa: F401
+    SHIPPED_DATASETS,  # noqa: F401
+    dataset_label,  # noqa: F401
+    embeddings_dir,  # noqa: F401
+    finetuned_dir,
+    notebook_dirs,  # noqa: F401
+    prepared_dir,
+    rankings_dir,  # noqa: F401
+)
 from .progress import batch_run
-from .storage import (MANIFEST, begin_output, cached_folder, checksum_path, incomplete, json_safe,  # noqa: F401 (re-exported)
-                      publish_output, unverified, write_atomically, write_checksum, write_manifest)
+from .storage import (
+    MANIFEST,  # noqa: F401
+    begin_output,  # noqa: F401
+    cached_folder,  # noqa: F401
+    checksum_path,  # noqa: F401
+    incomplete,
+    json_safe,  # noqa: F401
+    publish_output,  # noqa: F401
+    unverified,  # noqa: F401
+    write_atomically,
+    write_checksum,  # noqa: F401
+    write_manifest,  # noqa: F401
+)
 
 SMOKE_CELL_TIMEOUT = 600  # seconds; no smoke cell comes near it, so a hung kernel fails the run instead of CI
 
 
-def ensure_prepared(dataset: str, work_dir: str | Path, model: str = "all-MiniLM-L6-v2", caller: str = "",
-                    caller_settings: Mapping[str, Any] | None = None) -> Path:
+def ensure_prepared(
+    dataset: str,
+    work_dir: str | Path,
+    model: str = "all-MiniLM-L6-v2",
+    caller: str = "",
+    caller_settings: Mapping[str, Any] | None = None,
+) -> Path:
     """The prepared folder of a data set; if notebook 03 has not written it completely into this `work_dir`,
     notebook 03 runs now, at the scale the calling notebook runs at (see `prerequisite_parameters`), so that
     every later notebook also runs on its own."""
     folder = prepared_dir(work_dir, dataset)
     if problem := incomplete(folder):
         parameters, scale = prerequisite_parameters("03_data_preparation", caller, caller_settings)
-        _run_prerequisite("03_data_preparation", work_dir, {**parameters, "dataset": dataset, "model": model},
-                          folder, problem, scale)
+        _run_prerequisite(
+            "03_data_preparation", work_dir, {**parameters, "dataset": dataset, "model": model}, folder, problem, scale
+        )
     return folder
 
 
-def ensure_finetuned(dataset: str, work_dir: str | Path, model: str = "all-MiniLM-L6-v2", caller: str = "",
-                     caller_settings: Mapping[str, Any] | None = None) -> Path:
+def ensure_finetuned(
+    dataset: str,
+    work_dir: str | Path,
+    model: str = "all-MiniLM-L6-v2",
+    caller: str = "",
+    caller_settings: Mapping[str, Any] | None = None,
+) -> Path:
     """The folder of the model notebook 04 fine-tuned on a data set; if it is not completely in this
     `work_dir`, notebook 04 runs now (without its batch-size sweep), at the calling notebook's scale."""
     final = finetuned_dir(work_dir, dataset) / "final"
     if problem := incomplete(final):
         parameters, scale = prerequisite_parameters("04_training", caller, caller_settings)
-        _run_prerequisite("04_training", work_dir, {**parameters, "dataset": dataset, "model": model,
-                                                    "sweep_batch_sizes": []}, final, problem, scale)
+        _run_prerequisite(
+            "04_training",
+            work_dir,
+            {**parameters, "dataset": dataset, "model": model, "sweep_batch_sizes": []},
+            final,
+            problem,
+            scale,
+        )
     return final
 
 
-def finetuned_with_seed(dataset: str, work_dir: str | Path, seed: int, model: str = "all-MiniLM-L6-v2", caller: str = "",
-                        caller_settings: Mapping[str, Any] | None = None) -> Path:
+def finetuned_with_seed(
+    dataset: str,
+    work_dir: str | Path,
+    seed: int,
+    model: str = "all-MiniLM-L6-v2",
+    caller: str = "",
+    caller_settings: Mapping[str, Any] | None = None,
+) -> Path:
     """The folder of notebook 04's model trained with training seed `seed` instead of its own, for notebooks that
     compare fine-tunes across seeds. It is trained (notebook 04 without its sweep, at the calling notebook's scale)
     into `work_dir`/seeds/seed-`seed` when not completely there; that folder links to `work_dir`'s prepared data and
@@ -71,8 +120,14 @@ def finetuned_with_seed(dataset: str, work_dir: str | Path, seed: int, model: st
     final = finetuned_dir(seed_dir, dataset) / "final"
     if problem := incomplete(final):
         parameters, scale = prerequisite_parameters("04_training", caller, caller_settings)
-        _run_prerequisite("04_training", seed_dir, {**parameters, "dataset": dataset, "model": model,
-                                                    "sweep_batch_sizes": [], "seed": seed}, final, problem, scale)
+        _run_prerequisite(
+            "04_training",
+            seed_dir,
+            {**parameters, "dataset": dataset, "model": model, "sweep_batch_sizes": [], "seed": seed},
+            final,
+            problem,
+            scale,
+        )
     return final
 
 
@@ -91,14 +146,18 @@ def preset_in_use(caller: str = "", caller_settings: Mapping[str, Any] | None = 
         return None
     for path in sorted(PRESETS_DIR.glob("*.yaml")):
         section = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get(caller)
-        if isinstance(section, Mapping) and section and all(
-                name in caller_settings and caller_settings[name] == value for name, value in section.items()):
+        if (
+            isinstance(section, Mapping)
+            and section
+            and all(name in caller_settings and caller_settings[name] == value for name, value in section.items())
+        ):
             return path.stem
     return None
 
 
-def prerequisite_parameters(stem: str, caller: str = "",
-                            caller_settings: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+def prerequisite_parameters(
+    stem: str, caller: str = "", caller_settings: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], str]:
     """The parameters a missing prerequisite notebook `stem` runs with when `caller` needs it, and their
     description: the section for `stem` of the preset the caller runs with (a small run stays small), else
     the prerequisite's defaults."""
@@ -109,16 +168,23 @@ def prerequisite_parameters(stem: str, caller: str = "",
     return dict(section), f"the {preset} preset's values, as {caller or 'this run'} runs with that preset"
 
 
-def _run_prerequisite(stem: str, work_dir: str | Path, parameters: dict[str, Any], missing: Path, problem: str,
-                      scale: str = "its defaults") -> None:
+def _run_prerequisite(
+    stem: str,
+    work_dir: str | Path,
+    parameters: dict[str, Any],
+    missing: Path,
+    problem: str,
+    scale: str = "its defaults",
+) -> None:
     path = NOTEBOOK_DIR / f"{stem}.ipynb"
     out_dir = Path(work_dir).resolve() / "prerequisites"
     print(f"{missing}: {problem}; running notebook {stem} with {scale}, into {out_dir / stem}", flush=True)
     plan = parameters_per_notebook([path], {}, {stem: parameters})[path]
     result = run_notebook(path, out_dir, plan, Path(work_dir).resolve())
     if result.status != "ok":
-        raise RuntimeError(f"notebook {stem}, run to prepare {missing}, failed: {result.error} "
-                           f"(executed copy: {result.executed})")
+        raise RuntimeError(
+            f"notebook {stem}, run to prepare {missing}, failed: {result.error} (executed copy: {result.executed})"
+        )
 
 
 def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any], settings: Mapping[str, Any]) -> Path:
@@ -128,15 +194,19 @@ def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any], settings: 
     from .models import choose_device, choose_precision
 
     numeric = {"numeric_precision": choose_precision(choose_device())}  # what load_model encodes in, here
-    return write_atomically(Path(output_dir) / "metrics.json",
-                            json.dumps(json_safe({**numeric, **metrics, "parameters": settings}), indent=2, sort_keys=True))
+    return write_atomically(
+        Path(output_dir) / "metrics.json",
+        json.dumps(json_safe({**numeric, **metrics, "parameters": settings}), indent=2, sort_keys=True),
+    )
 
 
 def list_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
     """The workbook's notebooks (`NN_name.ipynb`) in reading order."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"no notebooks folder at {folder}: install the workbook in editable mode from its clone "
-                                "(pip install -e .) so that the command finds its notebooks")
+        raise FileNotFoundError(
+            f"no notebooks folder at {folder}: install the workbook in editable mode from its clone "
+            "(pip install -e .) so that the command finds its notebooks"
+        )
     return sorted(path for path in folder.glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -162,8 +232,9 @@ def select_notebooks(names: Sequence[str], available: Sequence[Path]) -> list[Pa
     return sorted(chosen)
 
 
-def parameters_per_notebook(notebooks: Sequence[Path], given: Mapping[str, Any],
-                            preset: Mapping[str, Any] | None = None) -> dict[Path, dict[str, Any]]:
+def parameters_per_notebook(
+    notebooks: Sequence[Path], given: Mapping[str, Any], preset: Mapping[str, Any] | None = None
+) -> dict[Path, dict[str, Any]]:
     """The parameters each notebook runs with: a preset's values first, then the ones given explicitly, which win.
 
     Both hold global names (sent to every notebook that declares them) and, optionally, a mapping per notebook
@@ -190,8 +261,9 @@ def parameters_per_notebook(notebooks: Sequence[Path], given: Mapping[str, Any],
             for path in takers:
                 plan[path][name] = value
     if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))}: no chosen notebook declares them "
-                         "(see `workbook list`)")
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(sorted(unknown))}: no chosen notebook declares them (see `workbook list`)"
+        )
     return {path: check_values(path.stem, values, declared[path]) for path, values in plan.items()}
 
 
@@ -208,8 +280,9 @@ class NotebookRun:
     error: str = ""
 
 
-def run_notebook(path: Path, out_dir: Path, parameters: Mapping[str, Any], work_dir: Path,
-                 cell_timeout: int | None = None) -> NotebookRun:
+def run_notebook(
+    path: Path, out_dir: Path, parameters: Mapping[str, Any], work_dir: Path, cell_timeout: int | None = None
+) -> NotebookRun:
     """Execute one notebook with papermill into `out_dir/<stem>/`; never raises for a notebook error.
     A cell that runs longer than `cell_timeout` seconds (None: no limit) fails the notebook."""
     import papermill
@@ -226,8 +299,15 @@ def run_notebook(path: Path, out_dir: Path, parameters: Mapping[str, Any], work_
     status, error = "ok", ""
     try:
         with batch_run():  # the kernel's progress bars would be frozen in the executed copy: none there
-            papermill.execute_notebook(str(path), str(executed), parameters=full, kernel_name="python3", progress_bar=True,
-                                       cwd=str(path.parent), execution_timeout=cell_timeout)
+            papermill.execute_notebook(
+                str(path),
+                str(executed),
+                parameters=full,
+                kernel_name="python3",
+                progress_bar=True,
+                cwd=str(path.parent),
+                execution_timeout=cell_timeout,
+            )
     except PapermillExecutionError as failure:
         status, error = "failed", f"{failure.ename}: {failure.evalue}"
     except CellTimeoutError:

@@ -44,8 +44,12 @@ def smoke_run_in_background(request, tmp_path_factory):
     log_path = out.parent / f"{out.name}.log"
     with open(log_path, "w") as log:
         # --out is relative to the working directory: a relative path must not depend on the notebooks' folder
-        process = subprocess.Popen([sys.executable, "-m", "helpers.cli", "run", "--smoke", "--out", out.name],
-                                   cwd=out.parent, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "helpers.cli", "run", "--smoke", "--out", out.name],
+            cwd=out.parent,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         yield out, process, log_path
     finally:
@@ -60,7 +64,9 @@ def smoke_run(smoke_run_in_background):
     out, process, log_path = smoke_run_in_background
     status = process.wait()
     summary_path = out / "summary.json"
-    assert summary_path.exists(), f"workbook run --smoke wrote no summary (exit {status}):\n{log_path.read_text()[-4000:]}"
+    assert summary_path.exists(), (
+        f"workbook run --smoke wrote no summary (exit {status}):\n{log_path.read_text()[-4000:]}"
+    )
     summary = json.loads(summary_path.read_text())
     assert status == 0, f"workbook run failed: {[(r['notebook'], r['error']) for r in summary if r['error']]}"
     return out, {run["notebook"]: run for run in summary}

@@ -16,7 +16,7 @@ LONG_WORDS = 400  # far above all-MiniLM-L6-v2's 256 tokens
 def own_rows(count: int = 240, negatives: bool = False, score: bool = False) -> list[dict]:
     """Rows made from ICD-10-CM: an inclusion term as the anchor, its code's description as the positive (one
     anchor per code, so no two rows share a positive); a few non-ASCII anchors and very long positives."""
-    codes = [code for code in parse_icd10cm() if code.inclusion_terms and len(code.description) > 20][:count + 1]
+    codes = [code for code in parse_icd10cm() if code.inclusion_terms and len(code.description) > 20][: count + 1]
     rows = []
     for index, (code, other) in enumerate(zip(codes, codes[1:])):
         row = {"anchor": code.inclusion_terms[0], "positive": code.description}

@@ -31,13 +31,20 @@ def test_the_smoke_runs_book_opens_in_chromium(smoke_run, tmp_path):
         page.goto(index.as_uri())
         links = page.eval_on_selector_all("ol a", "links => links.map(a => a.getAttribute('href'))")
         figures, typeset = 0, {}
-        has_math = {f"{path.stem}.html": any(cell.cell_type == "markdown" and re.search(r"\$[^$\n]+\$", cell.source)
-                                             for cell in nbformat.read(path, as_version=4).cells) for path in executed_notebooks(smoke_run[0])}
+        has_math = {
+            f"{path.stem}.html": any(
+                cell.cell_type == "markdown" and re.search(r"\$[^$\n]+\$", cell.source)
+                for cell in nbformat.read(path, as_version=4).cells
+            )
+            for path in executed_notebooks(smoke_run[0])
+        }
         assert links == [f"{stem}.html" for stem in expected], "the contents list every executed notebook, in order"
         for link in links:
             page.goto((index.parent / link).as_uri(), wait_until="load")
-            page.wait_for_function("() => !window.MathJax || !window.MathJax.Hub || window.MathJax.Hub.queue.running === 0 && window.MathJax.Hub.queue.pending === 0",
-                                   timeout=30_000)
+            page.wait_for_function(
+                "() => !window.MathJax || !window.MathJax.Hub || window.MathJax.Hub.queue.running === 0 && window.MathJax.Hub.queue.pending === 0",
+                timeout=30_000,
+            )
             page.screenshot(path=str(shots / f"book-{Path(link).stem}.png"))
             text = page.inner_text("body")
             assert "Traceback (most recent call last)" not in text, f"{link} shows a traceback"
@@ -45,10 +52,14 @@ def test_the_smoke_runs_book_opens_in_chromium(smoke_run, tmp_path):
             assert all(complete and width > 0 for complete, width in images), f"{link}: a figure did not load"
             figures += len(images)
             if has_math[link]:
-                typeset[link] = page.evaluate("() => document.querySelectorAll('.MathJax, .MathJax_CHTML, mjx-container').length")
+                typeset[link] = page.evaluate(
+                    "() => document.querySelectorAll('.MathJax, .MathJax_CHTML, mjx-container').length"
+                )
             for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.getAttribute('href'))"):
                 if not href.startswith(("http://", "https://", "#", "mailto:")):
-                    assert (index.parent / href.split("#")[0]).is_file(), f"{link} links to {href}, which is not in the book"
+                    assert (index.parent / href.split("#")[0]).is_file(), (
+                        f"{link} links to {href}, which is not in the book"
+                    )
         browser.close()
     assert not remote, f"the book asked the network for {remote[:3]}"
     assert figures >= len(links), f"{figures} figures in {len(links)} pages: the executed notebooks' plots are missing"

@@ -39,8 +39,10 @@ LAB_SETTINGS = {
 def chromium_path() -> str:
     path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
-        pytest.fail("no Chromium: install Debian's package (`apt-get install chromium`; .ci/run does it) or set "
-                    "CHROMIUM=/path/to/chromium. Deselect these tests with -m 'not browser'.")
+        pytest.fail(
+            "no Chromium: install Debian's package (`apt-get install chromium`; .ci/run does it) or set "
+            "CHROMIUM=/path/to/chromium. Deselect these tests with -m 'not browser'."
+        )
     return path
 
 
@@ -57,8 +59,11 @@ def lab_root(smoke_run, tmp_path_factory):
     shows what papermill's smoke run of 07 shows."""
     root = tmp_path_factory.mktemp("lab")
     notebook = load_notebook_node(str(NOTEBOOK_DIR / NOTEBOOK))
-    parameters = {**load_preset("smoke")["07_decision"], "work_dir": str(smoke_run[0] / "work"),
-                  "output_dir": str(root / "06-output")}
+    parameters = {
+        **load_preset("smoke")["07_decision"],
+        "work_dir": str(smoke_run[0] / "work"),
+        "output_dir": str(root / "06-output"),
+    }
     nbformat.write(parameterize_notebook(notebook, parameters), root / NOTEBOOK)
     return root
 
@@ -71,13 +76,30 @@ def lab_url(lab_root, tmp_path_factory):
         (home / "settings" / name).parent.mkdir(parents=True, exist_ok=True)
         (home / "settings" / name).write_text(json.dumps(values))
     token, port = os.urandom(16).hex(), free_port()
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+    }
     log = (home / "server.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={lab_root}"],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={lab_root}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -94,7 +116,9 @@ def lab_url(lab_root, tmp_path_factory):
         yield f"{base}/lab?token={token}"
     finally:
         try:  # shuts the kernels down with the server
-            urllib.request.urlopen(urllib.request.Request(f"{base}/api/shutdown?token={token}", method="POST"), timeout=10)
+            urllib.request.urlopen(
+                urllib.request.Request(f"{base}/api/shutdown?token={token}", method="POST"), timeout=10
+            )
             server.wait(timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             server.kill()
@@ -150,7 +174,11 @@ def notebook_state(page) -> dict:
 
 def figures_and_tables(executed: Path) -> tuple[int, int]:
     """The figures (PNG outputs) and HTML tables in a notebook executed by papermill."""
-    outputs = [output.get("data", {}) for cell in nbformat.read(executed, as_version=4).cells for output in cell.get("outputs", [])]
+    outputs = [
+        output.get("data", {})
+        for cell in nbformat.read(executed, as_version=4).cells
+        for output in cell.get("outputs", [])
+    ]
     return sum("image/png" in data for data in outputs), sum("<table" in data.get("text/html", "") for data in outputs)
 
 
@@ -168,8 +196,11 @@ def ran_all_cells(page) -> dict:
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         deadline = time.monotonic() + RUN_ALL_TIMEOUT_S
-        while ((state := notebook_state(page))["kernel"] != "idle" or state["prompts"][0] == "[ ]:"
-               or "[*]:" in state["prompts"]):
+        while (
+            (state := notebook_state(page))["kernel"] != "idle"
+            or state["prompts"][0] == "[ ]:"
+            or "[*]:" in state["prompts"]
+        ):
             assert time.monotonic() < deadline, f"the notebook was still running after {RUN_ALL_TIMEOUT_S} s"
             page.wait_for_timeout(1_000)
     return state
@@ -183,8 +214,9 @@ def test_every_cell_of_notebook_07_runs_in_jupyterlab(page, ran_all_cells, lab_r
         not_run = [i for i, prompt in enumerate(state["prompts"]) if not prompt[1:-2].isdigit()]
         assert not not_run, f"code cells {not_run} did not run (an error stops Run All): prompts {state['prompts']}"
         figures, tables = figures_and_tables(Path(smoke_run[1]["07_decision"]["executed"]))
-        assert (state["images"], state["tables"]) == (figures, tables) and figures and tables, \
+        assert (state["images"], state["tables"]) == (figures, tables) and figures and tables, (
             f"{state['images']} figures and {state['tables']} tables shown; papermill's run of 07 has {figures} and {tables}"
+        )
         page.keyboard.press("Control+s")
         page.locator(".lm-TabBar-tab:not(.jp-mod-dirty)", has_text=NOTEBOOK).wait_for(timeout=30_000)
         saved = [cell for cell in nbformat.read(lab_root / NOTEBOOK, as_version=4).cells if cell.cell_type == "code"]
@@ -197,8 +229,9 @@ def test_every_cell_of_notebook_07_runs_in_jupyterlab(page, ran_all_cells, lab_r
 
 def changed_answer(page, answer, before: str) -> str:
     """The form's answer once it differs from `before` (the kernel answers each change of a control)."""
-    page.wait_for_function("([node, before]) => node.innerText !== before", arg=[answer.element_handle(), before],
-                           timeout=30_000)
+    page.wait_for_function(
+        "([node, before]) => node.innerText !== before", arg=[answer.element_handle(), before], timeout=30_000
+    )
     return answer.inner_text()
 
 
@@ -209,10 +242,14 @@ def test_the_decision_form_answers_its_controls(page, ran_all_cells):
     corpus = form.locator(".widget-text", has_text="documents to reindex")
     with step(page, "form-renders"):
         form.scroll_into_view_if_needed()
-        assert form.locator(".widget-slider").count() == 3 and corpus.count() == 1, "the form shows 3 sliders and a number"
+        assert form.locator(".widget-slider").count() == 3 and corpus.count() == 1, (
+            "the form shows 3 sliders and a number"
+        )
         shown = answer.inner_text()
         # the smoke run's off-the-shelf test NDCG@10 (about 0.8) is above the default target of 0.60
-        assert shown.startswith("Use the off-the-shelf model (off-the-shelf)") and "already meets the target" in shown, shown
+        assert (
+            shown.startswith("Use the off-the-shelf model (off-the-shelf)") and "already meets the target" in shown
+        ), shown
     with step(page, "target-slider-moved"):
         target.locator(".noUi-handle").focus()
         page.keyboard.press("End")  # the slider's maximum

@@ -15,16 +15,40 @@ PAPERMILL = [sys.executable, "-m", "papermill"]
 
 # papermill on its own: the notebook's check cell converts -p's text and stops at a bad value, before its imports
 @pytest.mark.notebooks
-@pytest.mark.parametrize("notebook, name, value, expected", [
-    ("04_training", "epochs", "two", "epochs='two' must be a number > 0"),
-    ("04_training", "sweep_batch_sizes", "[16, 1]", "sweep_batch_sizes='[16, 1]' must be a list, each item an integer ≥ 2"),
-    ("03_data_preparation", "corpus_size", "-5", "corpus_size=-5 must be one of: an integer ≥ 10, None"),
-])
+@pytest.mark.parametrize(
+    "notebook, name, value, expected",
+    [
+        ("04_training", "epochs", "two", "epochs='two' must be a number > 0"),
+        (
+            "04_training",
+            "sweep_batch_sizes",
+            "[16, 1]",
+            "sweep_batch_sizes='[16, 1]' must be a list, each item an integer ≥ 2",
+        ),
+        ("03_data_preparation", "corpus_size", "-5", "corpus_size=-5 must be one of: an integer ≥ 10, None"),
+    ],
+)
 def test_papermill_alone_rejects_a_bad_value_in_the_notebook(notebook, name, value, expected, tmp_path):
     completed = subprocess.run(
-        [*PAPERMILL, str(W.NOTEBOOK_DIR / f"{notebook}.ipynb"), str(tmp_path / "out.ipynb"), "-p", name, value,
-         "-p", "output_dir", str(tmp_path / "out"), "-p", "work_dir", str(tmp_path / "work")],
-        capture_output=True, text=True, cwd=W.NOTEBOOK_DIR, timeout=300)
+        [
+            *PAPERMILL,
+            str(W.NOTEBOOK_DIR / f"{notebook}.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            "-p",
+            name,
+            value,
+            "-p",
+            "output_dir",
+            str(tmp_path / "out"),
+            "-p",
+            "work_dir",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=W.NOTEBOOK_DIR,
+        timeout=300,
+    )
     assert completed.returncode == 1
     assert f"ParameterError: {notebook}: {expected}" in completed.stderr
     assert not (tmp_path / "work").exists(), "the notebook did work before checking its parameters"
@@ -37,9 +61,24 @@ def test_notebook_04_alone_with_the_smoke_values_prepares_its_data_at_that_scale
     smoke = W.load_preset("smoke")["04_training"]
     arguments = [argument for name, value in smoke.items() for argument in ("-p", name, json.dumps(value))]
     completed = subprocess.run(
-        [*PAPERMILL, str(W.NOTEBOOK_DIR / "04_training.ipynb"), str(tmp_path / "04.ipynb"), *arguments,
-         "-p", "output_dir", str(tmp_path / "out"), "-p", "work_dir", str(tmp_path / "work")],
-        capture_output=True, text=True, cwd=W.NOTEBOOK_DIR, timeout=900, env={**os.environ, W.PRESET_ENVIRONMENT: ""})
+        [
+            *PAPERMILL,
+            str(W.NOTEBOOK_DIR / "04_training.ipynb"),
+            str(tmp_path / "04.ipynb"),
+            *arguments,
+            "-p",
+            "output_dir",
+            str(tmp_path / "out"),
+            "-p",
+            "work_dir",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=W.NOTEBOOK_DIR,
+        timeout=900,
+        env={**os.environ, W.PRESET_ENVIRONMENT: ""},
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     prepared = json.loads((W.prepared_dir(tmp_path / "work", "icd10cm") / "dataset.json").read_text())
     assert prepared["parameters"]["corpus_size"] == W.load_preset("smoke")["03_data_preparation"]["corpus_size"]

@@ -44,7 +44,9 @@ def test_every_notebook_ran_and_wrote_metrics(smoke_run):
 
 FROZEN_PROGRESS_BAR = re.compile(r"\d+%\|[^|\n]*\| *\d+/\d+")  # tqdm's "  0%|          | 0/8 [00:00<?, ?it/s]"
 # what an output shows where its rich form is not rendered, when it is an object's repr instead of its content
-OBJECT_REPRS = re.compile(r"object at 0x|\b(?:Posix|Windows)Path\(|<pandas\.io\.formats\.style\.Styler|VBox\(|<IPython\.core\.display\.\w+ object>|\bNo log\b")
+OBJECT_REPRS = re.compile(
+    r"object at 0x|\b(?:Posix|Windows)Path\(|<pandas\.io\.formats\.style\.Styler|VBox\(|<IPython\.core\.display\.\w+ object>|\bNo log\b"
+)
 
 
 def output_texts(smoke_run):
@@ -89,7 +91,10 @@ def test_01_why_finetune(smoke_run):
     committed = committed_default_run()["05_evaluation"]
     assert metrics["full_recipe_committed"]["finetuned_ndcg@10"] == committed["finetuned_ndcg@10"]
     assert metrics["examples_domain"] == "hpo"
-    assert metrics["examples_fixed_at_rank_1"] + metrics["examples_broken_at_rank_1"] <= metrics["measured"]["hpo"]["test_queries"]
+    assert (
+        metrics["examples_fixed_at_rank_1"] + metrics["examples_broken_at_rank_1"]
+        <= metrics["measured"]["hpo"]["test_queries"]
+    )
     assert figure(smoke_run, "01_why_finetune", "quoted_vs_measured.png") > 10_000
     assert figure(smoke_run, "01_why_finetune", "scores_by_corpus_size.png") > 10_000
 
@@ -105,7 +110,9 @@ def test_02_encoder_vs_decoder(smoke_run):
     assert table["encoder"]["encode speed (texts/s)"] > table["decoder"]["encode speed (texts/s)"] > 0
     assert (metrics["dev_queries"], metrics["test_queries"]) == (20, 40)
     assert len(metrics["ndcg@10_by_pooling"]) == 2 * 4 * 2
-    assert metrics["ndcg@10_by_pooling"]["encoder / mean / test"] == pytest.approx(table["encoder"]["test NDCG@10, off the shelf"])
+    assert metrics["ndcg@10_by_pooling"]["encoder / mean / test"] == pytest.approx(
+        table["encoder"]["test NDCG@10, off the shelf"]
+    )
     low, high = metrics["encoder_minus_decoder_after_finetune"]["ci95"]
     assert low <= metrics["encoder_minus_decoder_after_finetune"]["mean"] <= high
     assert all(table[name]["fine-tuning steps"] == 2 for name in ("encoder", "decoder"))
@@ -113,14 +120,30 @@ def test_02_encoder_vs_decoder(smoke_run):
 
 def test_03_data_preparation(smoke_run):
     metrics = metrics_of(smoke_run, "03_data_preparation")
-    expected = {"corpus": 1500, "train_queries": 202, "dev_queries": 13, "test_queries": 54, "test_unseen_queries": 31,
-                "curated_triplets": 106, "texts_truncated": 0}
+    expected = {
+        "corpus": 1500,
+        "train_queries": 202,
+        "dev_queries": 13,
+        "test_queries": 54,
+        "test_unseen_queries": 31,
+        "curated_triplets": 106,
+        "texts_truncated": 0,
+    }
     assert {key: metrics[key] for key in expected} == expected
-    assert metrics["curated_triplets"] + metrics["mined_triplets"] + metrics["pairs_without_negative"] == metrics["train_queries"]
+    assert (
+        metrics["curated_triplets"] + metrics["mined_triplets"] + metrics["pairs_without_negative"]
+        == metrics["train_queries"]
+    )
     assert metrics["mined_triplets"] > 50
-    assert metrics["seed_columns_lengths"] == {"anchor": 3, "positive": 3, "negative": 2}  # the source chapter's misalignment, shown
+    assert metrics["seed_columns_lengths"] == {
+        "anchor": 3,
+        "positive": 3,
+        "negative": 2,
+    }  # the source chapter's misalignment, shown
     for source in ("curated", "mined"):
-        assert metrics["hardness_median"][source]["query-negative"] < metrics["hardness_median"][source]["query-positive"]
+        assert (
+            metrics["hardness_median"][source]["query-negative"] < metrics["hardness_median"][source]["query-positive"]
+        )
     prepared = smoke_run[0] / "work" / "data" / "icd10cm"
     assert {"corpus.jsonl", "queries.jsonl", "train_triplets.jsonl"} <= {p.name for p in prepared.iterdir()}
     assert figure(smoke_run, "03_data_preparation", "negative_hardness.png") > 10_000
@@ -139,7 +162,9 @@ def test_04_training(smoke_run):
     assert metrics["reload_max_difference"] < 1e-5
     curve = metrics["dev_curve"]
     assert curve["step"][0] == 0 and curve["step"][-1] == 6 and curve["ndcg@10"][-1] == metrics["finetuned_dev_ndcg@10"]
-    assert set(metrics["batch_size_sweep"]) == {"8", "16"} and metrics["sweep_steps"]["16"] < metrics["sweep_steps"]["8"]
+    assert (
+        set(metrics["batch_size_sweep"]) == {"8", "16"} and metrics["sweep_steps"]["16"] < metrics["sweep_steps"]["8"]
+    )
     assert 0 <= metrics["padding_share"]["length-grouped"] < metrics["padding_share"]["random batches"] < 1
     final = Path(metrics["model_dir"])
     assert (final / "model.safetensors").exists()
@@ -185,7 +210,9 @@ def test_05_evaluation(smoke_run):
     assert abs(metrics["toy_ndcg@10_by_hand"] - metrics["toy_ndcg@10_trec_eval"]) < 1e-9
     assert abs(metrics["toy_ndcg@10_by_hand"] - metrics["toy_ndcg@10_sentence_transformers"]) < 1e-9
     assert metrics["seed_reads_ndcg@10"] == 0  # the source chapter's key does not exist
-    assert metrics["base_ndcg@10"] == pytest.approx(0.8287, abs=2e-3)  # off the shelf on the smoke corpus: deterministic
+    assert metrics["base_ndcg@10"] == pytest.approx(
+        0.8287, abs=2e-3
+    )  # off the shelf on the smoke corpus: deterministic
     for suffix in ("", "_test_unseen"):
         base, tuned = metrics[f"base_ndcg@10{suffix}"], metrics[f"finetuned_ndcg@10{suffix}"]
         low, high = metrics[f"ci95_ndcg@10_diff{suffix}"]
@@ -195,13 +222,17 @@ def test_05_evaluation(smoke_run):
     assert metrics["improved_queries"] + metrics["worse_queries"] <= metrics["test_queries"]
     trec = (smoke_run[0] / "05_evaluation" / "finetuned.trec").read_text().splitlines()
     assert len({line.split()[0] for line in trec}) == metrics["test_queries"]
-    dedup = metrics["dedup_f1"]  # duplicate detection: thresholds from dev, F1 on test and test_unseen with a query bootstrap
+    dedup = metrics[
+        "dedup_f1"
+    ]  # duplicate detection: thresholds from dev, F1 on test and test_unseen with a query bootstrap
     assert dedup["dev_pairs"] > 0 and set(dedup["by_split"]) == {"test", "test_unseen"}
     for name in ("base", "finetuned"):
         assert dedup[name]["dev F1, by hand"] == pytest.approx(dedup[name]["dev F1, sentence-transformers"], abs=1e-6)
         assert 0 < dedup[name]["test F1"] <= 1 and 0 < dedup[name]["test_unseen F1"] <= 1
     for split, row in dedup["by_split"].items():
-        assert row["difference"] == pytest.approx(dedup["finetuned"][f"{split} F1"] - dedup["base"][f"{split} F1"]), split
+        assert row["difference"] == pytest.approx(dedup["finetuned"][f"{split} F1"] - dedup["base"][f"{split} F1"]), (
+            split
+        )
         assert row["ci"][0] <= row["difference"] <= row["ci"][1], split
 
 
@@ -214,20 +245,37 @@ def test_06_reranking(smoke_run):
     for name, row in metrics["mining"].items():
         assert 0 <= row["false negatives"] <= row["negatives"] <= smoke["negatives_per_query"] * row["positives"], name
     assert metrics["false_negatives_among_mined"] == metrics["mining"]["relative margin 0.05"]["false negatives"]
-    assert set(metrics["rerank"]) == {str(k) for k in smoke["candidate_ks"]} and metrics["chosen_k"] in smoke["candidate_ks"]
+    assert (
+        set(metrics["rerank"]) == {str(k) for k in smoke["candidate_ks"]}
+        and metrics["chosen_k"] in smoke["candidate_ks"]
+    )
     assert metrics["test_queries"] == smoke["test_queries"]
     dev, tolerance = metrics["dev_ndcg_by_k"], metrics["parameters"]["k_tolerance"]
-    assert metrics["chosen_k"] == min(int(k) for k, value in dev.items() if value >= max(dev.values()) - tolerance)  # the stated rule
+    assert metrics["chosen_k"] == min(
+        int(k) for k, value in dev.items() if value >= max(dev.values()) - tolerance
+    )  # the stated rule
     for k, row in metrics["rerank"].items():
         assert 0 <= row["ndcg@10"] <= 1 and row["ci"][0] <= row["difference"] <= row["ci"][1], k
         assert 0 < row["p50_ms"] <= row["p95_ms"] and row["docs_per_s"] > 0, k
-    assert set(metrics["hybrid"]) == {"dense (fine-tuned)", "hybrid (BM25 + fine-tuned)", "dense, reranked at the chosen k",
-                                      "hybrid, reranked at the chosen k"}
-    assert metrics["hybrid"]["dense, reranked at the chosen k"]["ndcg@10"] == pytest.approx(metrics["rerank"][str(metrics["chosen_k"])]["ndcg@10"])
+    assert set(metrics["hybrid"]) == {
+        "dense (fine-tuned)",
+        "hybrid (BM25 + fine-tuned)",
+        "dense, reranked at the chosen k",
+        "hybrid, reranked at the chosen k",
+    }
+    assert metrics["hybrid"]["dense, reranked at the chosen k"]["ndcg@10"] == pytest.approx(
+        metrics["rerank"][str(metrics["chosen_k"])]["ndcg@10"]
+    )
     rows = metrics["training"]["rows"]  # every positive, the mined negatives, and random_negatives per training query
-    assert rows == metrics["mining"]["relative margin 0.05"]["positives"] + metrics["mining"]["relative margin 0.05"]["negatives"] \
+    assert (
+        rows
+        == metrics["mining"]["relative margin 0.05"]["positives"]
+        + metrics["mining"]["relative margin 0.05"]["negatives"]
         + smoke["random_negatives"] * smoke["train_queries"]
-    saved = json.loads((smoke_run[0] / "work" / "decision" / "icd10cm" / "reranker.json").read_text())  # what notebook 07 reads
+    )
+    saved = json.loads(
+        (smoke_run[0] / "work" / "decision" / "icd10cm" / "reranker.json").read_text()
+    )  # what notebook 07 reads
     assert saved["k"] == metrics["chosen_k"] and saved["ci"] == pytest.approx(metrics["rerank"][str(saved["k"])]["ci"])
     assert metrics["training"]["steps"] > 0 and len(metrics["training"]["dev_curve"]["step"]) >= 2
     fusion = metrics["fusion"]  # the weight and k chosen on dev by the stated rule, and the test answer at them
@@ -235,9 +283,13 @@ def test_06_reranking(smoke_run):
     best = {k: max(dev_fusion[k].values()) for k in dev_fusion}
     assert fusion["k"] == min(int(k) for k, value in best.items() if value >= max(best.values()) - tolerance)
     by_weight = dev_fusion[str(fusion["k"])]
-    assert by_weight[str(fusion["weight"])] == best[str(fusion["k"])] and fusion["weight"] == min(float(w) for w, v in by_weight.items() if v == best[str(fusion["k"])])
+    assert by_weight[str(fusion["weight"])] == best[str(fusion["k"])] and fusion["weight"] == min(
+        float(w) for w, v in by_weight.items() if v == best[str(fusion["k"])]
+    )
     for k in dev_fusion:  # weight 0 is the retriever alone, weight 1 the reranker alone
-        assert dev_fusion[k]["0.0"] == pytest.approx(metrics["retriever_dev_ndcg@10"]) and dev_fusion[k]["1.0"] == pytest.approx(dev[k])
+        assert dev_fusion[k]["0.0"] == pytest.approx(metrics["retriever_dev_ndcg@10"]) and dev_fusion[k][
+            "1.0"
+        ] == pytest.approx(dev[k])
     assert fusion["ci"][0] <= fusion["difference"] <= fusion["ci"][1]
     for name in ("training.png", "quality_vs_latency.png", "fusion.png"):
         assert figure(smoke_run, "06_reranking", name) > 10_000
@@ -249,25 +301,39 @@ def test_07_decision(smoke_run):
     assert metrics["recommendation"] in RECOMMENDATIONS and metrics["seed_recommendation"] in RECOMMENDATIONS
     curve = metrics["learning_curve"]
     assert curve["examples"] == [8, 16, 32, 48]  # the smoke curve sizes, then notebook 04's 48 examples
-    assert curve["trained_by_04"] == [32]  # 04's sweep ran the smoke recipe (batch 16) on 32 examples: scored, not retrained
+    assert curve["trained_by_04"] == [
+        32
+    ]  # 04's sweep ran the smoke recipe (batch 16) on 32 examples: scored, not retrained
     assert curve["seeds"] == [42]  # one training seed by default: notebook 04's
     # the committed reference curve was measured on all 7,598 triplets: the smoke run's 48 decide from their own curve
-    assert metrics["decision_curve"]["source"].startswith("this run's curve") and metrics["decision_curve"]["examples"] == curve["examples"]
+    assert (
+        metrics["decision_curve"]["source"].startswith("this run's curve")
+        and metrics["decision_curve"]["examples"] == curve["examples"]
+    )
     assert curve["relative_gain"][-1] == pytest.approx(metrics["measured_full_gain"])
     for gain, (low, high) in zip(curve["relative_gain"], curve["ci95"], strict=True):
         assert low <= gain <= high
     assert math.isfinite(metrics["predicted_full_gain"])
     assert metrics["prediction_error"] == pytest.approx(metrics["predicted_full_gain"] - metrics["measured_full_gain"])
-    assert set(metrics["ndcg@10"]) == {"BM25", "dense (base)", "dense (fine-tuned)", "hybrid (BM25 + base)", "hybrid (BM25 + fine-tuned)"}
+    assert set(metrics["ndcg@10"]) == {
+        "BM25",
+        "dense (base)",
+        "dense (fine-tuned)",
+        "hybrid (BM25 + base)",
+        "hybrid (BM25 + fine-tuned)",
+    }
     assert all(0 < value <= 1 for value in metrics["ndcg@10"].values())
     assert metrics["docs_per_s"] > 0 and metrics["throughput_documents"] == 200
     assert metrics["reindex_encoder"] == "pytorch"
     assert 0 <= metrics["rule_disagreements"] <= metrics["grid_inputs"] == 4 * 5  # the measured sizes x five targets
     assert metrics["rule_branches"] == {  # the measured rule on a made-up curve: every branch, as its prose says
-        "the base model already meets the target": "off-the-shelf", "the curve reaches the target": "fine-tune",
+        "the base model already meets the target": "off-the-shelf",
+        "the curve reaches the target": "fine-tune",
         "the curve falls short of the target": "fine-tune + improve retrieval pipeline",
-        "ten examples, but more would help": "generate_data_first", "a curve that never helps": "off-the-shelf",
-        "a corpus of 100 million documents": "fine-tune"}
+        "ten examples, but more would help": "generate_data_first",
+        "a curve that never helps": "off-the-shelf",
+        "a corpus of 100 million documents": "fine-tune",
+    }
     for name in ("bm25_dense_hybrid.png", "learning_curve.png"):
         assert figure(smoke_run, "07_decision", name) > 10_000
 
@@ -292,11 +358,22 @@ def test_09_serving(smoke_run):
     variants = metrics["variants"]
     dims = [256, 128, 64]
     recommended = metrics["recommended"]
-    assert set(variants) == {"pytorch fp32", "onnx fp32", "onnx int8", *(f"plain, first {d} dims" for d in dims),
-                             *(f"matryoshka, first {d} dims" for d in [384, *dims]), "int8 vectors",
-                             "int8 vectors, rescored", "binary vectors", "binary vectors, rescored", "static",
-                             f"deployed: {recommended['encoder']} + {recommended['index']}"}
-    assert recommended["deployed"] in variants and recommended["encoder"] in variants and recommended["index"] in variants
+    assert set(variants) == {
+        "pytorch fp32",
+        "onnx fp32",
+        "onnx int8",
+        *(f"plain, first {d} dims" for d in dims),
+        *(f"matryoshka, first {d} dims" for d in [384, *dims]),
+        "int8 vectors",
+        "int8 vectors, rescored",
+        "binary vectors",
+        "binary vectors, rescored",
+        "static",
+        f"deployed: {recommended['encoder']} + {recommended['index']}",
+    }
+    assert (
+        recommended["deployed"] in variants and recommended["encoder"] in variants and recommended["index"] in variants
+    )
     tolerance = metrics["parameters"]["quality_tolerance"]
     for choice in (recommended["encoder"], recommended["index"]):  # chosen on the interval's lower end
         assert variants[choice]["ci"][0] >= -tolerance * variants["pytorch fp32"]["ndcg@10"]
@@ -333,7 +410,9 @@ def test_10_forgetting_and_merging(smoke_run):
     assert set(metrics["tasks"]) == tasks and metrics["tasks"]["stsb"]["items"] == 60
     assert set(metrics["sweep"]) == {"0", "0.5", "1"} and all(set(row) == tasks for row in metrics["sweep"].values())
     for name, row in metrics["fine_tune_cost"].items():  # alpha 0 and 1 of the sweep are the two models themselves
-        assert row["base"] == pytest.approx(metrics["sweep"]["0"][name]) and row["finetuned"] == pytest.approx(metrics["sweep"]["1"][name])
+        assert row["base"] == pytest.approx(metrics["sweep"]["0"][name]) and row["finetuned"] == pytest.approx(
+            metrics["sweep"]["1"][name]
+        )
         assert row["ci"][0] - 1e-4 <= row["difference"] <= row["ci"][1] + 1e-4, name
     alpha = metrics["alpha"]
     assert alpha in (0.0, 0.5, 1.0)
@@ -360,16 +439,29 @@ def test_10_forgetting_and_merging(smoke_run):
     assert metrics["fewer_steps"]["steps"] == [3, 6]  # notebook 04's smoke run: checkpoints at steps 3 and 6
     # section 8: one row per comparison over the training seeds; over the smoke run's one seed, the comparisons above
     seeds = metrics["training_seeds"]
-    assert seeds[0] == 42 and metrics["seed_alphas"]["42"] == alpha and set(metrics["seed_alphas"]) == {str(s) for s in seeds}
-    assert all(row["ci"][0] - 1e-4 <= row["mean"] <= row["ci"][1] + 1e-4 and row["seeds"] == len(seeds) for row in metrics["across_seeds"].values())
+    assert (
+        seeds[0] == 42
+        and metrics["seed_alphas"]["42"] == alpha
+        and set(metrics["seed_alphas"]) == {str(s) for s in seeds}
+    )
+    assert all(
+        row["ci"][0] - 1e-4 <= row["mean"] <= row["ci"][1] + 1e-4 and row["seeds"] == len(seeds)
+        for row in metrics["across_seeds"].values()
+    )
     for name, row in metrics["fine_tune_cost"].items() if len(seeds) == 1 else ():
         across = metrics["across_seeds"][f"fine-tuned - base / {metrics['tasks'][name]['label']}"]
         assert across["mean"] == pytest.approx(row["difference"])
     for name, row in metrics["out_of_domain"].items() if len(seeds) == 1 else ():
-        assert metrics["across_seeds"][f"merged - fine-tuned / {metrics['tasks'][name]['label']}"]["mean"] == pytest.approx(row["merged - fine-tuned"])
-    for key, row in metrics["alternatives_against_line"].items() if len(seeds) == 1 else ():  # "ties α=0.5 / X" is "ties - the line / X"
+        assert metrics["across_seeds"][f"merged - fine-tuned / {metrics['tasks'][name]['label']}"][
+            "mean"
+        ] == pytest.approx(row["merged - fine-tuned"])
+    for key, row in (
+        metrics["alternatives_against_line"].items() if len(seeds) == 1 else ()
+    ):  # "ties α=0.5 / X" is "ties - the line / X"
         model, task = key.split(" / ")
-        assert metrics["across_seeds"][f"{model.split(' α=')[0]} - the line / {task}"]["mean"] == pytest.approx(row["gap"])
+        assert metrics["across_seeds"][f"{model.split(' α=')[0]} - the line / {task}"]["mean"] == pytest.approx(
+            row["gap"]
+        )
     # the saved merged model's weights are the stated interpolation of the two models it came from
     merged_folder = Path(metrics["merged_model"])
     assert json.loads((merged_folder / "merge.json").read_text())["alpha"] == alpha
@@ -396,16 +488,35 @@ def test_11_synthetic_pairs(smoke_run):
     assert set(shares) == {0.0, 0.5, 0.8}  # the rule: the largest share kept, the lower temperature on a tie
     assert metrics["temperature"] == max(shares, key=lambda temperature: (shares[temperature], -temperature))
     # every arm trained for the same number of steps, once per training seed
-    assert metrics["training_seeds"] == preset["training_seeds"] and metrics["recipe"]["max_steps"] == preset["training_steps"]
-    assert set(metrics["training"]) == {"synthetic", "real", "both", "generated", "notebook 04 + generated", "notebook 04 + real"}
+    assert (
+        metrics["training_seeds"] == preset["training_seeds"]
+        and metrics["recipe"]["max_steps"] == preset["training_steps"]
+    )
+    assert set(metrics["training"]) == {
+        "synthetic",
+        "real",
+        "both",
+        "generated",
+        "notebook 04 + generated",
+        "notebook 04 + real",
+    }
     for arm, runs in metrics["training"].items():
         assert [run["seed"] for run in runs] == preset["training_seeds"], arm
         assert all(run["steps"] == preset["training_steps"] for run in runs), arm
     comparisons = metrics["comparisons"]
-    assert set(comparisons) == {"test: synthetic - base", "test: real - base", "test: both - base", "test: notebook 04 - base",
-                                "test: synthetic - real", "test: both - real", "test_unseen: generated - base",
-                                "test_unseen: notebook 04 - base", "test_unseen: notebook 04 + generated - notebook 04",
-                                "test_unseen: notebook 04 + real - notebook 04", "test_unseen: notebook 04 + generated - notebook 04 + real"}
+    assert set(comparisons) == {
+        "test: synthetic - base",
+        "test: real - base",
+        "test: both - base",
+        "test: notebook 04 - base",
+        "test: synthetic - real",
+        "test: both - real",
+        "test_unseen: generated - base",
+        "test_unseen: notebook 04 - base",
+        "test_unseen: notebook 04 + generated - notebook 04",
+        "test_unseen: notebook 04 + real - notebook 04",
+        "test_unseen: notebook 04 + generated - notebook 04 + real",
+    }
     base = metrics["base_ndcg@10"]
     for name, row in comparisons.items():
         low, high = row["95% CI"]
@@ -414,26 +525,46 @@ def test_11_synthetic_pairs(smoke_run):
         if name.endswith(" - base"):
             assert row["difference"] == pytest.approx(row["ndcg@10"] - base[name.split(":")[0]]), name
     assert comparisons["test: synthetic - real"]["difference"] == pytest.approx(
-        comparisons["test: synthetic - base"]["difference"] - comparisons["test: real - base"]["difference"])
+        comparisons["test: synthetic - base"]["difference"] - comparisons["test: real - base"]["difference"]
+    )
     assert metrics["test_queries"] == 40 and metrics["test_corpus"] <= 300
-    assert metrics["unlabelled_generated"] == preset["unlabelled_documents"] and 2 <= metrics["kept_unlabelled"] <= preset["unlabelled_documents"]
+    assert (
+        metrics["unlabelled_generated"] == preset["unlabelled_documents"]
+        and 2 <= metrics["kept_unlabelled"] <= preset["unlabelled_documents"]
+    )
     assert metrics["recipe"]["hard_negatives"] is False  # plain pairs: the generated queries have no negatives
-    rows = [json.loads(line) for line in (smoke_run[0] / "11_synthetic_pairs" / "synthetic_pairs.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for line in (smoke_run[0] / "11_synthetic_pairs" / "synthetic_pairs.jsonl").read_text().splitlines()
+    ]
     assert len(rows) == metrics["generated"] and sum(row["kept"] for row in rows) == metrics["kept"]
     data = load_beir(smoke_run[0] / "work" / "data" / "icd10cm")
-    held_out = {normalize_text(text) for split in ("dev", "test", "test_unseen") for text in data.split_queries(split).values()}
+    held_out = {
+        normalize_text(text) for split in ("dev", "test", "test_unseen") for text in data.split_queries(split).values()
+    }
     kept_texts = [normalize_text(row["generated"]) for row in rows if row["kept"]]
     assert not set(kept_texts) & held_out and len(set(kept_texts)) == len(kept_texts)  # no leakage, no duplicate
-    assert all(text and text != normalize_text(row["document"]) for text, row in zip(kept_texts, [r for r in rows if r["kept"]]))
+    assert all(
+        text and text != normalize_text(row["document"])
+        for text, row in zip(kept_texts, [r for r in rows if r["kept"]])
+    )
     # question 2: generated for documents that only test_unseen queries answer, scored on exactly those queries
-    unlabelled = [json.loads(line) for line in (smoke_run[0] / "11_synthetic_pairs" / "synthetic_pairs_unlabelled.jsonl").read_text().splitlines()]
+    unlabelled = [
+        json.loads(line)
+        for line in (smoke_run[0] / "11_synthetic_pairs" / "synthetic_pairs_unlabelled.jsonl").read_text().splitlines()
+    ]
     generated_for = {row["doc_id"] for row in unlabelled}
     answered = {doc_id for judged in data.qrels["test_unseen"].values() for doc_id in judged}
     trained = {doc_id for judged in data.qrels["train"].values() for doc_id in judged}
-    assert len(unlabelled) == metrics["unlabelled_generated"] and sum(row["kept"] for row in unlabelled) == metrics["kept_unlabelled"]
+    assert (
+        len(unlabelled) == metrics["unlabelled_generated"]
+        and sum(row["kept"] for row in unlabelled) == metrics["kept_unlabelled"]
+    )
     assert generated_for <= answered and not generated_for & trained
     # scored: the test_unseen queries whose answers all lie among the documents generated for, searched among those only
-    assert metrics["test_unseen_queries"] == sum(set(judged) <= generated_for for judged in data.qrels["test_unseen"].values())
+    assert metrics["test_unseen_queries"] == sum(
+        set(judged) <= generated_for for judged in data.qrels["test_unseen"].values()
+    )
     assert metrics["test_unseen_corpus"] == len(generated_for)
     assert not {normalize_text(row["generated"]) for row in unlabelled if row["kept"]} & held_out
     # notebooks 07 and 10 ran first in this work_dir: the decision rule is asked again with both measurements
@@ -453,19 +584,42 @@ def test_11_names_a_generation_that_yields_no_usable_query(smoke_run, tmp_path):
     notebook = next(path for path in list_notebooks() if path.stem == "11_synthetic_pairs")
     parameters = {**SMOKE["11_synthetic_pairs"], "max_new_tokens": 1, "temperatures": [0.0], "documents": 8}
     result = run_notebook(notebook, tmp_path, parameters, smoke_run[0] / "work", 600)
-    assert result.status == "failed" and "ValueError: no usable query: of all 8 queries generated" in result.error, result.error
+    assert result.status == "failed" and "ValueError: no usable query: of all 8 queries generated" in result.error, (
+        result.error
+    )
 
 
 def test_executed_notebooks_pass_nbval(smoke_run):
     """Re-execute the notebooks that mark a cell NBVAL_CHECK_OUTPUT (the split counts of 03): same output."""
     out, summary = smoke_run
-    executed = [run["executed"] for run in summary.values() if any(  # the marker as nbval reads it: alone on its comment line
-        line.strip() == "# NBVAL_CHECK_OUTPUT" for cell in nbformat.read(run["executed"], as_version=4).cells for line in cell.source.splitlines())]
-    assert executed, "no notebook marks a cell `# NBVAL_CHECK_OUTPUT` alone on its line (with more text after it, nbval ignores it)"
+    executed = [
+        run["executed"]
+        for run in summary.values()
+        if any(  # the marker as nbval reads it: alone on its comment line
+            line.strip() == "# NBVAL_CHECK_OUTPUT"
+            for cell in nbformat.read(run["executed"], as_version=4).cells
+            for line in cell.source.splitlines()
+        )
+    ]
+    assert executed, (
+        "no notebook marks a cell `# NBVAL_CHECK_OUTPUT` alone on its line (with more text after it, nbval ignores it)"
+    )
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-         "--nbval-sanitize-with", str(SANITIZE), *executed],
-        capture_output=True, text=True, cwd=out,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--nbval-lax",
+            "--nbval-sanitize-with",
+            str(SANITIZE),
+            *executed,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=out,
     )
     assert completed.returncode == 0, completed.stdout[-4000:]
 
@@ -476,7 +630,9 @@ def test_every_solution_passes_its_checks(smoke_run):
         expected = checked_exercises(path)
         assert len(expected) >= 2, f"{path.stem} has fewer than two exercises"
         results = json.loads((out / path.stem / "exercises.json").read_text())
-        assert {name: result["status"] for name, result in results.items()} == dict.fromkeys(expected, "passed"), results
+        assert {name: result["status"] for name, result in results.items()} == dict.fromkeys(expected, "passed"), (
+            results
+        )
 
 
 @pytest.fixture(scope="module")
@@ -504,9 +660,11 @@ def test_a_wrong_answer_is_reported_as_failed(smoke_run, learner_work, tmp_path,
     copy = write_learner_copies([path for path in list_notebooks() if path.stem == "03_data_preparation"], tmp_path)[0]
     notebook = nbformat.read(copy, as_version=4)
     for cell in notebook.cells:  # a learner's plausible mistake: case folded, punctuation and spacing not
-        cell.source = cell.source.replace('raise NotImplementedError("Exercise 03.2: your code here")',
-                                          "seen = {text.lower() for text in training_texts}\n"
-                                          "    return sorted(q for q, text in held_out.items() if text.lower() in seen)")
+        cell.source = cell.source.replace(
+            'raise NotImplementedError("Exercise 03.2: your code here")',
+            "seen = {text.lower() for text in training_texts}\n"
+            "    return sorted(q for q, text in held_out.items() if text.lower() in seen)",
+        )
     nbformat.write(notebook, copy)
     status, printed = run_check(copy, learner_work, tmp_path / "check", capsys)
     assert status == 1
@@ -519,7 +677,9 @@ def test_12_scaling_out(smoke_run):
     by_hand = metrics["by_hand"]
     assert by_hand["library_max_difference"] < 1e-5  # our MNRL equals the library's
     assert by_hand["negatives"] == {"one_process": 15, "own": 7, "gathered": 15}  # 2 x 4 triplets
-    assert sum(by_hand["gathered_loss"]) / 2 == pytest.approx(by_hand["one_process_loss"], abs=1e-5)  # gathered = one process
+    assert sum(by_hand["gathered_loss"]) / 2 == pytest.approx(
+        by_hand["one_process_loss"], abs=1e-5
+    )  # gathered = one process
     runs = metrics["ddp_runs"]
     one, own, gathered = "1 process, batch 8", "2 processes x 4, own negatives", "2 processes x 4, gathered"
     resumed = f"{own}, killed and resumed"
@@ -533,13 +693,18 @@ def test_12_scaling_out(smoke_run):
     assert by_hand["library_gathered"] == pytest.approx(by_hand["gathered_loss"], abs=1e-5)  # 2 real processes, gloo
     # the fourth run, own negatives again, killed after its first checkpoint (SIGKILL), resumed from it, finished
     assert metrics["interrupted_run"] == resumed and metrics["checkpoint_killed_after"] == "checkpoint-2"
-    assert runs[resumed]["resumed_from_step"] == 2 and {runs[name]["resumed_from_step"] for name in (one, own, gathered)} == {0}
+    assert runs[resumed]["resumed_from_step"] == 2 and {
+        runs[name]["resumed_from_step"] for name in (one, own, gathered)
+    } == {0}
     # and it ends where its uninterrupted twin ended: the trainer restored weights, optimizer, schedule, data position
     twin = metrics["resumed_vs_uninterrupted"]
     assert twin["twin"] == own and twin["steps_compared"] == 4 and twin["max_loss_difference"] < 1e-3
     assert twin["ci"][0] <= twin["dev_difference"] <= twin["ci"][1]
     for run in runs.values():  # rank 0 saved one model, with its manifest
-        assert incomplete(run["model_dir"]) == "" and json.loads((Path(run["model_dir"]) / "training.json").read_text())["train_examples"] == 48
+        assert (
+            incomplete(run["model_dir"]) == ""
+            and json.loads((Path(run["model_dir"]) / "training.json").read_text())["train_examples"] == 48
+        )
     assert metrics["training_seeds"] == [42]  # one training seed per configuration by default
     for name, row in metrics["dev_minus_one_process"].items():
         assert row["ci"][0] <= row["difference"] <= row["ci"][1], name
@@ -563,11 +728,15 @@ def test_13_ray_reindexing(smoke_run):
     projection = metrics["projection"]
     assert projection["gpu"]["device_name"] == "NVIDIA H200"  # the committed measurement
     large = projection["writer_large_table"]["rates"]  # bench_writer's committed figures, read by the notebook
-    assert large["no id index"]["1000000"] < large["id index"]["1000000"]  # without an index, the writer slows as the table grows
+    assert (
+        large["no id index"]["1000000"] < large["id index"]["1000000"]
+    )  # without an index, the writer slows as the table grows
     assert len(projection["rows"]) == 3 * 2 * 3  # corpus sizes x (CPU, GPU) x worker counts
     for row in projection["rows"]:
         documents = int(row["documents"].replace(",", ""))
-        assert row["hours, id index"] >= row["hours, if writes kept up"] * (1 - 1e-9) > 0  # the same sum, added in another order
+        assert (
+            row["hours, id index"] >= row["hours, if writes kept up"] * (1 - 1e-9) > 0
+        )  # the same sum, added in another order
         assert row["id index: past 1M rows assumed"] == (documents > 1_000_000)
         if documents <= 1_000_000:  # measured that far: the writer without an index is never faster
             assert row["hours, no id index"] >= row["hours, id index"] * 0.99

@@ -12,19 +12,43 @@ from helpers import workbook as W
 from helpers.data import load_beir, save_beir
 from helpers.sources import build_dataset, validate_pair_rows
 
-from own_data_rows import LONG_WORDS, NON_ASCII, own_rows, write_csv, write_jsonl  # tests/ is on the path: conftest.py's folder
+from own_data_rows import (
+    LONG_WORDS,
+    NON_ASCII,
+    own_rows,
+    write_csv,
+    write_jsonl,
+)  # tests/ is on the path: conftest.py's folder
 
 
 def run_papermill(notebook: str, out: Path, parameters: dict) -> subprocess.CompletedProcess:
     arguments = [argument for name, value in parameters.items() for argument in ("-p", name, str(value))]
-    return subprocess.run([sys.executable, "-m", "papermill", str(W.NOTEBOOK_DIR / f"{notebook}.ipynb"),
-                           str(out / f"{notebook}.ipynb"), *arguments, "-p", "output_dir", str(out / notebook),
-                           "-p", "work_dir", str(out / "work")],
-                          capture_output=True, text=True, cwd=W.NOTEBOOK_DIR, timeout=900)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(W.NOTEBOOK_DIR / f"{notebook}.ipynb"),
+            str(out / f"{notebook}.ipynb"),
+            *arguments,
+            "-p",
+            "output_dir",
+            str(out / notebook),
+            "-p",
+            "work_dir",
+            str(out / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=W.NOTEBOOK_DIR,
+        timeout=900,
+    )
 
 
 def prepare(dataset: Path | str, out: Path) -> dict:
-    completed = run_papermill("03_data_preparation", out, {"dataset": dataset, "corpus_size": "None", "hardness_sample": 100})
+    completed = run_papermill(
+        "03_data_preparation", out, {"dataset": dataset, "corpus_size": "None", "hardness_sample": 100}
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads((out / "03_data_preparation" / "metrics.json").read_text())
 
@@ -37,11 +61,24 @@ def test_pairs_without_negatives_get_mined_ones_and_train_in_notebook_04(tmp_pat
     assert set(metrics["hardness_median"]) == {"mined"}  # the plot and table hold the one kind there is
     assert metrics["texts_truncated"] >= sum(len(row["positive"].split()) > LONG_WORDS for row in rows)
     prepared = load_beir(W.prepared_dir(tmp_path / "work", str(tmp_path / "own pairs.jsonl")))
-    assert sum(NON_ASCII in text for text in prepared.queries.values()) == sum(NON_ASCII in row["anchor"] for row in rows)
-    completed = run_papermill("04_training", tmp_path, {"dataset": tmp_path / "own pairs.jsonl", "max_train_examples": 48,
-                                                        "batch_size": 16, "epochs": 1, "eval_steps": 0, "save_steps": 0,
-                                                        "dev_corpus_size": 100, "sweep_batch_sizes": "[]",
-                                                        "sweep_examples": 32})  # section 8 trains 2 runs on these
+    assert sum(NON_ASCII in text for text in prepared.queries.values()) == sum(
+        NON_ASCII in row["anchor"] for row in rows
+    )
+    completed = run_papermill(
+        "04_training",
+        tmp_path,
+        {
+            "dataset": tmp_path / "own pairs.jsonl",
+            "max_train_examples": 48,
+            "batch_size": 16,
+            "epochs": 1,
+            "eval_steps": 0,
+            "save_steps": 0,
+            "dev_corpus_size": 100,
+            "sweep_batch_sizes": "[]",
+            "sweep_examples": 32,
+        },
+    )  # section 8 trains 2 runs on these
     assert completed.returncode == 0, completed.stderr[-3000:]
     trained = json.loads((tmp_path / "04_training" / "metrics.json").read_text())
     assert trained["train_examples"] == 48 and trained["finetuned_dev_ndcg@10"] > 0

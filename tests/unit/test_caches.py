@@ -54,8 +54,10 @@ def test_a_cache_written_without_a_checksum_is_not_trusted(base_model, tmp_path,
 @pytest.mark.parametrize("damage", [flip_last_byte, cut_short])
 def test_damaged_rankings_are_ranked_again(tmp_path, capsys, damage):
     qrels = {"q1": {"d1": 1}, "q2": {"d3": 1}}
-    runs = {"base": {"q1": {"d2": 0.9, "d1": 0.8}, "q2": {"d3": 0.7, "d1": 0.1}},
-            "finetuned": {"q1": {"d1": 0.95, "d2": 0.5}, "q2": {"d3": 0.9, "d2": 0.2}}}
+    runs = {
+        "base": {"q1": {"d2": 0.9, "d1": 0.8}, "q2": {"d3": 0.7, "d1": 0.1}},
+        "finetuned": {"q1": {"d1": 0.95, "d2": 0.5}, "q2": {"d3": 0.9, "d2": 0.2}},
+    }
     save_trec(qrels, runs, tmp_path)
     assert cached_trec_runs(tmp_path, ("base", "finetuned")) == runs
     undamaged = per_query_scores(qrels, runs["finetuned"], ["ndcg@10"])["ndcg@10"].tolist()

@@ -6,11 +6,15 @@ from helpers import decision as Dn
 
 
 def test_the_chapter_example_gives_the_chapter_recommendation():
-    result = Dn.should_finetune_embeddings(baseline_ndcg=0.38, target_ndcg=0.55, corpus_size=500_000,
-                                           num_training_pairs=5_000, reindex_cost_hours=3.5)
+    result = Dn.should_finetune_embeddings(
+        baseline_ndcg=0.38, target_ndcg=0.55, corpus_size=500_000, num_training_pairs=5_000, reindex_cost_hours=3.5
+    )
     assert result["recommendation"] == "fine-tune"
     assert result["gap"] == pytest.approx(0.17)
-    assert result["reasons"] == ["Expected NDCG after fine-tuning: ~0.63", "Reindexing will take ~3.5 hours for 500,000 documents"]
+    assert result["reasons"] == [
+        "Expected NDCG after fine-tuning: ~0.63",
+        "Reindexing will take ~3.5 hours for 500,000 documents",
+    ]
 
 
 @pytest.mark.parametrize("target", [0.38, 0.30, 0.42])
@@ -29,11 +33,14 @@ def test_a_gap_over_a_quarter_is_beyond_fine_tuning_alone():
     assert "hybrid retrieval" in result["reasons"][1]
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: Dn.should_finetune_embeddings(1.5, 0.5, 10, 10, 1.0), "baseline_ndcg=1.5 is not an NDCG"),
-    (lambda: Dn.should_finetune_embeddings(0.3, 0.5, -1, 10, 1.0), "cannot be negative"),
-    (lambda: Dn.should_finetune_embeddings(0.3, 0.5, 10, 10, -1.0), "reindex_cost_hours=-1.0 cannot be negative"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: Dn.should_finetune_embeddings(1.5, 0.5, 10, 10, 1.0), "baseline_ndcg=1.5 is not an NDCG"),
+        (lambda: Dn.should_finetune_embeddings(0.3, 0.5, -1, 10, 1.0), "cannot be negative"),
+        (lambda: Dn.should_finetune_embeddings(0.3, 0.5, 10, 10, -1.0), "reindex_cost_hours=-1.0 cannot be negative"),
+    ],
+)
 def test_bad_inputs_are_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()
@@ -41,10 +48,18 @@ def test_bad_inputs_are_refused(call, message):
 
 # The measured rule (notebook 07 builds it; notebooks 10 and 11 add their measurements as reasons)
 CURVE = {250: 0.05, 1000: 0.15, 4000: 0.20}
-COST = {"tasks": {"FAQ": {"difference": -0.03, "ci": [-0.05, -0.01]}, "STS": {"difference": 0.01, "ci": [-0.002, 0.02]}},
-        "merge": {"alpha": 0.6, "test_gain_kept": 0.86}}
-SYNTHETIC = {"generator": "SmolLM2", "pairs": 60, "synthetic_gain": 0.002, "synthetic_ci": [-0.006, 0.010], "real_gain": 0.012,
-             "real_ci": [0.004, 0.020]}
+COST = {
+    "tasks": {"FAQ": {"difference": -0.03, "ci": [-0.05, -0.01]}, "STS": {"difference": 0.01, "ci": [-0.002, 0.02]}},
+    "merge": {"alpha": 0.6, "test_gain_kept": 0.86},
+}
+SYNTHETIC = {
+    "generator": "SmolLM2",
+    "pairs": 60,
+    "synthetic_gain": 0.002,
+    "synthetic_ci": [-0.006, 0.010],
+    "real_gain": 0.012,
+    "real_ci": [0.004, 0.020],
+}
 
 
 def test_the_expected_gain_is_read_off_the_curve_in_log_examples_and_held_flat_past_it():
@@ -54,13 +69,16 @@ def test_the_expected_gain_is_read_off_the_curve_in_log_examples_and_held_flat_p
     assert Dn.expected_relative_gain(CURVE, 10**6) == pytest.approx(0.20)
 
 
-@pytest.mark.parametrize("target, examples, curve, expected", [
-    (0.38, 5_000, CURVE, "off-the-shelf"),
-    (0.44, 5_000, CURVE, "fine-tune"),
-    (0.55, 5_000, CURVE, "fine-tune + improve retrieval pipeline"),
-    (0.45, 10, CURVE, "generate_data_first"),
-    (0.55, 5_000, {500: 0.0, 2000: 0.01}, "off-the-shelf"),
-])
+@pytest.mark.parametrize(
+    "target, examples, curve, expected",
+    [
+        (0.38, 5_000, CURVE, "off-the-shelf"),
+        (0.44, 5_000, CURVE, "fine-tune"),
+        (0.55, 5_000, CURVE, "fine-tune + improve retrieval pipeline"),
+        (0.45, 10, CURVE, "generate_data_first"),
+        (0.55, 5_000, {500: 0.0, 2000: 0.01}, "off-the-shelf"),
+    ],
+)
 def test_every_branch_of_the_measured_rule(target, examples, curve, expected):
     assert Dn.should_finetune_measured(0.40, target, 1_000_000, examples, curve, 250)["recommendation"] == expected
 
@@ -68,7 +86,9 @@ def test_every_branch_of_the_measured_rule(target, examples, curve, expected):
 def test_below_the_smallest_measured_size_the_rule_expects_nothing_from_the_curve():
     few = Dn.should_finetune_measured(0.40, 0.42, 1_000_000, 100, CURVE, 250)  # 100 < 250, the smallest measured size
     assert few["recommendation"] == "generate_data_first" and few["expected_ndcg"] == 0.40
-    assert few["reasons"][0].startswith("With 100 examples, fewer than the smallest training set the curve measured (250)")
+    assert few["reasons"][0].startswith(
+        "With 100 examples, fewer than the smallest training set the curve measured (250)"
+    )
     flat = Dn.should_finetune_measured(0.40, 0.42, 1_000_000, 100, {500: 0.0, 2000: 0.01}, 250)
     assert flat["recommendation"] == "off-the-shelf" and "no measured size gains usefully" in flat["reasons"][0]
     with pytest.raises(ValueError, match="the learning curve is empty"):
@@ -80,36 +100,62 @@ def test_the_out_of_domain_cost_is_a_reason_to_consider_a_merge_and_never_change
     with_cost = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, out_of_domain=COST)
     assert with_cost["recommendation"] == plain["recommendation"] == "fine-tune"
     added = [reason for reason in with_cost["reasons"] if reason not in plain["reasons"]]
-    assert added == ["The fine-tune lost NDCG@10 on tasks it was not tuned for: FAQ -0.030 [-0.050, -0.010] (notebook 10); if the "
-                     "model also serves such queries, consider a merge with the base model, checked on those tasks as notebook 10 checks it "
-                     "(α = 0.6 kept 86% of the in-domain test gain there)"]
+    assert added == [
+        "The fine-tune lost NDCG@10 on tasks it was not tuned for: FAQ -0.030 [-0.050, -0.010] (notebook 10); if the "
+        "model also serves such queries, consider a merge with the base model, checked on those tasks as notebook 10 checks it "
+        "(α = 0.6 kept 86% of the in-domain test gain there)"
+    ]
     no_loss = {"tasks": {"STS": COST["tasks"]["STS"]}, "merge": None}  # an interval that reaches zero is not a loss
     reasons = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, out_of_domain=no_loss)["reasons"]
-    assert any(reason.startswith("Notebook 10 measured no out-of-domain loss separable from zero (STS)") for reason in reasons)
-    off = Dn.should_finetune_measured(0.40, 0.38, 1_000_000, 5_000, CURVE, 250, out_of_domain=COST)  # no fine-tune: no merge advice
+    assert any(
+        reason.startswith("Notebook 10 measured no out-of-domain loss separable from zero (STS)") for reason in reasons
+    )
+    off = Dn.should_finetune_measured(
+        0.40, 0.38, 1_000_000, 5_000, CURVE, 250, out_of_domain=COST
+    )  # no fine-tune: no merge advice
     assert not any("notebook 10" in reason.lower() for reason in off["reasons"])
 
 
 def test_the_synthetic_result_is_a_reason_when_real_pairs_are_too_few():
     few = Dn.should_finetune_measured(0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic=SYNTHETIC)
     assert few["recommendation"] == "generate_data_first"
-    assert any("no gain separable from zero where real pairs gained" in reason and "60 synthetic pairs from SmolLM2" in reason
-               and "as many real pairs: +0.012 [+0.004, +0.020]" in reason for reason in few["reasons"])
-    neither = Dn.should_finetune_measured(0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic={**SYNTHETIC, "real_ci": [-0.002, 0.02]})
+    assert any(
+        "no gain separable from zero where real pairs gained" in reason
+        and "60 synthetic pairs from SmolLM2" in reason
+        and "as many real pairs: +0.012 [+0.004, +0.020]" in reason
+        for reason in few["reasons"]
+    )
+    neither = Dn.should_finetune_measured(
+        0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic={**SYNTHETIC, "real_ci": [-0.002, 0.02]}
+    )
     assert any("neither kind gained measurably at this count" in reason for reason in neither["reasons"])
-    helped = Dn.should_finetune_measured(0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic={**SYNTHETIC, "synthetic_ci": [0.001, 0.01]})
+    helped = Dn.should_finetune_measured(
+        0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic={**SYNTHETIC, "synthetic_ci": [0.001, 0.01]}
+    )
     assert any("worth trying" in reason for reason in helped["reasons"])
-    hurt = Dn.should_finetune_measured(0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic={**SYNTHETIC, "synthetic_ci": [-0.03, -0.01]})
+    hurt = Dn.should_finetune_measured(
+        0.40, 0.45, 1_000_000, 10, CURVE, 250, synthetic={**SYNTHETIC, "synthetic_ci": [-0.03, -0.01]}
+    )
     assert any("a loss, so do not train on such pairs" in reason for reason in hurt["reasons"])
     enough = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, synthetic=SYNTHETIC)
-    assert not any("synthetic" in reason for reason in enough["reasons"])  # enough real pairs: generation is beside the point
+    assert not any(
+        "synthetic" in reason for reason in enough["reasons"]
+    )  # enough real pairs: generation is beside the point
 
 
 def test_measured_inputs_round_trip_through_the_work_dir(tmp_path):
-    assert Dn.load_decision_inputs(tmp_path, "icd10cm") is None and Dn.load_out_of_domain_cost(tmp_path, "icd10cm") is None
+    assert (
+        Dn.load_decision_inputs(tmp_path, "icd10cm") is None and Dn.load_out_of_domain_cost(tmp_path, "icd10cm") is None
+    )
     Dn.save_decision_inputs(tmp_path, "icd10cm", 0.5, 0.6, 20_000, 7_598, CURVE, 136.0)
-    assert Dn.load_decision_inputs(tmp_path, "icd10cm") == {"baseline": 0.5, "target": 0.6, "corpus_size": 20_000,
-                                                            "examples": 7_598, "curve": CURVE, "docs_per_second": 136.0}
+    assert Dn.load_decision_inputs(tmp_path, "icd10cm") == {
+        "baseline": 0.5,
+        "target": 0.6,
+        "corpus_size": 20_000,
+        "examples": 7_598,
+        "curve": CURVE,
+        "docs_per_second": 136.0,
+    }
     Dn.save_out_of_domain_cost(tmp_path, "icd10cm", COST["tasks"], COST["merge"])
     assert Dn.load_out_of_domain_cost(tmp_path, "icd10cm") == COST
     with pytest.raises(ValueError, match="task 'FAQ': each task needs a 'difference' and a two-sided 'ci'"):
@@ -127,7 +173,8 @@ def test_a_reindex_under_an_hour_is_reported_in_minutes():
     reasons = Dn.should_finetune_measured(0.40, 0.44, 20_000, 5_000, CURVE, 137)["reasons"]
     assert reasons[-1] == "Reindexing 20,000 documents takes ~2.4 minutes at a measured 137 docs/s"
     assert Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250)["reasons"][-1].startswith(
-        "Reindexing 1,000,000 documents takes ~1.1 hours")
+        "Reindexing 1,000,000 documents takes ~1.1 hours"
+    )
 
 
 def test_a_training_set_a_triplet_apart_is_the_same_set_and_one_a_tenth_smaller_is_not():
@@ -144,14 +191,21 @@ def test_advice_to_improve_the_pipeline_names_a_reranker_only_where_one_was_meas
     assert "is not among these inputs (notebook 06 measures one)" in pipeline_reason(None)
     Dn.save_reranker_result(tmp_path, "icd10cm", 20, 0.041, (0.030, 0.052), 0.69)
     gained = Dn.load_reranker_result(tmp_path, "icd10cm")
-    assert gained == {"k": 20, "difference": 0.041, "ci": [0.030, 0.052], "ndcg@10": 0.69} and Dn.reranker_gained(gained)
-    assert "add the reranker: a reranker of the top 20 changed test NDCG@10 by +0.041 [+0.030, +0.052]" in pipeline_reason(gained)
+    assert gained == {"k": 20, "difference": 0.041, "ci": [0.030, 0.052], "ndcg@10": 0.69} and Dn.reranker_gained(
+        gained
+    )
+    assert (
+        "add the reranker: a reranker of the top 20 changed test NDCG@10 by +0.041 [+0.030, +0.052]"
+        in pipeline_reason(gained)
+    )
     unclear = {**gained, "difference": 0.004, "ci": [-0.006, 0.014]}
     assert not Dn.reranker_gained(unclear)
     reason = pipeline_reason(unclear)
     assert "add the reranker" not in reason and "no gain separable from zero" in reason
-    assert "(a reranker of the top 20 changed test NDCG@10 by -0.100 [-0.130, -0.070] over the fine-tuned retriever (notebook 06): a loss)" \
+    assert (
+        "(a reranker of the top 20 changed test NDCG@10 by -0.100 [-0.130, -0.070] over the fine-tuned retriever (notebook 06): a loss)"
         in pipeline_reason({**gained, "difference": -0.1, "ci": [-0.13, -0.07]})
+    )
     fine = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, reranker=gained)
     assert not any("reranker" in reason for reason in fine["reasons"])  # fine-tuning alone meets the target
     with pytest.raises(ValueError, match="not a 95% interval"):

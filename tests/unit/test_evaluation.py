@@ -83,7 +83,11 @@ def test_encode_caches_by_weights_and_texts(tmp_path, base_model):
 
 
 def test_retrieve_ranks_the_right_document_first(base_model):
-    corpus = {"A05.1": "Botulism food poisoning", "E11": "Type 2 diabetes mellitus", "I10": "Essential (primary) hypertension"}
+    corpus = {
+        "A05.1": "Botulism food poisoning",
+        "E11": "Type 2 diabetes mellitus",
+        "I10": "Essential (primary) hypertension",
+    }
     run = E.retrieve(base_model, {"q1": "High blood pressure", "q2": "Adult-onset diabetes"}, corpus, top_k=2)
     assert {query: max(docs, key=docs.get) for query, docs in run.items()} == {"q1": "I10", "q2": "E11"}
     assert all(len(docs) == 2 for docs in run.values())
@@ -113,4 +117,6 @@ def test_ndcg_per_query_ranks_the_whole_corpus_in_the_order_of_the_judgements(ba
     queries = {"q2": "type 2 diabetes mellitus", "q1": "acute bronchitis"}  # each query is one document's own text
     qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}  # q1's judged answer is the femur, which its text does not match
     scores = ndcg_per_query(base_model, queries, corpus, qrels)
-    assert scores.tolist()[1] == 1.0 and 0 < scores.tolist()[0] < 1  # in the order of qrels: q1 (not first), then q2 (first)
+    assert (
+        scores.tolist()[1] == 1.0 and 0 < scores.tolist()[0] < 1
+    )  # in the order of qrels: q1 (not first), then q2 (first)

@@ -20,20 +20,32 @@ def test_learner_copies_differ_from_the_notebooks_only_in_their_solutions(tmp_pa
             if "### BEGIN SOLUTION" in source.source:
                 stubs += 1
                 assert "BEGIN SOLUTION" not in cell.source and 'raise NotImplementedError("Exercise' in cell.source
-                assert cell.source.split("    raise NotImplementedError")[0] == source.source.split("    ### BEGIN SOLUTION")[0]
+                assert (
+                    cell.source.split("    raise NotImplementedError")[0]
+                    == source.source.split("    ### BEGIN SOLUTION")[0]
+                )
             else:
                 assert cell.source == source.source
         assert stubs == len(checked_exercises(original)) >= 2, copy.name
 
 
 def test_a_solution_cell_must_name_one_exercise():
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION")])
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION")]
+    )
     with pytest.raises(ValueError, match="exactly one exercise"):
         learner_copy(notebook)
 
 
-@pytest.mark.parametrize("body, status", [("assert 1 + 1 == 2", "passed"), ("assert False, 'off by one'", "failed"),
-                                          ("raise NotImplementedError", "not done"), ("{}['x']", "failed")])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ("assert 1 + 1 == 2", "passed"),
+        ("assert False, 'off by one'", "failed"),
+        ("raise NotImplementedError", "not done"),
+        ("{}['x']", "failed"),
+    ],
+)
 def test_the_check_records_what_happened_and_never_raises(body, status, tmp_path, capsys):
     with exercise("09.1", tmp_path):
         exec(body)

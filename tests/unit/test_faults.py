@@ -25,7 +25,10 @@ BAD_RUNS = {
     "a batch without negatives": (["04", "-p", "batch_size", "1"], "batch_size=1 must be ≥ 2"),
     "unknown choice": (["04", "-p", "loss", "triplet"], "loss='triplet' must be one of: mnrl, cached_mnrl"),
     "None where a number is needed": (["04", "-p", "batch_size", "None"], "batch_size=None must be"),
-    "a list item out of range": (["04", "-p", "sweep_batch_sizes", "[16, 1]"], "sweep_batch_sizes=[16, 1] must be a list, each item"),
+    "a list item out of range": (
+        ["04", "-p", "sweep_batch_sizes", "[16, 1]"],
+        "sweep_batch_sizes=[16, 1] must be a list, each item",
+    ),
     "a list given as a number": (["07", "-p", "curve_sizes", "100"], "curve_sizes=100 must be a list"),
     "not a boolean": (["04", "-p", "resume", "maybe"], "resume='maybe' must be true or false"),
     "unknown data set for 01": (["01", "-p", "domains", "[icd10cm, pubmed]"], "domains=['icd10cm', 'pubmed']"),
@@ -52,11 +55,15 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("content, expected", [
-    ("epochs: 2\nbatch_size: [16\n", "is not valid YAML at line 3, column 1"),
-    ("- epochs\n- 2\n", "a parameters file must be a mapping"),
-    ("04_training:\n  epochs: -2\n", "04_training: epochs=-2 must be > 0"),
-], ids=["broken YAML", "a list, not a mapping", "a bad value in a notebook's section"])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("epochs: 2\nbatch_size: [16\n", "is not valid YAML at line 3, column 1"),
+        ("- epochs\n- 2\n", "a parameters file must be a mapping"),
+        ("04_training:\n  epochs: -2\n", "04_training: epochs=-2 must be > 0"),
+    ],
+    ids=["broken YAML", "a list, not a mapping", "a bad value in a notebook's section"],
+)
 def test_workbook_run_names_the_parameters_file(content, expected, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli, "run_notebook", lambda *a, **k: pytest.fail("a notebook started despite a bad file"))
     params = write(tmp_path / "params.yaml", content)
@@ -75,8 +82,12 @@ def test_explicit_settings_win_over_the_smoke_preset(tmp_path, monkeypatch):
         return W.NotebookRun(path.stem, "ok", 0.0, "", dict(parameters))
 
     monkeypatch.setattr(cli, "run_notebook", fake_run)
-    assert cli.main(["run", "04", "--smoke", "-p", "batch_size", "32", "-p", "learning_rate", "1e-4",
-                     "--out", str(tmp_path)]) == 0
+    assert (
+        cli.main(
+            ["run", "04", "--smoke", "-p", "batch_size", "32", "-p", "learning_rate", "1e-4", "--out", str(tmp_path)]
+        )
+        == 0
+    )
     assert ran["04_training"]["batch_size"] == 32 and ran["04_training"]["learning_rate"] == 1e-4
     assert ran["04_training"]["epochs"] == W.load_preset("smoke")["04_training"]["epochs"]  # the preset still applies
 
@@ -93,9 +104,16 @@ def test_a_learning_rate_far_outside_the_usual_range_warns():
 
 
 def test_papermill_text_is_converted_like_the_command_line():
-    assert check_values("04_training", {"sweep_batch_sizes": "[16, 32]", "max_steps": "5", "precision": "None",
-                                        "learning_rate": "1e-4", "resume": "true"}) == {
-        "sweep_batch_sizes": [16, 32], "max_steps": 5, "precision": None, "learning_rate": 1e-4, "resume": True}
+    assert check_values(
+        "04_training",
+        {
+            "sweep_batch_sizes": "[16, 32]",
+            "max_steps": "5",
+            "precision": "None",
+            "learning_rate": "1e-4",
+            "resume": "true",
+        },
+    ) == {"sweep_batch_sizes": [16, 32], "max_steps": 5, "precision": None, "learning_rate": 1e-4, "resume": True}
 
 
 WRITER = """
@@ -114,8 +132,9 @@ time.sleep(60)
 
 
 def start_writer(final: Path, stage: str) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", WRITER, str(final), stage], stdout=subprocess.PIPE, text=True,
-                               cwd=W.PROJECT_ROOT)
+    process = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(final), stage], stdout=subprocess.PIPE, text=True, cwd=W.PROJECT_ROOT
+    )
     assert process.stdout.readline().strip() == "staged"
     if stage == "publish":
         assert process.stdout.readline().strip() == "published"
@@ -151,7 +170,9 @@ def test_a_folder_cut_short_or_without_its_manifest_is_not_trusted(tmp_path):
 
 def test_ensure_prepared_prepares_again_when_the_folder_is_incomplete(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(W, "_run_prerequisite", lambda stem, work, params, folder, problem, scale: calls.append(problem))
+    monkeypatch.setattr(
+        W, "_run_prerequisite", lambda stem, work, params, folder, problem, scale: calls.append(problem)
+    )
     final = published(W.prepared_dir(tmp_path, "icd10cm"), 1)
     W.ensure_prepared("icd10cm", tmp_path)
     assert calls == []
@@ -165,7 +186,9 @@ def test_two_runs_writing_one_folder_fail_at_once_naming_the_other(tmp_path):
     writer = start_writer(final, "stage")
     try:
         started = time.perf_counter()
-        with pytest.raises(RuntimeError, match=rf"being written by another run \(process {writer.pid} on .*, the writer of a test"):
+        with pytest.raises(
+            RuntimeError, match=rf"being written by another run \(process {writer.pid} on .*, the writer of a test"
+        ):
             W.begin_output(final, "a second run")
         assert time.perf_counter() - started < 5, "the second run waited instead of failing at once"
         assert not final.exists()
@@ -175,11 +198,14 @@ def test_two_runs_writing_one_folder_fail_at_once_naming_the_other(tmp_path):
 
 
 def test_a_notebook_killed_while_saving_its_metrics_leaves_none_or_the_whole_file(tmp_path):
-    script = ("import sys\nfrom helpers import workbook as W\nprint('go', flush=True)\n"
-              "while True:\n    W.write_metrics(sys.argv[1], {'rows': list(range(200_000))}, {})\n")
+    script = (
+        "import sys\nfrom helpers import workbook as W\nprint('go', flush=True)\n"
+        "while True:\n    W.write_metrics(sys.argv[1], {'rows': list(range(200_000))}, {})\n"
+    )
     for delay in (0.05, 0.3, 0.6):
-        writer = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                                  cwd=W.PROJECT_ROOT)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=W.PROJECT_ROOT
+        )
         writer.stdout.readline()
         time.sleep(delay)
         writer.send_signal(signal.SIGKILL)
@@ -189,13 +215,34 @@ def test_a_notebook_killed_while_saving_its_metrics_leaves_none_or_the_whole_fil
 
 
 def test_a_stale_metrics_file_is_removed_before_a_notebook_runs(tmp_path):
-    notebook = write(tmp_path / "99_fails.ipynb", json.dumps({
-        "cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "output_dir = ''  # [str] x",
-                   "outputs": [], "execution_count": None, "id": "a"},
-                  {"cell_type": "code", "metadata": {}, "source": "raise KeyError('step')", "outputs": [],
-                   "execution_count": None, "id": "b"}],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4, "nbformat_minor": 5}))
+    notebook = write(
+        tmp_path / "99_fails.ipynb",
+        json.dumps(
+            {
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "metadata": {"tags": ["parameters"]},
+                        "source": "output_dir = ''  # [str] x",
+                        "outputs": [],
+                        "execution_count": None,
+                        "id": "a",
+                    },
+                    {
+                        "cell_type": "code",
+                        "metadata": {},
+                        "source": "raise KeyError('step')",
+                        "outputs": [],
+                        "execution_count": None,
+                        "id": "b",
+                    },
+                ],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            }
+        ),
+    )
     old = W.write_metrics(tmp_path / "runs" / "99_fails", {"ndcg@10": 0.9}, {})
     result = W.run_notebook(notebook, tmp_path / "runs", {}, tmp_path / "work")
     assert result.status == "failed" and "KeyError" in result.error
@@ -208,22 +255,36 @@ def test_a_nan_loss_stops_training_with_its_step():
     callback = StopOnNonFiniteLoss()
     args, state = SimpleNamespace(learning_rate=5.0), SimpleNamespace(global_step=30)
     callback.on_log(args, state, None, logs={"loss": 0.7})
-    with pytest.raises(FloatingPointError, match="loss became nan by step 30: the learning rate \\(5\\) is likely too high"):
+    with pytest.raises(
+        FloatingPointError, match="loss became nan by step 30: the learning rate \\(5\\) is likely too high"
+    ):
         callback.on_log(args, state, None, logs={"loss": float("nan")})
 
 
 def test_a_prerequisite_runs_with_the_preset_the_caller_runs_with(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(W, "_run_prerequisite", lambda stem, work, params, folder, problem, scale: calls.append((params, scale)))
+    monkeypatch.setattr(
+        W, "_run_prerequisite", lambda stem, work, params, folder, problem, scale: calls.append((params, scale))
+    )
     monkeypatch.delenv(W.PRESET_ENVIRONMENT, raising=False)
     smoke = W.load_preset("smoke")
     caller = {**W.declared_defaults("04_training"), **smoke["04_training"]}  # the smoke values, given by hand
     W.ensure_prepared("icd10cm", tmp_path, "all-MiniLM-L6-v2", "04_training", caller)
     assert calls[-1][0] == {**smoke["03_data_preparation"], "dataset": "icd10cm", "model": "all-MiniLM-L6-v2"}
     assert "the smoke preset's values" in calls[-1][1]
-    W.ensure_finetuned("icd10cm", tmp_path, "all-MiniLM-L6-v2", "05_evaluation",
-                       {**W.declared_defaults("05_evaluation"), **smoke["05_evaluation"]})
-    assert calls[-1][0] == {**smoke["04_training"], "dataset": "icd10cm", "model": "all-MiniLM-L6-v2", "sweep_batch_sizes": []}
+    W.ensure_finetuned(
+        "icd10cm",
+        tmp_path,
+        "all-MiniLM-L6-v2",
+        "05_evaluation",
+        {**W.declared_defaults("05_evaluation"), **smoke["05_evaluation"]},
+    )
+    assert calls[-1][0] == {
+        **smoke["04_training"],
+        "dataset": "icd10cm",
+        "model": "all-MiniLM-L6-v2",
+        "sweep_batch_sizes": [],
+    }
     own = {**W.declared_defaults("04_training"), "dev_corpus_size": 300}  # the user's own values: the defaults
     W.ensure_prepared("icd10cm", tmp_path, "all-MiniLM-L6-v2", "04_training", own)
     assert calls[-1] == ({"dataset": "icd10cm", "model": "all-MiniLM-L6-v2"}, "its defaults")
@@ -235,8 +296,13 @@ def test_a_prerequisite_runs_with_the_preset_the_caller_runs_with(tmp_path, monk
 def test_workbook_run_names_its_preset_for_the_kernels_and_restores_the_environment(tmp_path, monkeypatch):
     seen = []
     monkeypatch.delenv(W.PRESET_ENVIRONMENT, raising=False)
-    monkeypatch.setattr(cli, "run_notebook", lambda *a, **k: seen.append(os.environ.get(W.PRESET_ENVIRONMENT))
-                        or W.NotebookRun("04_training", "ok", 0.0, "", {}))
+    monkeypatch.setattr(
+        cli,
+        "run_notebook",
+        lambda *a, **k: (
+            seen.append(os.environ.get(W.PRESET_ENVIRONMENT)) or W.NotebookRun("04_training", "ok", 0.0, "", {})
+        ),
+    )
     assert cli.main(["run", "04", "--smoke", "--out", str(tmp_path / "a")]) == 0
     assert cli.main(["run", "04", "--out", str(tmp_path / "b")]) == 0
     assert seen == ["smoke", None] and W.PRESET_ENVIRONMENT not in os.environ
@@ -247,15 +313,26 @@ def test_a_dev_corpus_too_small_names_the_notebooks_own_parameter():
     from helpers.training import dev_evaluator
 
     corpus = {f"d{i}": f"document {i}" for i in range(30)}
-    data = RetrievalData("toy", corpus, {f"q{i}": f"query {i}" for i in range(12)},
-                         {"dev": {f"q{i}": {f"d{i}": 1} for i in range(12)}})
-    with pytest.raises(DataValidationError, match=r"^dev_corpus_size=10 is smaller than the 12 documents .* raise dev_corpus_size"):
+    data = RetrievalData(
+        "toy", corpus, {f"q{i}": f"query {i}" for i in range(12)}, {"dev": {f"q{i}": {f"d{i}": 1} for i in range(12)}}
+    )
+    with pytest.raises(
+        DataValidationError, match=r"^dev_corpus_size=10 is smaller than the 12 documents .* raise dev_corpus_size"
+    ):
         dev_evaluator(data, 10, 42)
 
 
-@pytest.mark.parametrize("notebook, name", [("01_why_finetune", "training_seeds"), ("04_training", "sweep_seeds"),
-                                            ("07_decision", "curve_seeds"), ("09_serving", "matryoshka_seeds"),
-                                            ("11_synthetic_pairs", "training_seeds"), ("12_scaling_out", "training_seeds")])
+@pytest.mark.parametrize(
+    "notebook, name",
+    [
+        ("01_why_finetune", "training_seeds"),
+        ("04_training", "sweep_seeds"),
+        ("07_decision", "curve_seeds"),
+        ("09_serving", "matryoshka_seeds"),
+        ("11_synthetic_pairs", "training_seeds"),
+        ("12_scaling_out", "training_seeds"),
+    ],
+)
 def test_seed_lists_must_hold_distinct_seeds(notebook, name):
     assert check_values(notebook, {name: "[42, 1, 2]"}) == {name: [42, 1, 2]}
     for wrong in ("[]", "[42, 42]"):  # no run at all; the same run twice, whose spread would pass for a seed's

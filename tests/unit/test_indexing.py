@@ -33,8 +33,13 @@ def other_model(base_model):
 
 
 def index_contents(db, table_name):
-    rows = sorted(I.read_rows(db.open_table(table_name), ["id", "content_hash", "model_version", "vector"]), key=lambda row: row["id"])
-    return [(row["id"], row["content_hash"], row["model_version"]) for row in rows], np.array([row["vector"] for row in rows])
+    rows = sorted(
+        I.read_rows(db.open_table(table_name), ["id", "content_hash", "model_version", "vector"]),
+        key=lambda row: row["id"],
+    )
+    return [(row["id"], row["content_hash"], row["model_version"]) for row in rows], np.array(
+        [row["vector"] for row in rows]
+    )
 
 
 def test_plan_sync_embeds_new_changed_and_other_model_rows_and_deletes_gone_ones():
@@ -74,7 +79,9 @@ def test_a_new_model_reembeds_everything(tmp_path, base_model, other_model, docu
     assert {row[2] for row in index_contents(db, "docs")[0]} == {model_fingerprint(other_model)}
 
 
-def test_blue_green_switch_verifies_keeps_the_old_index_and_refuses_mismatched_queries(tmp_path, base_model, other_model, documents):
+def test_blue_green_switch_verifies_keeps_the_old_index_and_refuses_mismatched_queries(
+    tmp_path, base_model, other_model, documents
+):
     db = I.open_store(tmp_path)
     blue = I.index_table_name("all-MiniLM-L6-v2", model_fingerprint(base_model))
     green = I.index_table_name("/models/finetuned/", model_fingerprint(other_model))
@@ -138,8 +145,13 @@ CHILD = textwrap.dedent("""
 def test_a_killed_reindex_resumes_without_embedding_anything_twice(tmp_path, base_model, documents):
     corpus_file = tmp_path / "corpus.json"
     corpus_file.write_text(json.dumps(documents))
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "killed"), str(corpus_file)],
-                             stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path / "killed"), str(corpus_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
     for line in child.stdout:
         if line.startswith("committed 64 "):
             child.send_signal(signal.SIGKILL)
@@ -177,7 +189,9 @@ def test_a_sync_from_cached_vectors_writes_what_encoding_would(tmp_path, base_mo
 
     db = lancedb.connect(tmp_path / "db")
     I.sync_index(db, "encoded", documents, base_model, "base", batch_size=64, show_progress_bar=False)
-    I.sync_index(db, "from_cache", documents, base_model, "base", batch_size=64, show_progress_bar=False, embed=from_cache)
+    I.sync_index(
+        db, "from_cache", documents, base_model, "base", batch_size=64, show_progress_bar=False, embed=from_cache
+    )
     encoded_rows, encoded_vectors = index_contents(db, "encoded")
     cached_rows, cached_vectors = index_contents(db, "from_cache")
     assert cached_rows == encoded_rows and sum(asked) == len(documents)  # same ids, hashes and model version

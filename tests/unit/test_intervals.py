@@ -1,6 +1,5 @@
 """helpers.intervals: bootstrap intervals over queries and seeds, and the rule that reads them."""
 
-
 import numpy as np
 import pytest
 
@@ -22,8 +21,11 @@ def test_statistic_bootstrap_brackets_a_paired_spearman_difference():
     gold = rng.normal(size=300)
     good, poor = gold + 0.3 * rng.normal(size=300), gold + 2.0 * rng.normal(size=300)
     difference = spearmanr(good, gold).statistic - spearmanr(poor, gold).statistic
-    low, high = I.bootstrap_statistic_ci(lambda at: spearmanr(good[at], gold[at]).statistic - spearmanr(poor[at], gold[at]).statistic,
-                                         300, n_resamples=300)
+    low, high = I.bootstrap_statistic_ci(
+        lambda at: spearmanr(good[at], gold[at]).statistic - spearmanr(poor[at], gold[at]).statistic,
+        300,
+        n_resamples=300,
+    )
     assert 0 < low < difference < high
     with pytest.raises(ValueError, match="at least two"):
         I.bootstrap_statistic_ci(lambda at: 0.0, 1)
@@ -36,7 +38,9 @@ def test_seeds_and_queries_interval_widens_with_the_spread_between_seeds():
     agreeing = I.seeds_and_queries_ci(np.stack([per_query, per_query + 0.001, per_query - 0.001]), n_resamples=500)
     assert agreeing[0] < 0.02 < agreeing[1] and agreeing[1] - agreeing[0] < 0.02
     # three runs whose means disagree (one lost its gain): the interval must reach below zero
-    low, high = I.seeds_and_queries_ci(np.stack([per_query + 0.02, per_query + 0.02, per_query - 0.04]), n_resamples=500)
+    low, high = I.seeds_and_queries_ci(
+        np.stack([per_query + 0.02, per_query + 0.02, per_query - 0.04]), n_resamples=500
+    )
     assert low < 0 < high and (high - low) > 3 * (agreeing[1] - agreeing[0])
     with pytest.raises(ValueError, match="shape"):
         I.seeds_and_queries_ci(np.zeros((3, 1)))
@@ -54,7 +58,9 @@ def test_seeds_and_statistic_interval_matches_the_mean_difference_version_and_ta
     assert one_seed == I.bootstrap_statistic_ci(lambda at: float(runs[0][at].mean()), 300, n_resamples=400)
     gold = rng.normal(size=300)
     noisy = [gold + scale * rng.normal(size=300) for scale in (0.5, 0.6, 2.0)]  # one seed far worse: a wide interval
-    low, high = I.seeds_and_statistic_ci(lambda s, at: spearmanr(noisy[s][at], gold[at]).statistic, 3, 300, n_resamples=300)
+    low, high = I.seeds_and_statistic_ci(
+        lambda s, at: spearmanr(noisy[s][at], gold[at]).statistic, 3, 300, n_resamples=300
+    )
     assert low < np.mean([spearmanr(values, gold).statistic for values in noisy]) < high and high - low > 0.3
     with pytest.raises(ValueError, match="at least one seed"):
         I.seeds_and_statistic_ci(lambda s, at: 0.0, 0, 300)
@@ -74,11 +80,19 @@ def test_seeds_and_queries_interval_covers_as_often_as_it_claims():
     assert covered / 200 >= 0.9
 
 
-@pytest.mark.parametrize(("ci", "target", "expected"), [
-    ((0.01, 0.05), 0.0, "above zero"), ((-0.05, -0.01), 0.0, "below zero"), ((-0.01, 0.05), 0.0, "can't tell"),
-    ((0.0, 0.05), 0.0, "can't tell"), ((-0.05, 0.0), 0.0, "can't tell"),  # an interval that touches the target holds it
-    ((0.02, 0.04), 0.01, "above 0.01"), ((2.5, 3.0), 2.0, "above 2"), ((float("-inf"), float("inf")), 0.0, "can't tell"),
-])
+@pytest.mark.parametrize(
+    ("ci", "target", "expected"),
+    [
+        ((0.01, 0.05), 0.0, "above zero"),
+        ((-0.05, -0.01), 0.0, "below zero"),
+        ((-0.01, 0.05), 0.0, "can't tell"),
+        ((0.0, 0.05), 0.0, "can't tell"),
+        ((-0.05, 0.0), 0.0, "can't tell"),  # an interval that touches the target holds it
+        ((0.02, 0.04), 0.01, "above 0.01"),
+        ((2.5, 3.0), 2.0, "above 2"),
+        ((float("-inf"), float("inf")), 0.0, "can't tell"),
+    ],
+)
 def test_interval_verdict_reads_an_interval_against_its_target(ci, target, expected):
     assert I.interval_verdict(ci, target) == expected
 

@@ -34,7 +34,9 @@ def test_linear_merge_is_the_stated_interpolation_of_every_weight(base_model, tu
     for name, tensor in floating(base_state).items():
         expected = (1 - alpha) * tensor + alpha * tuned_state[name]
         assert torch.allclose(merged_state[name], expected, atol=1e-6), name
-    assert any(not torch.equal(base_state[name], tuned_state[name]) for name in floating(base_state))  # the check can fail
+    assert any(
+        not torch.equal(base_state[name], tuned_state[name]) for name in floating(base_state)
+    )  # the check can fail
 
 
 def test_merging_leaves_both_inputs_unchanged(base_model, tuned_copy):
@@ -68,8 +70,13 @@ def test_unknown_method_is_named(base_model, tuned_copy):
 
 
 def test_models_of_different_shapes_are_refused_naming_both(base_model, tmp_path):
-    config = BertConfig(vocab_size=base_model.tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64)
+    config = BertConfig(
+        vocab_size=base_model.tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
     BertModel(config).save_pretrained(tmp_path)
     base_model.tokenizer.save_pretrained(tmp_path)
     small = SentenceTransformer(modules=[Transformer(str(tmp_path)), Pooling(32)], device="cpu")

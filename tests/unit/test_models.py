@@ -75,13 +75,22 @@ def test_device_and_precision_on_cpu(monkeypatch):
         M.choose_device("tpu")
 
 
-@pytest.mark.parametrize("flags, expected", [({"avx2"}, "fp32"), ({"avx2", "avx512f"}, "fp32"),
-                                              ({"avx512f", "avx512_bf16"}, "bf16"), ({"amx_tile", "amx_bf16"}, "bf16")])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ({"avx2"}, "fp32"),
+        ({"avx2", "avx512f"}, "fp32"),
+        ({"avx512f", "avx512_bf16"}, "bf16"),
+        ({"amx_tile", "amx_bf16"}, "bf16"),
+    ],
+)
 def test_the_cpu_computes_in_bf16_only_where_its_hardware_does(monkeypatch, flags, expected):
     monkeypatch.delenv(M.PRECISION_ENVIRONMENT, raising=False)
     monkeypatch.setattr(M, "cpu_flags", lambda: flags)
     assert M.choose_precision("cpu") == expected
-    assert M.choose_precision("cpu", "fp32") == "fp32" and M.choose_precision("cpu", "bf16") == "bf16"  # the parameter wins
+    assert (
+        M.choose_precision("cpu", "fp32") == "fp32" and M.choose_precision("cpu", "bf16") == "bf16"
+    )  # the parameter wins
     monkeypatch.setenv(M.PRECISION_ENVIRONMENT, "fp32")  # what the smoke run and the tests set
     assert M.choose_precision("cpu") == "fp32" and M.choose_precision("cpu", "bf16") == "bf16"
     monkeypatch.setenv(M.PRECISION_ENVIRONMENT, "fp8")
@@ -100,7 +109,10 @@ def test_bf16_encoding_stays_within_a_rounding_of_fp32_and_is_kept_apart_in_the_
     texts = ["Cholera due to Vibrio cholerae 01, biovar eltor", "Typhoid fever, unspecified", "chest pain on exertion"]
     fp32, bf16 = M.load_model(device="cpu", precision="fp32"), M.load_model(device="cpu", precision="bf16")
     assert (fp32.encoding_precision, bf16.encoding_precision) == ("fp32", "bf16")
-    a, b = encode(fp32, texts, tmp_path, show_progress_bar=False), encode(bf16, texts, tmp_path, show_progress_bar=False)
+    a, b = (
+        encode(fp32, texts, tmp_path, show_progress_bar=False),
+        encode(bf16, texts, tmp_path, show_progress_bar=False),
+    )
     assert b.dtype == M.torch.float32 and not M.torch.equal(a, b)  # really computed in bf16, returned in fp32
     assert M.torch.nn.functional.cosine_similarity(a, b).min() > 0.999
     assert len(list(tmp_path.glob("*-fp32-*.npy"))) == 1 and len(list(tmp_path.glob("*-bf16-*.npy"))) == 1
@@ -114,7 +126,9 @@ def test_a_deep_copy_encodes_with_its_own_weights(base_model):
         for weight in twin.parameters():
             weight.mul_(0.5)
     assert twin.encode.__self__ is twin
-    assert not M.torch.equal(twin.encode(["asthma"], convert_to_tensor=True), base_model.encode(["asthma"], convert_to_tensor=True))
+    assert not M.torch.equal(
+        twin.encode(["asthma"], convert_to_tensor=True), base_model.encode(["asthma"], convert_to_tensor=True)
+    )
 
 
 def test_precision_on_cuda_follows_bf16_support(monkeypatch):

@@ -22,21 +22,28 @@ def test_a_batch_run_sets_the_variables_for_its_kernels_and_restores_them(monkey
 
 
 @pytest.mark.parametrize("batch_run", [False, True])
-def test_quiet_trainer_drops_the_log_printer_always_and_the_progress_bar_in_a_batch_run(batch_run, base_model, tmp_path,
-                                                                                         monkeypatch):
+def test_quiet_trainer_drops_the_log_printer_always_and_the_progress_bar_in_a_batch_run(
+    batch_run, base_model, tmp_path, monkeypatch
+):
     from datasets import Dataset
 
     monkeypatch.setenv(progress.BATCH_RUN_ENVIRONMENT, "1" if batch_run else "0")
     rows = Dataset.from_dict({"anchor": ["a", "b"], "positive": ["c", "d"]})
     for disable_tqdm in (False, True):  # True: transformers prints every log line instead of a bar
-        args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path), disable_tqdm=disable_tqdm, report_to="none",
-                                                    use_cpu=True)
+        args = SentenceTransformerTrainingArguments(
+            output_dir=str(tmp_path), disable_tqdm=disable_tqdm, report_to="none", use_cpu=True
+        )
         trainer = progress.quiet_trainer(SentenceTransformerTrainer(model=base_model, args=args, train_dataset=rows))
         kinds = [type(callback) for callback in trainer.callback_handler.callbacks]
         assert PrinterCallback not in kinds
         assert any(issubclass(kind, ProgressCallback) for kind in kinds) == (not batch_run and not disable_tqdm)
-    without_table = progress.quiet_trainer(SentenceTransformerTrainer(model=base_model, args=args, train_dataset=rows), live_table=False)
-    assert not any(issubclass(type(callback), (ProgressCallback, PrinterCallback)) for callback in without_table.callback_handler.callbacks)
+    without_table = progress.quiet_trainer(
+        SentenceTransformerTrainer(model=base_model, args=args, train_dataset=rows), live_table=False
+    )
+    assert not any(
+        issubclass(type(callback), (ProgressCallback, PrinterCallback))
+        for callback in without_table.callback_handler.callbacks
+    )
 
 
 def test_widget_bars_are_silenced_in_a_batch_run_only(monkeypatch):

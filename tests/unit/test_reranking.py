@@ -83,10 +83,15 @@ def test_fusion_at_weight_0_keeps_the_retriever_and_at_1_is_the_cross_encoder():
     cross = {("q", "a"): -2.0, ("q", "b"): 5.0, ("q", "c"): 1.0}
     order = lambda ranked: sorted(ranked["q"], key=lambda d: -ranked["q"][d])  # noqa: E731
     assert order(rerank(run, fused_scores(run, cross, 3, 0.0), 3)) == ["a", "b", "c", "d"]
-    assert order(rerank(run, fused_scores(run, cross, 3, 1.0), 3)) == order(rerank(run, cross, 3)) == ["b", "c", "a", "d"]
+    assert (
+        order(rerank(run, fused_scores(run, cross, 3, 1.0), 3)) == order(rerank(run, cross, 3)) == ["b", "c", "a", "d"]
+    )
     # at 0.5 the z-scores add: retriever a +1.22, b 0, c -1.22; cross-encoder a -1.16, b +1.28, c -0.12 -> b, a, c
     assert order(rerank(run, fused_scores(run, cross, 3, 0.5), 3)) == ["b", "a", "c", "d"]
-    assert fused_scores({"q": {"a": 1.0, "b": 1.0}}, {("q", "a"): 3.0, ("q", "b"): 3.0}, 2, 0.5) == {("q", "a"): 0.0, ("q", "b"): 0.0}
+    assert fused_scores({"q": {"a": 1.0, "b": 1.0}}, {("q", "a"): 3.0, ("q", "b"): 3.0}, 2, 0.5) == {
+        ("q", "a"): 0.0,
+        ("q", "b"): 0.0,
+    }
     with pytest.raises(ValueError, match="between 0 and 1"):
         fused_scores(run, cross, 3, 1.5)
     with pytest.raises(KeyError, match="no cross-encoder score"):
@@ -97,7 +102,10 @@ def test_choose_fusion_takes_each_ks_best_weight_then_the_k_rule():
     from helpers.reranking import choose_fusion
 
     dev = {10: {0.0: 0.60, 0.3: 0.62, 0.6: 0.62}, 50: {0.0: 0.60, 0.3: 0.625, 0.6: 0.61}}
-    assert choose_fusion(dev, tolerance=0.005) == (10, 0.3)  # 0.62 is within 0.005 of 0.625; on 10's tie, the smaller weight
+    assert choose_fusion(dev, tolerance=0.005) == (
+        10,
+        0.3,
+    )  # 0.62 is within 0.005 of 0.625; on 10's tie, the smaller weight
     assert choose_fusion(dev, tolerance=0.0) == (50, 0.3)
     assert choose_fusion({10: {0.0: 0.6, 0.5: 0.6}}) == (10, 0.0)
 
@@ -105,11 +113,27 @@ def test_choose_fusion_takes_each_ks_best_weight_then_the_k_rule():
 def test_rerank_table_reads_measured_and_committed_rows():
     from helpers.reranking import rerank_table
 
-    measured = {10: {"ndcg@10": 0.5, "difference": -0.1, "ci": (-0.15, -0.05), "recall@10": 0.7, "recall_ci": (0.0, 0.0),
-                     "p50_ms": 20.0, "p95_ms": 30.0, "docs_per_s": 480.0}}
+    measured = {
+        10: {
+            "ndcg@10": 0.5,
+            "difference": -0.1,
+            "ci": (-0.15, -0.05),
+            "recall@10": 0.7,
+            "recall_ci": (0.0, 0.0),
+            "p50_ms": 20.0,
+            "p95_ms": 30.0,
+            "docs_per_s": 480.0,
+        }
+    }
     table = rerank_table(measured, retriever_recall=0.7)
     assert table.loc["top 10", "the reranker"] == "loses" and table.loc["top 10", "documents scored / s"] == 480
     assert table.loc["top 10", "Recall@10 minus the retriever's (95% CI)"].startswith("+0.000")
     committed = {"20": {"ndcg@10": 0.7, "difference": 0.02, "ci": [0.01, 0.03], "p50_ms": 40.0, "p95_ms": 55.0}}
-    assert list(rerank_table(committed).columns) == ["NDCG@10", "minus the retriever alone (95% CI)", "the reranker", "p50 ms / query", "p95 ms / query"]
+    assert list(rerank_table(committed).columns) == [
+        "NDCG@10",
+        "minus the retriever alone (95% CI)",
+        "the reranker",
+        "p50 ms / query",
+        "p95 ms / query",
+    ]
     assert rerank_table(committed).loc["top 20", "the reranker"] == "gains"

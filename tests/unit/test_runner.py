@@ -57,7 +57,11 @@ def test_a_missing_prerequisite_runs_its_notebook_with_the_defaults(tmp_path, mo
     (final / "model.safetensors").unlink()  # a model folder without its weights is trained again
     W.ensure_finetuned("hpo", tmp_path)
     assert len(calls) == 2 and (final / "model.safetensors").exists()
-    monkeypatch.setattr(W, "run_notebook", lambda *args, **kwargs: W.NotebookRun("03", "failed", 1.0, "copy.ipynb", {}, {}, "KeyError: x"))
+    monkeypatch.setattr(
+        W,
+        "run_notebook",
+        lambda *args, **kwargs: W.NotebookRun("03", "failed", 1.0, "copy.ipynb", {}, {}, "KeyError: x"),
+    )
     with pytest.raises(RuntimeError, match="notebook 03_data_preparation.*failed: KeyError: x"):
         W.ensure_prepared("icd10cm", tmp_path)
 
@@ -77,11 +81,17 @@ def test_a_fine_tune_with_another_seed_is_trained_beside_the_data_it_shares(tmp_
     final = W.finetuned_with_seed("hpo", tmp_path, 7)
     seed_dir = tmp_path.resolve() / "seeds" / "seed-7"
     assert final == seed_dir / "models" / "hpo" / "final" and final.exists()
-    assert calls == [("04_training", {"dataset": "hpo", "model": "all-MiniLM-L6-v2", "sweep_batch_sizes": [], "seed": 7}, seed_dir)]
-    assert (seed_dir / "data" / "hpo").is_dir() and (seed_dir / "embeddings").resolve() == (tmp_path / "embeddings").resolve()
+    assert calls == [
+        ("04_training", {"dataset": "hpo", "model": "all-MiniLM-L6-v2", "sweep_batch_sizes": [], "seed": 7}, seed_dir)
+    ]
+    assert (seed_dir / "data" / "hpo").is_dir() and (seed_dir / "embeddings").resolve() == (
+        tmp_path / "embeddings"
+    ).resolve()
     W.finetuned_with_seed("hpo", tmp_path, 7)
     assert len(calls) == 1, "a model already there is not trained again"
-    assert not W.incomplete(W.ensure_finetuned("hpo", tmp_path)) and len(calls) == 2, "the source chapter's model is not notebook 04's own"
+    assert not W.incomplete(W.ensure_finetuned("hpo", tmp_path)) and len(calls) == 2, (
+        "the source chapter's model is not notebook 04's own"
+    )
 
 
 def test_cli_run_names_an_unknown_parameter(capsys, tmp_path):
@@ -112,17 +122,33 @@ def test_select_notebooks_by_number_and_name():
 def test_metrics_are_written_as_plain_json(tmp_path):
     import numpy as np
 
-    path = W.write_metrics(tmp_path, {"ndcg": np.float32(0.5), "ci": (np.float64(0.1), 0.2), "nan": float("nan")}, {"seed": 1})
-    assert json.loads(path.read_text()) == {"ndcg": 0.5, "ci": [0.1, 0.2], "nan": None, "parameters": {"seed": 1},
-                                            "numeric_precision": "fp32"}  # the tests pin fp32 (conftest)
+    path = W.write_metrics(
+        tmp_path, {"ndcg": np.float32(0.5), "ci": (np.float64(0.1), 0.2), "nan": float("nan")}, {"seed": 1}
+    )
+    assert json.loads(path.read_text()) == {
+        "ndcg": 0.5,
+        "ci": [0.1, 0.2],
+        "nan": None,
+        "parameters": {"seed": 1},
+        "numeric_precision": "fp32",
+    }  # the tests pin fp32 (conftest)
 
 
 def test_results_table_renders_notebook_05_and_quotes_the_others_lines():
-    evaluation = {"base_ndcg@10": 0.5, "finetuned_ndcg@10": 0.6, "relative_gain_ndcg@10": 0.2, "ci95_ndcg@10_diff": [0.08, 0.12],
-                  "p_value_fisher": 0.0, "test_queries": 10, "corpus_size": 100}
-    runs = [{"notebook": "08_reindexing", "metrics": {"readme_line": "Notebook 08, 190 documents/s."}},
-            {"notebook": "05_evaluation", "metrics": evaluation},
-            {"notebook": "01_why_finetune", "metrics": {"readme_line": "Notebook 01, +25%."}}]
+    evaluation = {
+        "base_ndcg@10": 0.5,
+        "finetuned_ndcg@10": 0.6,
+        "relative_gain_ndcg@10": 0.2,
+        "ci95_ndcg@10_diff": [0.08, 0.12],
+        "p_value_fisher": 0.0,
+        "test_queries": 10,
+        "corpus_size": 100,
+    }
+    runs = [
+        {"notebook": "08_reindexing", "metrics": {"readme_line": "Notebook 08, 190 documents/s."}},
+        {"notebook": "05_evaluation", "metrics": evaluation},
+        {"notebook": "01_why_finetune", "metrics": {"readme_line": "Notebook 01, +25%."}},
+    ]
     lines = results_table(runs).splitlines()
     assert "| test | 10 | 100 | 0.500 | 0.600 | +20.0% | [+0.080, +0.120] | < 0.001 |" in lines
     assert lines[-2:] == ["Notebook 01, +25%.", "Notebook 08, 190 documents/s."]  # in notebook order
@@ -130,17 +156,48 @@ def test_results_table_renders_notebook_05_and_quotes_the_others_lines():
 
 
 def test_results_table_renders_notebook_09s_variants_after_the_lines():
-    row = {"encoder": "onnx int8", "ndcg@10": 0.6312, "ci": [-0.0041, 0.0012], "relative_change": -0.0023,
-           "docs_per_s": 441.6, "p50_ms": 6.04, "p95_ms": 9.96, "index_mb": 30.72}
-    evaluation = {"base_ndcg@10": 0.5, "finetuned_ndcg@10": 0.6, "relative_gain_ndcg@10": 0.2, "ci95_ndcg@10_diff": [0.08, 0.12],
-                  "p_value_fisher": 0.0, "test_queries": 10, "corpus_size": 100}
-    runs = [{"notebook": "05_evaluation", "metrics": evaluation},
-            {"notebook": "09_serving", "metrics": {"readme_line": "Notebook 09.", "variants": {  # sorted by name, as stored
-                "matryoshka, first 64 dims": row, "onnx int8": row, "plain, first 128 dims": row, "plain, first 64 dims": row}}}]
+    row = {
+        "encoder": "onnx int8",
+        "ndcg@10": 0.6312,
+        "ci": [-0.0041, 0.0012],
+        "relative_change": -0.0023,
+        "docs_per_s": 441.6,
+        "p50_ms": 6.04,
+        "p95_ms": 9.96,
+        "index_mb": 30.72,
+    }
+    evaluation = {
+        "base_ndcg@10": 0.5,
+        "finetuned_ndcg@10": 0.6,
+        "relative_gain_ndcg@10": 0.2,
+        "ci95_ndcg@10_diff": [0.08, 0.12],
+        "p_value_fisher": 0.0,
+        "test_queries": 10,
+        "corpus_size": 100,
+    }
+    runs = [
+        {"notebook": "05_evaluation", "metrics": evaluation},
+        {
+            "notebook": "09_serving",
+            "metrics": {
+                "readme_line": "Notebook 09.",
+                "variants": {  # sorted by name, as stored
+                    "matryoshka, first 64 dims": row,
+                    "onnx int8": row,
+                    "plain, first 128 dims": row,
+                    "plain, first 64 dims": row,
+                },
+            },
+        },
+    ]
     lines = results_table(runs).splitlines()
     assert lines[-4] == "| onnx int8 | onnx int8 | 0.631 | [-0.004, +0.001] | -0.2% | 442 | 6.0 | 10.0 | 30.72 |"
     assert [line.split(" | ")[0] for line in lines[-4:]] == [  # the notebook's reading order, not the names'
-        "| onnx int8", "| plain, first 128 dims", "| plain, first 64 dims", "| matryoshka, first 64 dims"]
+        "| onnx int8",
+        "| plain, first 128 dims",
+        "| plain, first 64 dims",
+        "| matryoshka, first 64 dims",
+    ]
     assert lines.index("Notebook 09.") < len(lines) - 6  # the line, then the table
     runs.append({"notebook": "10_forgetting_and_merging", "metrics": {"readme_line": "Notebook 10."}})
     lines = results_table(runs).splitlines()
@@ -148,10 +205,12 @@ def test_results_table_renders_notebook_09s_variants_after_the_lines():
 
 
 def test_a_cell_over_the_timeout_fails_its_notebook_instead_of_hanging(tmp_path):
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell('output_dir = ""\nwork_dir = ""', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import time\ntime.sleep(60)"),
-    ])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell('output_dir = ""\nwork_dir = ""', metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell("import time\ntime.sleep(60)"),
+        ]
+    )
     notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     path = tmp_path / "sleeps.ipynb"
     nbformat.write(notebook, path)
@@ -164,16 +223,26 @@ def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
     from helpers.committed_runs import provenance as provenance_line
 
     path = tmp_path / "reference.json"
-    provenance = {"command": "workbook run 11 -f presets/reference.yaml", "machine": "2-core EPYC",
-                  "date": "2026-12-05", "commit": "abc1234"}
-    finished = {"notebook": "11_synthetic_pairs", "status": "ok", "seconds": 1200.04, "parameters": {"training_seeds": [1, 2, 3]},
-                "metrics": {"kept": 400}}
+    provenance = {
+        "command": "workbook run 11 -f presets/reference.yaml",
+        "machine": "2-core EPYC",
+        "date": "2026-12-05",
+        "commit": "abc1234",
+    }
+    finished = {
+        "notebook": "11_synthetic_pairs",
+        "status": "ok",
+        "seconds": 1200.04,
+        "parameters": {"training_seeds": [1, 2, 3]},
+        "metrics": {"kept": 400},
+    }
     assert reference_run("11_synthetic_pairs", path) is None  # nothing committed yet
     assert add_to_reference([finished], provenance, path) == ["11_synthetic_pairs"]
     recorded = reference_run("11_synthetic_pairs", path)
     assert recorded["metrics"] == {"kept": 400} and recorded["date"] == "2026-12-05" and recorded["seconds"] == 1200.0
-    assert provenance_line(recorded) == ("reference run: workbook run 11 -f presets/reference.yaml on 2-core EPYC, "
-                                         "2026-12-05 (commit abc1234)")  # the line every notebook prints above its figures
+    assert provenance_line(recorded) == (
+        "reference run: workbook run 11 -f presets/reference.yaml on 2-core EPYC, 2026-12-05 (commit abc1234)"
+    )  # the line every notebook prints above its figures
     add_to_reference([{**finished, "notebook": "07_decision"}], {**provenance, "date": "2026-12-06"}, path)
     assert reference_run("11_synthetic_pairs", path)["date"] == "2026-12-05"  # notebooks recorded before are kept
     with pytest.raises(ValueError, match="11_synthetic_pairs did not finish"):
@@ -186,17 +255,35 @@ def test_off_the_shelf_rows_line_up_each_notebooks_figure_with_its_corpus():
     from helpers.committed_runs import committed_default_run, off_the_shelf_rows
 
     metrics = {
-        "05_evaluation": {"dataset": "icd10cm", "corpus_size": 20000, "test_queries": 2248, "base_ndcg@10": 0.5,
-                          "finetuned_ndcg@10": 0.65, "test_unseen_queries": 10, "base_ndcg@10_test_unseen": 0.4,
-                          "finetuned_ndcg@10_test_unseen": 0.5},
-        "02_encoder_vs_decoder": {"parameters": {"dataset": "icd10cm"}, "corpus_size": 600, "test_queries": 200,
-                                  "table": {"encoder": {"test NDCG@10, off the shelf": 0.8}}},
-        "07_decision": {"dataset": "hpo", "parameters": {"dev_corpus_size": 1000}, "learning_curve": {"base_dev_ndcg@10": 0.7}},
+        "05_evaluation": {
+            "dataset": "icd10cm",
+            "corpus_size": 20000,
+            "test_queries": 2248,
+            "base_ndcg@10": 0.5,
+            "finetuned_ndcg@10": 0.65,
+            "test_unseen_queries": 10,
+            "base_ndcg@10_test_unseen": 0.4,
+            "finetuned_ndcg@10_test_unseen": 0.5,
+        },
+        "02_encoder_vs_decoder": {
+            "parameters": {"dataset": "icd10cm"},
+            "corpus_size": 600,
+            "test_queries": 200,
+            "table": {"encoder": {"test NDCG@10, off the shelf": 0.8}},
+        },
+        "07_decision": {
+            "dataset": "hpo",
+            "parameters": {"dev_corpus_size": 1000},
+            "learning_curve": {"base_dev_ndcg@10": 0.7},
+        },
         "11_synthetic_pairs": {"dataset": "icd10cm"},  # a run without the keys: left out, not guessed
     }
     rows = off_the_shelf_rows(metrics)
     assert [(row["notebook"], row["split"], row["documents searched"]) for row in rows] == [
-        ("02", "test", 600), ("05", "test", 20000), ("05", "test_unseen", 20000)]  # by split, then size; 07 ran on HPO
+        ("02", "test", 600),
+        ("05", "test", 20000),
+        ("05", "test_unseen", 20000),
+    ]  # by split, then size; 07 ran on HPO
     assert rows[1]["relative gain"] == pytest.approx(0.3) and rows[0]["relative gain"] is None
     committed = off_the_shelf_rows(committed_default_run())  # every notebook of the committed run that measures one
     assert {row["notebook"] for row in committed} >= {"01", "02", "05", "07", "10", "11"}
@@ -206,9 +293,14 @@ def test_off_the_shelf_rows_line_up_each_notebooks_figure_with_its_corpus():
 def test_reindex_rate_rows_say_what_each_rate_includes():
     from helpers.committed_runs import committed_default_run, reindex_rate_rows
 
-    metrics = {"07_decision": {"docs_per_s": 500.0, "throughput_documents": 1000, "numeric_precision": "bf16"},
-               "09_serving": {"variants": {"pytorch fp32": {"docs_per_s": 250.0}}, "parameters": {"throughput_documents": 500}},
-               "13_ray_reindexing": {"ray": {}}}  # keys missing: left out, not guessed
+    metrics = {
+        "07_decision": {"docs_per_s": 500.0, "throughput_documents": 1000, "numeric_precision": "bf16"},
+        "09_serving": {
+            "variants": {"pytorch fp32": {"docs_per_s": 250.0}},
+            "parameters": {"throughput_documents": 500},
+        },
+        "13_ray_reindexing": {"ray": {}},
+    }  # keys missing: left out, not guessed
     rows = reindex_rate_rows(metrics)
     assert [(row["notebook"], row["precision"]) for row in rows] == [("07", "bf16"), ("09", "fp32")]
     assert rows[0]["minutes for 1,000,000"] == pytest.approx(1_000_000 / 500 / 60)
@@ -223,7 +315,9 @@ def test_readable_outputs_show_their_content_as_text():
 
     from helpers.outputs import markdown, readable
 
-    table = readable(pd.DataFrame({"score": [0.12345, 1.5], "name": ["x", "y"]}, index=["a", "bb"]).style.format({"score": "{:.2f}"}))
+    table = readable(
+        pd.DataFrame({"score": [0.12345, 1.5], "name": ["x", "y"]}, index=["a", "bb"]).style.format({"score": "{:.2f}"})
+    )
     assert repr(table).splitlines() == ["    score  name", " a   0.12     x", "bb   1.50     y"]
     assert "<table" in table._repr_html_() and "0.12" in table._repr_html_()
     note = markdown("**bold** claim")
@@ -242,27 +336,55 @@ def test_intervals_are_written_one_way_everywhere():
 def test_render_page_redraws_only_the_blocks(tmp_path):
     from helpers.results import render_page
 
-    summary = [{"notebook": "05_evaluation", "metrics": {"base_ndcg@10": 0.5, "finetuned_ndcg@10": 0.6, "relative_gain_ndcg@10": 0.2,
-                                                         "ci95_ndcg@10_diff": [0.08, 0.12], "p_value_fisher": 0.0, "test_queries": 10,
-                                                         "corpus_size": 100}}]
+    summary = [
+        {
+            "notebook": "05_evaluation",
+            "metrics": {
+                "base_ndcg@10": 0.5,
+                "finetuned_ndcg@10": 0.6,
+                "relative_gain_ndcg@10": 0.2,
+                "ci95_ndcg@10_diff": [0.08, 0.12],
+                "p_value_fisher": 0.0,
+                "test_queries": 10,
+                "corpus_size": 100,
+            },
+        }
+    ]
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     page = "intro\n<!-- headline: summary.json -->\nstale table\n<!-- /headline -->\noutro\n"
     rendered = render_page(page, tmp_path)
-    assert rendered.startswith("intro\n<!-- headline: summary.json -->\n| split |") and rendered.endswith("<!-- /headline -->\noutro\n")
+    assert rendered.startswith("intro\n<!-- headline: summary.json -->\n| split |") and rendered.endswith(
+        "<!-- /headline -->\noutro\n"
+    )
     assert "| test | 10 | 100 | 0.500 | 0.600 | +20.0% |" in rendered and "stale" not in rendered
     assert render_page(rendered, tmp_path) == rendered
 
 
 def test_reranking_line_gives_the_chosen_k_and_the_fusion_when_measured():
-    from helpers.results import reranking_line
+    from helpers.result_lines import reranking_line
 
-    metrics = {"rerank": {"10": {"ndcg@10": 0.52, "difference": -0.136, "ci": [-0.167, -0.105], "p50_ms": 23.0}}, "chosen_k": 10,
-               "retriever": {"ndcg@10": 0.657}, "training": {"rows": 4585, "steps": 144}, "test_queries": 250}
+    metrics = {
+        "rerank": {"10": {"ndcg@10": 0.52, "difference": -0.136, "ci": [-0.167, -0.105], "p50_ms": 23.0}},
+        "chosen_k": 10,
+        "retriever": {"ndcg@10": 0.657},
+        "training": {"rows": 4585, "steps": 144},
+        "test_queries": 250,
+    }
     line = reranking_line(metrics)
-    assert "top 10 (k chosen on dev), test NDCG@10 0.657 → 0.520, -0.136 [-0.167, -0.105] (below zero)" in line and line.endswith("CPU.")
+    assert (
+        "top 10 (k chosen on dev), test NDCG@10 0.657 → 0.520, -0.136 [-0.167, -0.105] (below zero)" in line
+        and line.endswith("CPU.")
+    )
     metrics["fusion"] = {"k": 20, "weight": 0.3, "difference": 0.012, "ci": [0.004, 0.02]}
-    assert reranking_line(metrics).endswith("(k = 20, weight 0.3, both chosen on dev): +0.012 [+0.004, +0.020] (above zero).")
-    metrics["fusion"] = {"k": 10, "weight": 0.0, "difference": 0.0, "ci": [0.0, 0.0]}  # w = 0 is the retriever itself: no verdict
+    assert reranking_line(metrics).endswith(
+        "(k = 20, weight 0.3, both chosen on dev): +0.012 [+0.004, +0.020] (above zero)."
+    )
+    metrics["fusion"] = {
+        "k": 10,
+        "weight": 0.0,
+        "difference": 0.0,
+        "ci": [0.0, 0.0],
+    }  # w = 0 is the retriever itself: no verdict
     assert reranking_line(metrics).endswith("dev chose the weight 0: the retriever alone.")
     assert reranking_line({"rerank": {}}) is None
 
@@ -270,7 +392,14 @@ def test_reranking_line_gives_the_chosen_k_and_the_fusion_when_measured():
 def test_provenance_says_where_a_moved_preset_is_now():
     from helpers.committed_runs import provenance
 
-    old = {"command": "workbook run 10 -f benchmarks/presets/reference.yaml", "machine": "EPYC", "date": "2026-12-05", "commit": "abc"}
-    assert provenance(old) == ("reference run: workbook run 10 -f benchmarks/presets/reference.yaml (that preset is now "
-                               "presets/reference.yaml) on EPYC, 2026-12-05 (commit abc)")
+    old = {
+        "command": "workbook run 10 -f benchmarks/presets/reference.yaml",
+        "machine": "EPYC",
+        "date": "2026-12-05",
+        "commit": "abc",
+    }
+    assert provenance(old) == (
+        "reference run: workbook run 10 -f benchmarks/presets/reference.yaml (that preset is now "
+        "presets/reference.yaml) on EPYC, 2026-12-05 (commit abc)"
+    )
     assert "now" not in provenance({**old, "command": "workbook run 10 -f presets/reference.yaml"})

@@ -18,16 +18,31 @@ import pytest
 from helpers import cli
 from helpers.data import RetrievalData, save_beir
 from helpers.sources import parse_icd10cm
-from helpers.distributed import (build_parser, latest_checkpoint, launch_command, negatives_per_anchor, read_run,
-                                 settings_from, false_negative_steps)
+from helpers.distributed import (
+    build_parser,
+    latest_checkpoint,
+    launch_command,
+    negatives_per_anchor,
+    read_run,
+    settings_from,
+    false_negative_steps,
+)
 from helpers.ray_indexing import projected_hours, projected_hours_as_table_grows, writer_seconds
 from helpers.training import recipe
 
 
-@pytest.mark.parametrize("rows, processes, gather, hard, expected", [
-    (16, 1, False, False, 15), (16, 1, False, True, 31), (16, 2, False, True, 31), (16, 2, True, True, 63),
-    (16, 2, True, False, 31), (8, 4, True, True, 63), (1, 1, False, False, 0),
-])
+@pytest.mark.parametrize(
+    "rows, processes, gather, hard, expected",
+    [
+        (16, 1, False, False, 15),
+        (16, 1, False, True, 31),
+        (16, 2, False, True, 31),
+        (16, 2, True, True, 63),
+        (16, 2, True, False, 31),
+        (8, 4, True, True, 63),
+        (1, 1, False, False, 0),
+    ],
+)
 def test_negatives_per_anchor(rows, processes, gather, hard, expected):
     assert negatives_per_anchor(rows, processes, gather, hard) == expected
 
@@ -42,7 +57,9 @@ def test_false_negative_steps_counts_a_positive_among_another_processs_candidate
     # step 1: d1 is the positive of rows 0 and 2, in different processes; step 2: none shared
     assert false_negative_steps([[[0, 1], [4]], [[2], [3]]], rows) == 1
     assert false_negative_steps([[[1]], [[3]]], rows) == 1  # d2 is row 3's hard negative: a candidate too
-    assert false_negative_steps([[[0]], [[4]]], rows) == 0  # q1 is an anchor in one and a positive in the other: not a candidate of row 0
+    assert (
+        false_negative_steps([[[0]], [[4]]], rows) == 0
+    )  # q1 is an anchor in one and a positive in the other: not a candidate of row 0
     assert false_negative_steps([[[0, 2]]], rows) == 0  # one process: no other process's candidates
 
 
@@ -58,8 +75,19 @@ def test_latest_checkpoint_takes_the_newest_complete_one(tmp_path):
 
 def test_launch_command_uses_pytorchs_launcher():
     command = launch_command(2, ["--data", "d", "--out", "o"], python="python")
-    assert command == ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                       "-m", "helpers.distributed", "--data", "d", "--out", "o"]
+    assert command == [
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "helpers.distributed",
+        "--data",
+        "d",
+        "--out",
+        "o",
+    ]
     with pytest.raises(ValueError, match="at least 1"):
         launch_command(0, [])
 
@@ -95,7 +123,9 @@ def test_the_writer_slows_as_its_table_grows():
     assert projected_hours_as_table_grows(1_000_000, 100, 100.0, falling) == pytest.approx(911.0 / 3600)
     assert projected_hours_as_table_grows(2_000_000, 100, 100.0, falling) is None
     # the bottleneck switches as the table grows: encoding first (5,000/s), then the writer (1,000/s)
-    assert projected_hours_as_table_grows(1_000_000, 50, 100.0, falling) == pytest.approx((100_000 / 5_000 + 900_000 / 1_000) / 3600)
+    assert projected_hours_as_table_grows(1_000_000, 50, 100.0, falling) == pytest.approx(
+        (100_000 / 5_000 + 900_000 / 1_000) / 3600
+    )
     with pytest.raises(ValueError, match="positive measured rates"):
         writer_seconds(10, {})
 
@@ -144,12 +174,36 @@ def ray_cluster():
     ray = shutil.which("ray", path=os.path.dirname(sys.executable))
     temp_dir = tempfile.mkdtemp(prefix="ray-test-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     gcs, node_manager, object_manager, agent, agent_grpc, runtime_env, metrics = free_ports(7)
-    command = [ray, "start", "--head", "--block", "--temp-dir", temp_dir, "--port", str(gcs),
-               "--node-manager-port", str(node_manager), "--object-manager-port", str(object_manager),
-               "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
-               "--runtime-env-agent-port", str(runtime_env), "--metrics-export-port", str(metrics),
-               "--min-worker-port", "0", "--max-worker-port", "0",
-               "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats"]
+    command = [
+        ray,
+        "start",
+        "--head",
+        "--block",
+        "--temp-dir",
+        temp_dir,
+        "--port",
+        str(gcs),
+        "--node-manager-port",
+        str(node_manager),
+        "--object-manager-port",
+        str(object_manager),
+        "--dashboard-agent-listen-port",
+        str(agent),
+        "--dashboard-agent-grpc-port",
+        str(agent_grpc),
+        "--runtime-env-agent-port",
+        str(runtime_env),
+        "--metrics-export-port",
+        str(metrics),
+        "--min-worker-port",
+        "0",
+        "--max-worker-port",
+        "0",
+        "--num-cpus",
+        "2",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
     # Token authentication with a token of the test's own (not ~/.ray/auth_token, shared by the user's clusters)
     environment = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex}
     log = open(os.path.join(temp_dir, "ray-start.log"), "w")
@@ -201,11 +255,29 @@ def test_reindex_ray_joins_a_cluster_by_address(ray_cluster, tmp_path):
     first = next(iter(corpus))
     data = RetrievalData("toy", corpus, {"q1": corpus[first].lower()}, {"test": {"q1": {first: 1}}})
     save_beir(data, tmp_path / "data")
-    completed = subprocess.run([sys.executable, "-m", "helpers.cli", "reindex-ray", "--data", str(tmp_path / "data"),
-                                "--store", str(tmp_path / "store"), "--workers", "1", "--batch-size", "4",
-                                "--ray-address", address], capture_output=True, text=True, env=environment)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helpers.cli",
+            "reindex-ray",
+            "--data",
+            str(tmp_path / "data"),
+            "--store",
+            str(tmp_path / "store"),
+            "--workers",
+            "1",
+            "--batch-size",
+            "4",
+            "--ray-address",
+            address,
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    report = json.loads(completed.stdout[completed.stdout.index("{\n"):])  # after the line naming the cluster
+    report = json.loads(completed.stdout[completed.stdout.index("{\n") :])  # after the line naming the cluster
     assert report["reindex"]["embedded"] == len(data.corpus) == report["live"]["rows"]
     assert report["reindex"]["rows_received"] == len(data.corpus) and len(report["reindex"]["docs_per_worker"]) == 1
     assert report["live"]["table"].startswith("all-minilm-l6-v2__")
@@ -215,11 +287,19 @@ def test_the_test_cluster_cannot_be_joined_by_a_local_ray_init(ray_cluster):
     """The head above is this test's alone: a process that starts Ray without an address (notebook 13's local
     Ray through `start_ray`, or a bare `ray.init()`) starts a cluster of its own instead of joining it."""
     address, environment = ray_cluster
-    script = ("import ray\nfrom helpers.ray_indexing import start_ray\n"
-              "start_ray(None, num_cpus=1)\nprint('start_ray', ray.get_runtime_context().gcs_address)\nray.shutdown()\n"
-              "ray.init(num_cpus=1, include_dashboard=False)\nprint('ray.init', ray.get_runtime_context().gcs_address)\n")
-    others = {key: value for key, value in environment.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    script = (
+        "import ray\nfrom helpers.ray_indexing import start_ray\n"
+        "start_ray(None, num_cpus=1)\nprint('start_ray', ray.get_runtime_context().gcs_address)\nray.shutdown()\n"
+        "ray.init(num_cpus=1, include_dashboard=False)\nprint('ray.init', ray.get_runtime_context().gcs_address)\n"
+    )
+    others = {
+        key: value
+        for key, value in environment.items()
+        if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+    }
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=others, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    joined = dict(line.split(" ", 1) for line in completed.stdout.splitlines() if line.startswith(("start_ray", "ray.init")))
+    joined = dict(
+        line.split(" ", 1) for line in completed.stdout.splitlines() if line.startswith(("start_ray", "ray.init"))
+    )
     assert set(joined) == {"start_ray", "ray.init"} and address.split(":")[1] not in " ".join(joined.values())

@@ -3,9 +3,15 @@ import pytest
 
 from helpers import serving
 
-TEXTS = ["Botulism food poisoning", "Type 2 diabetes mellitus without complications", "High blood pressure",
-         "Essential (primary) hypertension", "Fracture of the left femur, initial encounter for closed fracture",
-         "Asthma", "Pain in the lower back that has lasted for several weeks after lifting a heavy box"]
+TEXTS = [
+    "Botulism food poisoning",
+    "Type 2 diabetes mellitus without complications",
+    "High blood pressure",
+    "Essential (primary) hypertension",
+    "Fracture of the left femur, initial encounter for closed fracture",
+    "Asthma",
+    "Pain in the lower back that has lasted for several weeks after lifting a heavy box",
+]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +86,14 @@ def test_latencies_in_turns_takes_turns_block_by_block_and_rotates_the_order():
     timings = serving.latencies_in_turns(searches, ["q1", "q2", "q3", "q4"], block=2)
     assert {name: len(values) for name, values in timings.items()} == {"a": 4, "b": 4, "c": 4}
     first_block, second_block = calls[:9], calls[9:]  # per search: one untimed call, then the block's two queries
-    assert [name for name, _ in first_block[::3]] == ["a", "b", "c"] and [name for name, _ in second_block[::3]] == ["b", "c", "a"]
-    assert [query for _, query in first_block[:3]] == ["q1", "q1", "q2"] and {query for _, query in second_block} == {"q3", "q4"}
+    assert [name for name, _ in first_block[::3]] == ["a", "b", "c"] and [name for name, _ in second_block[::3]] == [
+        "b",
+        "c",
+        "a",
+    ]
+    assert [query for _, query in first_block[:3]] == ["q1", "q1", "q2"] and {query for _, query in second_block} == {
+        "q3",
+        "q4",
+    }
     with pytest.raises(ValueError, match="at least one search"):
         serving.latencies_in_turns({}, ["q"])

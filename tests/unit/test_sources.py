@@ -31,7 +31,9 @@ def test_bad_rows_are_named(rows, message):
 
 
 def test_empty_negative_means_none():
-    pairs = S.validate_pair_rows([{"anchor": "a", "positive": "p", "negative": ""}, {"anchor": "b", "positive": "q", "negative": "n"}])
+    pairs = S.validate_pair_rows(
+        [{"anchor": "a", "positive": "p", "negative": ""}, {"anchor": "b", "positive": "q", "negative": "n"}]
+    )
     assert [p.negative for p in pairs] == [None, "n"]
 
 
@@ -76,7 +78,9 @@ def test_hpo_layperson_queries():
     data = S.build_hpo(D.SplitPolicy(by_document=True), seed=42)
     assert "Urinary incontinence" in data.corpus["HP:0000020"]
     query_ids = [q for q, text in data.queries.items() if text == "Loss of bladder control"]
-    assert query_ids and any(query_ids[0] in judged and "HP:0000020" in judged[query_ids[0]] for judged in data.qrels.values())
+    assert query_ids and any(
+        query_ids[0] in judged and "HP:0000020" in judged[query_ids[0]] for judged in data.qrels.values()
+    )
     assert "hp/releases/" in data.attribution and "Human Phenotype Ontology" in data.attribution
     assert 6000 < len(data.queries) < 8000
 

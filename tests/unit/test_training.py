@@ -26,15 +26,31 @@ PROBE = ["Botulism NOS", "Typhoid fever", "Other fatigue"]
 def test_the_recipe_follows_notebook_04s_parameters_cell(tmp_path, monkeypatch):
     import nbformat
 
-    cell = "\n".join(["hard_negatives = False  # [bool] h", "group_by_length = True  # [bool] g", "epochs = 3.0  # [float > 0] e",
-                      "batch_size = 24  # [int ≥ 2] b", "learning_rate = 5e-5  # [float > 0] l", "warmup = 0.2  # [float ≥ 0 < 1] w",
-                      "max_steps = -1  # [-1 | int ≥ 1] m", "seed = 1  # [int] not a recipe key"])
+    cell = "\n".join(
+        [
+            "hard_negatives = False  # [bool] h",
+            "group_by_length = True  # [bool] g",
+            "epochs = 3.0  # [float > 0] e",
+            "batch_size = 24  # [int ≥ 2] b",
+            "learning_rate = 5e-5  # [float > 0] l",
+            "warmup = 0.2  # [float ≥ 0 < 1] w",
+            "max_steps = -1  # [-1 | int ≥ 1] m",
+            "seed = 1  # [int] not a recipe key",
+        ]
+    )
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell, metadata={"tags": ["parameters"]})])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, tmp_path / "04_training.ipynb")
     monkeypatch.setattr(T, "RECIPE_NOTEBOOK", tmp_path / "04_training.ipynb")
-    assert T.recipe() == {"hard_negatives": False, "group_by_length": True, "epochs": 3.0, "batch_size": 24,
-                          "learning_rate": 5e-5, "warmup": 0.2, "max_steps": -1}
+    assert T.recipe() == {
+        "hard_negatives": False,
+        "group_by_length": True,
+        "epochs": 3.0,
+        "batch_size": 24,
+        "learning_rate": 5e-5,
+        "warmup": 0.2,
+        "max_steps": -1,
+    }
     assert T.recipe(batch_size=8)["batch_size"] == 8
     with pytest.raises(ValueError, match="04_training: batch_size=1 must be ≥ 2"):
         T.recipe(batch_size=1)
@@ -53,9 +69,13 @@ def test_recipe_arguments_follow_the_recipe_and_the_device(tmp_path):
 def test_train_with_recipe_changes_the_model_and_refuses_a_single_example(tmp_path):
     model = load_model(device="cpu")
     before = model.encode(PROBE, convert_to_tensor=True)
-    record = T.train_with_recipe(model, pairs_to_dataset(PAIRS), tmp_path, T.recipe(batch_size=4, max_steps=3, learning_rate=5e-4))
+    record = T.train_with_recipe(
+        model, pairs_to_dataset(PAIRS), tmp_path, T.recipe(batch_size=4, max_steps=3, learning_rate=5e-4)
+    )
     assert record["steps"] == 3 and record["seconds"] > 0
-    assert not torch.allclose(before, model.encode(PROBE, convert_to_tensor=True), atol=1e-4), "training changed nothing"
+    assert not torch.allclose(before, model.encode(PROBE, convert_to_tensor=True), atol=1e-4), (
+        "training changed nothing"
+    )
     with pytest.raises(ValueError, match="MNRL needs at least two"):
         T.train_with_recipe(model, pairs_to_dataset(PAIRS[:1]), tmp_path, T.recipe())
 
@@ -114,7 +134,10 @@ def test_length_grouping_cuts_padding(base_model):
     from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 
     dataset = varied_rows()
-    tokens = [[len(ids) for ids in base_model.tokenizer(list(dataset[column]))["input_ids"]] for column in dataset.column_names]
+    tokens = [
+        [len(ids) for ids in base_model.tokenizer(list(dataset[column]))["input_ids"]]
+        for column in dataset.column_names
+    ]
 
     def padding(sampler):  # share of the epoch's tokens that are padding, each column padded to its longest text
         real = sum(lengths[i] for batch in sampler for lengths in tokens for i in batch)
@@ -133,9 +156,15 @@ def test_a_recipe_run_is_reused_only_from_the_same_model_loss_recipe_examples_an
     assert T.load_recipe_run(folder, "all-MiniLM-L6-v2", settings, 8, seed=3) is None  # nothing saved yet
     T.save_recipe_run(model, folder, T.recipe_run_record("all-MiniLM-L6-v2", "mnrl", settings, 8, seed=3))
     reused = T.load_recipe_run(folder, "all-MiniLM-L6-v2", settings, 8, seed=3, device="cpu")
-    assert torch.allclose(reused.encode(PROBE, convert_to_tensor=True), model.encode(PROBE, convert_to_tensor=True), atol=1e-6)
-    for other in (("BAAI/bge-small-en-v1.5", settings, 8, 3), ("all-MiniLM-L6-v2", T.recipe(batch_size=8), 8, 3),
-                  ("all-MiniLM-L6-v2", settings, 16, 3), ("all-MiniLM-L6-v2", settings, 8, 4)):
+    assert torch.allclose(
+        reused.encode(PROBE, convert_to_tensor=True), model.encode(PROBE, convert_to_tensor=True), atol=1e-6
+    )
+    for other in (
+        ("BAAI/bge-small-en-v1.5", settings, 8, 3),
+        ("all-MiniLM-L6-v2", T.recipe(batch_size=8), 8, 3),
+        ("all-MiniLM-L6-v2", settings, 16, 3),
+        ("all-MiniLM-L6-v2", settings, 8, 4),
+    ):
         assert T.load_recipe_run(folder, *other) is None, other
     T.save_recipe_run(model, folder, T.recipe_run_record("all-MiniLM-L6-v2", "cached_mnrl", settings, 8, seed=3))
     assert T.load_recipe_run(folder, "all-MiniLM-L6-v2", settings, 8, seed=3) is None  # not the loss 06 trains with

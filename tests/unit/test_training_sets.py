@@ -39,9 +39,20 @@ def test_no_pairs_is_an_error():
 # ---- mined negatives -------------------------------------------------------------------------------
 
 
-CORPUS = ["Type 1 diabetes mellitus", "Type 2 diabetes mellitus", "Diabetes insipidus", "Fracture of femur",
-          "Essential hypertension", "Hypotension", "Migraine without aura", "Tension-type headache",
-          "Cluster headache", "Gestational diabetes", "Secondary hypertension", "Fracture of tibia"]
+CORPUS = [
+    "Type 1 diabetes mellitus",
+    "Type 2 diabetes mellitus",
+    "Diabetes insipidus",
+    "Fracture of femur",
+    "Essential hypertension",
+    "Hypotension",
+    "Migraine without aura",
+    "Tension-type headache",
+    "Cluster headache",
+    "Gestational diabetes",
+    "Secondary hypertension",
+    "Fracture of tibia",
+]
 
 
 def test_mined_negatives_respect_margin_and_known_positives(base_model):
@@ -57,7 +68,9 @@ def test_mined_negatives_respect_margin_and_known_positives(base_model):
     for pair in filled[:2] + filled[3:]:
         assert pair.negative is not None and pair.negative not in {p.positive for p in pairs if p.anchor == pair.anchor}
         positives = [p.positive for p in pairs if p.anchor == pair.anchor]
-        sims = base_model.similarity(base_model.encode([pair.anchor]), base_model.encode([*positives, pair.negative]))[0]
+        sims = base_model.similarity(base_model.encode([pair.anchor]), base_model.encode([*positives, pair.negative]))[
+            0
+        ]
         assert float(sims[-1]) <= float(sims[:-1].min()) * 0.95 + 1e-5
 
 
@@ -65,14 +78,30 @@ def test_mining_picks_what_sentence_transformers_picks(base_model):
     """Our miner runs on cached corpus embeddings; it must choose the texts `mine_hard_negatives` chooses."""
     from sentence_transformers.util import mine_hard_negatives
 
-    pairs = [ContrastivePair(anchor, positive) for anchor, positive in [
-        ("adult onset diabetes", "Type 2 diabetes mellitus"), ("high blood pressure", "Essential hypertension"),
-        ("one-sided headache", "Migraine without aura"), ("broken thigh bone", "Fracture of femur"),
-        ("sugar diabetes in pregnancy", "Gestational diabetes"), ("low blood pressure", "Hypotension")]]
+    pairs = [
+        ContrastivePair(anchor, positive)
+        for anchor, positive in [
+            ("adult onset diabetes", "Type 2 diabetes mellitus"),
+            ("high blood pressure", "Essential hypertension"),
+            ("one-sided headache", "Migraine without aura"),
+            ("broken thigh bone", "Fracture of femur"),
+            ("sugar diabetes in pregnancy", "Gestational diabetes"),
+            ("low blood pressure", "Hypotension"),
+        ]
+    ]
     embeddings = base_model.encode(CORPUS, convert_to_tensor=True, normalize_embeddings=True)
     ours, _ = T.mine_negatives(pairs, CORPUS, embeddings, base_model, relative_margin=0.05, range_max=5)
-    theirs = mine_hard_negatives(T.pairs_to_dataset(pairs), base_model, corpus=CORPUS, range_max=5, relative_margin=0.05,
-                                 num_negatives=1, sampling_strategy="top", output_format="triplet", verbose=False)
+    theirs = mine_hard_negatives(
+        T.pairs_to_dataset(pairs),
+        base_model,
+        corpus=CORPUS,
+        range_max=5,
+        relative_margin=0.05,
+        num_negatives=1,
+        sampling_strategy="top",
+        output_format="triplet",
+        verbose=False,
+    )
     chosen = {row["anchor"]: row["negative"] for row in theirs}
     assert {pair.anchor: pair.negative for pair in ours if pair.negative} == chosen
 
