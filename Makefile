@@ -20,11 +20,7 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt requirements-nodeps.txt
 	$(VENV)/bin/python -m pip install --no-deps -r requirements-nodeps.txt
 	touch $@
 
-workformat: install
-	$(VENV)/bin/ruff format helpers tests benchmarks
-	$(VENV)/bin/ruff check helpers tests benchmarks notebooks
-
-book: install
+workbook: install
 	$(VENV)/bin/workbook run $(ARGS)
 
 test: install

@@ -283,3 +283,24 @@ def test_ruff_finds_nothing_and_the_code_is_formatted():
     ):
         result = subprocess.run([ruff, *command], cwd=W.PROJECT_ROOT, capture_output=True, text=True)
         assert result.returncode == 0, f"ruff {' '.join(command)}:\n" + result.stdout[-3000:] + result.stderr[-1000:]
+
+
+@pytest.mark.parametrize(
+    ("target", "command"),
+    [
+        ("workbook", "workbook run"),
+        ("test", "bin/pytest"),
+        ("test-quick", "pytest tests/unit tests/repo"),
+        ("format", "ruff format helpers tests benchmarks"),
+        ("book", "workbook book"),
+    ],
+)
+def test_each_make_target_runs_its_own_command(target, command):
+    """The Makefile's targets the README and docs name (`make -n` prints what a target would run, running nothing):
+    each runs its command, and no target's recipe overrides another's."""
+    import subprocess
+
+    result = subprocess.run(["make", "-n", target], cwd=W.PROJECT_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert command in result.stdout, f"`make {target}` would run:\n{result.stdout}"
+    assert "overriding recipe" not in result.stderr, result.stderr
