@@ -208,7 +208,7 @@ def rerank_table(rows: Mapping[Any, Mapping[str, Any]], retriever_recall: float 
     from .outputs import with_interval
 
     table = {}
-    for k, row in rows.items():
+    for k, row in sorted(rows.items(), key=lambda item: int(item[0])):  # committed runs keep k as text: "100" < "20"
         line = {
             "NDCG@10": round(row["ndcg@10"], 4),
             "minus the retriever alone (95% CI)": with_interval(row["difference"], row["ci"]),

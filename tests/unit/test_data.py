@@ -113,3 +113,14 @@ def test_beir_loading_refuses_leakage(tmp_path):
 def test_not_a_beir_folder(tmp_path):
     with pytest.raises(DataValidationError, match="corpus.jsonl is missing"):
         D.load_beir(tmp_path)
+
+
+def test_corpus_sample_keeps_the_needed_documents_in_corpus_order_and_is_seeded():
+    import random
+
+    corpus = {f"d{i}": f"text {i}" for i in range(50)}
+    sample = D.corpus_sample(corpus, {"d3", "d40"}, 10, random.Random(1))
+    assert len(sample) == 10 and {"d3", "d40"} <= set(sample)
+    assert sample == [doc_id for doc_id in corpus if doc_id in sample]  # the corpus's order
+    assert sample == D.corpus_sample(corpus, {"d3", "d40"}, 10, random.Random(1))
+    assert D.corpus_sample(corpus, {"d3"}, None, random.Random(1)) == list(corpus)

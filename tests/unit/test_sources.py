@@ -102,3 +102,14 @@ def test_shipped_example_file_runs_end_to_end(tmp_path):
     T.save_training_sets(sets, tmp_path)
     dataset = T.load_training_dataset(tmp_path, with_negatives=True)
     assert dataset.column_names == ["anchor", "positive", "negative"] and len(dataset) == len(sets.triplets)
+
+
+def test_stsb_test_split_is_read_from_its_own_file():
+    from helpers.sources import load_stsb
+
+    test, dev = load_stsb("test"), load_stsb("dev")
+    assert len(test.gold) == len(test.first) == len(test.second) == 1379 and len(dev.gold) == 1500
+    assert test.first[0] != dev.first[0]  # the package's own loader returns the dev file for "test"
+    assert all(0 <= score <= 5 for score in test.gold) and "STS Benchmark" in test.attribution
+    with pytest.raises(DataValidationError, match="split 'validation'"):
+        load_stsb("validation")

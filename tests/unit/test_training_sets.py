@@ -2,7 +2,6 @@
 
 import pytest
 
-from helpers import data as D
 from helpers import training_sets as T
 from helpers.data import ContrastivePair, DataValidationError
 
@@ -117,25 +116,3 @@ def test_training_samples_are_nested(tmp_path):
     T.save_training_sets(T.TrainingSets(rows, rows, ["curated"] * 50, 0, 0), tmp_path)
     small, large = (T.load_training_dataset(tmp_path, True, size, seed=3) for size in (10, 30))
     assert small["anchor"] == large["anchor"][:10] and len(set(large["anchor"])) == 30
-
-
-def test_corpus_sample_keeps_the_needed_documents_in_corpus_order_and_is_seeded():
-    import random
-
-    corpus = {f"d{i}": f"text {i}" for i in range(50)}
-    sample = D.corpus_sample(corpus, {"d3", "d40"}, 10, random.Random(1))
-    assert len(sample) == 10 and {"d3", "d40"} <= set(sample)
-    assert sample == [doc_id for doc_id in corpus if doc_id in sample]  # the corpus's order
-    assert sample == D.corpus_sample(corpus, {"d3", "d40"}, 10, random.Random(1))
-    assert D.corpus_sample(corpus, {"d3"}, None, random.Random(1)) == list(corpus)
-
-
-def test_stsb_test_split_is_read_from_its_own_file():
-    from helpers.sources import load_stsb
-
-    test, dev = load_stsb("test"), load_stsb("dev")
-    assert len(test.gold) == len(test.first) == len(test.second) == 1379 and len(dev.gold) == 1500
-    assert test.first[0] != dev.first[0]  # the package's own loader returns the dev file for "test"
-    assert all(0 <= score <= 5 for score in test.gold) and "STS Benchmark" in test.attribution
-    with pytest.raises(DataValidationError, match="split 'validation'"):
-        load_stsb("validation")
