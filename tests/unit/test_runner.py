@@ -134,16 +134,20 @@ def test_metrics_are_written_as_plain_json(tmp_path):
     }  # the tests pin fp32 (conftest)
 
 
+# notebook 05's metrics as the results table reads them (a made-up run)
+NOTEBOOK_05_METRICS = {
+    "base_ndcg@10": 0.5,
+    "finetuned_ndcg@10": 0.6,
+    "relative_gain_ndcg@10": 0.2,
+    "ci95_ndcg@10_diff": [0.08, 0.12],
+    "p_value_fisher": 0.0,
+    "test_queries": 10,
+    "corpus_size": 100,
+}
+
+
 def test_results_table_renders_notebook_05_and_quotes_the_others_lines():
-    evaluation = {
-        "base_ndcg@10": 0.5,
-        "finetuned_ndcg@10": 0.6,
-        "relative_gain_ndcg@10": 0.2,
-        "ci95_ndcg@10_diff": [0.08, 0.12],
-        "p_value_fisher": 0.0,
-        "test_queries": 10,
-        "corpus_size": 100,
-    }
+    evaluation = dict(NOTEBOOK_05_METRICS)
     runs = [
         {"notebook": "08_reindexing", "metrics": {"readme_line": "Notebook 08, 190 documents/s."}},
         {"notebook": "05_evaluation", "metrics": evaluation},
@@ -166,15 +170,7 @@ def test_results_table_renders_notebook_09s_variants_after_the_lines():
         "p95_ms": 9.96,
         "index_mb": 30.72,
     }
-    evaluation = {
-        "base_ndcg@10": 0.5,
-        "finetuned_ndcg@10": 0.6,
-        "relative_gain_ndcg@10": 0.2,
-        "ci95_ndcg@10_diff": [0.08, 0.12],
-        "p_value_fisher": 0.0,
-        "test_queries": 10,
-        "corpus_size": 100,
-    }
+    evaluation = dict(NOTEBOOK_05_METRICS)
     runs = [
         {"notebook": "05_evaluation", "metrics": evaluation},
         {
