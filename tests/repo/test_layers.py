@@ -35,6 +35,7 @@ LAYERS = {
         "result_lines",
         "distributed",
         "ray_indexing",
+        "decision_form",
     },
     "top": {"workbook", "cli", "book"},
 }

@@ -210,3 +210,29 @@ def test_advice_to_improve_the_pipeline_names_a_reranker_only_where_one_was_meas
     assert not any("reranker" in reason for reason in fine["reasons"])  # fine-tuning alone meets the target
     with pytest.raises(ValueError, match="not a 95% interval"):
         Dn.save_reranker_result(tmp_path, "icd10cm", 20, 0.04, (0.05, 0.03), 0.69)
+
+
+# ---- the form of notebook 07 -----------------------------------------------------------------------
+
+
+def test_the_form_recomputes_the_advice_when_a_control_changes():
+    from helpers import decision_form as F
+
+    form = F.decision_form(0.40, CURVE, 100.0, target=0.44, examples=5_000, corpus_size=1_000_000, live=True)
+    *controls, answer = form.children
+    assert "Fine-tune</b> (fine-tune)" in answer.value
+    controls[0].value = 0.38  # the target: the base model already meets it
+    assert "(off-the-shelf)" in answer.value
+    controls[1].value = 10  # ten training examples
+    controls[0].value = 0.45
+    assert "(generate_data_first)" in answer.value
+
+
+def test_the_form_in_a_batch_run_is_the_advice_for_its_starting_values():
+    from helpers import decision_form as F
+
+    advice = F.decision_form(0.40, CURVE, 100.0, target=0.44, examples=5_000, corpus_size=1_000_000, live=False)
+    decision = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 100.0)
+    text = repr(advice)
+    assert text.startswith("(a batch run: the form needs a live kernel) **Fine-tune**")
+    assert all(f"- {reason}" in text for reason in decision["reasons"])
