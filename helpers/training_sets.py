@@ -54,6 +54,23 @@ def training_pairs(data: RetrievalData, use_curated_negatives: bool) -> list[Con
     return pairs
 
 
+def duplicate_pairs(data: RetrievalData, split: str) -> tuple[list[str], list[str], Any]:
+    """Labelled pairs for duplicate detection (notebook 05): for every `split` query with a curated negative,
+    (query, its first relevant document by id) labelled 1, then (query, its first curated negative) labelled 0.
+    Query i's pairs are rows 2i and 2i + 1, so resampling queries keeps both of a query's pairs together.
+    Returns (first texts, second texts, labels as a numpy array)."""
+    import numpy as np
+
+    first, second, labels = [], [], []
+    for query_id, judged in data.qrels.get(split, {}).items():
+        if data.negatives.get(query_id):
+            for doc_id, label in ((sorted(judged)[0], 1), (data.negatives[query_id][0], 0)):
+                first.append(data.queries[query_id])
+                second.append(data.corpus[doc_id])
+                labels.append(label)
+    return first, second, np.array(labels, dtype=int)
+
+
 def mine_negatives(
     pairs: Sequence[ContrastivePair],
     corpus_texts: Sequence[str],

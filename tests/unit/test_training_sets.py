@@ -35,6 +35,23 @@ def test_no_pairs_is_an_error():
         T.pairs_to_dataset([])
 
 
+def test_duplicate_pairs_give_each_query_with_a_curated_negative_two_adjacent_rows():
+    from helpers.data import RetrievalData
+
+    data = RetrievalData(
+        "toy",
+        corpus={"d1": "one", "d2": "two", "d3": "three"},
+        queries={"q1": "first", "q2": "second", "q3": "third"},
+        qrels={"dev": {"q1": {"d2": 1, "d1": 1}, "q2": {"d3": 1}, "q3": {"d1": 1}}},
+        negatives={"q1": ["d3"], "q3": ["d2", "d3"]},
+    )
+    first, second, labels = T.duplicate_pairs(data, "dev")
+    assert first == ["first", "first", "third", "third"]  # q2 has no curated negative: no pair
+    assert second == ["one", "three", "one", "two"]  # the first relevant document by id, then the first negative
+    assert labels.tolist() == [1, 0, 1, 0]
+    assert T.duplicate_pairs(data, "test")[2].tolist() == []
+
+
 # ---- mined negatives -------------------------------------------------------------------------------
 
 
