@@ -242,7 +242,9 @@ def should_finetune_measured(
             [_pipeline_reason(expected, target, reranker)],
         )
     if target > baseline and reaching:
-        reasons.append(f"On the measured curve, {reaching[0]:,} examples reach the target")
+        reasons.append(
+            f"On the measured curve's mean gains (not their intervals), {reaching[0]:,} examples reach the target"
+        )
     if synthetic is not None and recommendation == "generate_data_first":
         reasons.append(_synthetic_reason(synthetic))
     if out_of_domain is not None and recommendation.startswith("fine-tune"):
