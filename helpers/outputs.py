@@ -37,7 +37,10 @@ class ReadableMarkdown:
         self.text = text
 
     def _repr_markdown_(self) -> str:
-        return self.text
+        # A tilde is strikethrough in GitHub-flavoured markdown: "~0.47 ... (~0.16)" would strike out the text between
+        # them. Escaped outside code spans (where a backslash would show), and left as it is in the plain view.
+        parts = self.text.split("`")  # odd-numbered parts lie inside code spans
+        return "`".join(part if i % 2 else part.replace("~", "\\~") for i, part in enumerate(parts))
 
     def __repr__(self) -> str:
         return self.text

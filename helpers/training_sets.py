@@ -64,7 +64,10 @@ def duplicate_pairs(data: RetrievalData, split: str) -> tuple[list[str], list[st
     first, second, labels = [], [], []
     for query_id, judged in data.qrels.get(split, {}).items():
         if data.negatives.get(query_id):
-            for doc_id, label in ((sorted(judged)[0], 1), (data.negatives[query_id][0], 0)):
+            relevant = sorted(doc_id for doc_id, grade in judged.items() if grade > 0)
+            if not relevant:
+                continue
+            for doc_id, label in ((relevant[0], 1), (data.negatives[query_id][0], 0)):
                 first.append(data.queries[query_id])
                 second.append(data.corpus[doc_id])
                 labels.append(label)

@@ -236,3 +236,17 @@ def test_the_form_in_a_batch_run_is_the_advice_for_its_starting_values():
     text = repr(advice)
     assert text.startswith("(a batch run: the form needs a live kernel) **Fine-tune**")
     assert all(f"- {reason}" in text for reason in decision["reasons"])
+
+
+def test_the_form_follows_the_batch_run_environment_when_not_told(monkeypatch):
+    from helpers import decision_form as F
+    from helpers.progress import BATCH_RUN_ENVIRONMENT
+
+    monkeypatch.setenv(BATCH_RUN_ENVIRONMENT, "1")
+    assert repr(F.decision_form(0.40, CURVE, 100.0, target=0.44, examples=5_000, corpus_size=10)).startswith(
+        "(a batch run"
+    )
+    monkeypatch.delenv(BATCH_RUN_ENVIRONMENT)
+    form = F.decision_form(0.40, CURVE, 100.0, target=0.44, examples=5_000, corpus_size=10, price_per_hour=2.0)
+    price = form.children[3]
+    assert price.value == 2.0 and price.description == "price per hour"

@@ -120,3 +120,25 @@ def test_ndcg_per_query_ranks_the_whole_corpus_in_the_order_of_the_judgements(ba
     assert (
         scores.tolist()[1] == 1.0 and 0 < scores.tolist()[0] < 1
     )  # in the order of qrels: q1 (not first), then q2 (first)
+
+
+def test_significance_in_batches_gives_scipys_unbatched_p_value():
+    from scipy.stats import permutation_test
+
+    rng = np.random.default_rng(3)
+    qrels = {f"q{i}": {"d1": 1} for i in range(300)}
+    first = {q: {"d1": float(rng.random()), "d2": 0.5} for q in qrels}  # d1 above or below d2: per-query NDCG 1 or 0.63
+    second = {q: {"d1": float(rng.random()), "d2": 0.5} for q in qrels}
+    a, b = (E.per_query_scores(qrels, run, ["ndcg@10"])["ndcg@10"] for run in (first, second))
+    unbatched = permutation_test(
+        (a, b),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        vectorized=True,
+        permutation_type="samples",
+        n_resamples=2_500,
+        alternative="two-sided",
+        rng=np.random.default_rng(7),
+    ).pvalue
+    assert E.significance(qrels, {"a": first, "b": second}, seed=7, n_resamples=2_500) == pytest.approx(
+        unbatched, abs=0
+    )

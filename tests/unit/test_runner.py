@@ -318,6 +318,9 @@ def test_readable_outputs_show_their_content_as_text():
     assert "<table" in table._repr_html_() and "0.12" in table._repr_html_()
     note = markdown("**bold** claim")
     assert repr(note) == note._repr_markdown_() == "**bold** claim"
+    approximate = markdown("~19 minutes (~0.16 at `~/prices`)")  # two tildes would strike out the text between them
+    assert approximate._repr_markdown_() == "\\~19 minutes (\\~0.16 at `~/prices`)"  # not inside a code span
+    assert repr(approximate) == "~19 minutes (~0.16 at `~/prices`)"
 
 
 def test_intervals_are_written_one_way_everywhere():
@@ -399,3 +402,14 @@ def test_provenance_says_where_a_moved_preset_is_now():
         "presets/reference.yaml) on EPYC, 2026-12-05 (commit abc)"
     )
     assert "now" not in provenance({**old, "command": "workbook run 10 -f presets/reference.yaml"})
+
+
+def test_architectures_line_pairs_scores_of_one_pipeline_and_labels_an_older_run():
+    from helpers.result_lines import architectures_line
+
+    row = {"architecture": "BertModel", "pooling": "mean", "test NDCG@10, off the shelf": 0.80, "fine-tuning steps": 10}
+    row |= {"test NDCG@10, after fine-tuning": 0.81, "encode speed (texts/s)": 900.0}
+    older = architectures_line({"table": {"encoder": row}})
+    assert "0.800 (by-hand pooling, fp32) → 0.810 after 10 MNRL steps" in older
+    newer = architectures_line({"table": {"encoder": row | {"test NDCG@10, before fine-tuning (encode)": 0.79}}})
+    assert "test NDCG@10 0.790 → 0.810 after 10 MNRL steps, 900 texts/s" in newer

@@ -40,9 +40,11 @@ def test_duplicate_pairs_give_each_query_with_a_curated_negative_two_adjacent_ro
 
     data = RetrievalData(
         "toy",
-        corpus={"d1": "one", "d2": "two", "d3": "three"},
+        corpus={"d0": "zero", "d1": "one", "d2": "two", "d3": "three"},
         queries={"q1": "first", "q2": "second", "q3": "third"},
-        qrels={"dev": {"q1": {"d2": 1, "d1": 1}, "q2": {"d3": 1}, "q3": {"d1": 1}}},
+        qrels={
+            "dev": {"q1": {"d2": 1, "d1": 1}, "q2": {"d3": 1}, "q3": {"d1": 1, "d0": 0}}
+        },  # d0: judged, not relevant
         negatives={"q1": ["d3"], "q3": ["d2", "d3"]},
     )
     first, second, labels = T.duplicate_pairs(data, "dev")
