@@ -52,7 +52,7 @@ def test_notebook_contract(path):
 # plausible wrong answer (α = 0 and 1 refused; repeated words counted once), 11 by one more where it passes notebook 06's
 # reranker result to the decision rule. 04 by one more where it shows that the arguments it builds equal the recipe's
 # (`helpers.training.recipe_arguments`, what notebooks 01 and 07 train with). 12 and 13 are the old 11's two halves
-# (13 is within every limit). 04, 05, 07, 10, 11 and 12 by one import line when helpers/data.py became
+# (both within every limit now). 04, 05, 07, 10, 11 and 12 by one import line when helpers/data.py became
 # three modules (data, sources, training_sets), each with one job.
 MAX_CELL_LINES, MAX_CODE_LINES, MAX_F_STRINGS = 30, 320, 25
 
@@ -64,7 +64,6 @@ OVER_SIZE = {  # notebook: (code lines, f-strings)
     "09_serving": (525, 64),
     "10_forgetting_and_merging": (602, 87),
     "11_synthetic_pairs": (418, 40),
-    "12_scaling_out": (315, 29),
 }
 
 
