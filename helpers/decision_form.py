@@ -1,8 +1,9 @@
 """The form of notebook 07: a target, a training-set size, a corpus size and a price, each change recomputing the
 measured rule (`decision.should_finetune_measured`) from the learning curve and throughput the notebook measured.
 
-In a live kernel it is an ipywidgets form; an executed copy (papermill, `workbook run`) has no kernel behind a
-form, so there it is the advice for the starting values, as markdown that also reads as plain text."""
+In a live kernel it is an ipywidgets form; an executed copy (papermill, `workbook run`) leaves no live kernel
+behind a form once it ends, so there it is the advice for the starting values, as markdown that also reads
+as plain text."""
 
 from __future__ import annotations
 

@@ -338,15 +338,7 @@ def test_render_page_redraws_only_the_blocks(tmp_path):
     summary = [
         {
             "notebook": "05_evaluation",
-            "metrics": {
-                "base_ndcg@10": 0.5,
-                "finetuned_ndcg@10": 0.6,
-                "relative_gain_ndcg@10": 0.2,
-                "ci95_ndcg@10_diff": [0.08, 0.12],
-                "p_value_fisher": 0.0,
-                "test_queries": 10,
-                "corpus_size": 100,
-            },
+            "metrics": NOTEBOOK_05_METRICS,
         }
     ]
     (tmp_path / "summary.json").write_text(json.dumps(summary))
