@@ -19,14 +19,13 @@ import argparse
 import json
 import platform
 import statistics
-import time
 from datetime import UTC, datetime
 
 import torch
 
 from helpers.data import load_beir
 from helpers.sources import build_dataset
-from helpers.models import choose_device, load_model, with_encoding_precision
+from helpers.models import choose_device, load_model, time_encoding_by_precision
 
 
 def main() -> None:
@@ -56,18 +55,8 @@ def main() -> None:
         model.encode(corpus[:256], batch_size=max(args.batch_sizes))  # warm-up
         precisions = args.precisions if dtype == "float32" else ["fp32"]  # autocast is for fp32 weights
         for batch_size in args.batch_sizes:
-            rates: dict[str, list[float]] = {precision: [] for precision in precisions}
-            vectors = {}
-            for _ in range(args.rounds):  # alternating: a machine that slows down slows every precision alike
-                for precision in precisions:
-                    with_encoding_precision(model, precision)
-                    if device.startswith("cuda"):
-                        torch.cuda.synchronize()
-                    started = time.perf_counter()
-                    vectors[precision] = model.encode(corpus, batch_size=batch_size, convert_to_tensor=True)
-                    if device.startswith("cuda"):
-                        torch.cuda.synchronize()
-                    rates[precision].append(len(corpus) / (time.perf_counter() - started))
+            # alternating rounds: a machine that slows down slows every precision alike
+            rates, vectors = time_encoding_by_precision(model, corpus, precisions, args.rounds, batch_size)
             for precision in precisions:
                 rate = statistics.median(rates[precision])
                 rows.append(

@@ -4,22 +4,18 @@ measurements instead.
 The source chapter's weak spots: the expected improvement is the gap itself times 1.5, capped at 0.25 (so a bigger gap
 "predicts" a bigger gain, whatever the data), and 1,000 training pairs is a fixed threshold. The measured rule
 reads the expected gain off a learning curve and the reindex time off a measured throughput; notebooks 10 and 11
-add what they measure (the fine-tune's out-of-domain cost, what synthetic pairs did) as reasons. Notebook 07
-saves its measured inputs into the run's `work_dir`, and notebook 10 its out-of-domain cost, so that a later
-notebook can ask the rule again with everything measured so far.
+add what they measure (the fine-tune's out-of-domain cost, what synthetic pairs did) as reasons. What each
+notebook measured is kept in the run's `work_dir` by `decision_inputs`, so that a later notebook can ask the rule
+again with everything measured so far.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from .paths import dataset_label
-from .storage import write_atomically
 
 CHAPTER_MIN_PAIRS = 1_000
 CHAPTER_MIN_GAP = 0.05
@@ -77,6 +73,39 @@ def same_training_set_size(measured: int, ours: int) -> bool:
     equal within 0.1%, because mining hard negatives in bf16 is not bit-identical across CPUs (an AMX Xeon kept
     7,597 ICD-10-CM triplets where an AVX512-BF16 EPYC kept 7,598)."""
     return abs(measured - ours) <= ours / 1000
+
+
+def reference_curve_for(
+    reference: Mapping[str, Any] | None,
+    dataset: str,
+    base_model: str,
+    dev_corpus_size: int,
+    training_examples: int,
+    same_recipe: bool,
+) -> tuple[dict[str, list[float]] | None, str]:
+    """The learning curve of a committed reference run of notebook 07 (`committed_runs.reference_run`), if it was
+    measured on this data set, base model, dev corpus size and recipe (`same_recipe`), with a full set of
+    `training_examples` (`same_training_set_size`), as columns "training examples", "relative gain", "gain CI low"
+    and "gain CI high", and a label naming its provenance; else None and why this run's curve is read instead."""
+    curve = reference["metrics"].get("learning_curve") if reference else None
+    settings = {**reference["metrics"].get("parameters", {}), **reference["parameters"]} if reference else {}
+    if not (
+        curve
+        and same_training_set_size(curve["examples"][-1], training_examples)
+        and reference["metrics"].get("dataset") == dataset
+        and settings.get("base_model") == base_model
+        and settings.get("dev_corpus_size") == dev_corpus_size
+        and same_recipe
+    ):
+        return None, "this run's curve (no committed reference curve for its data, model, dev corpus, recipe, size)"
+    points = {
+        "training examples": list(curve["examples"]),
+        "relative gain": list(curve["relative_gain"]),
+        "gain CI low": [ci[0] for ci in curve["ci95"]],
+        "gain CI high": [ci[1] for ci in curve["ci95"]],
+    }
+    source = f"the reference run's curve ({reference['date']}, commit {reference['commit']}, seeds {curve['seeds']})"
+    return points, source
 
 
 def expected_relative_gain(curve: Mapping[int, float], examples: int) -> float:
@@ -269,72 +298,16 @@ def should_finetune_measured(
     }
 
 
-def decision_dir(work_dir: str | Path, dataset: str) -> Path:
-    """Where notebooks 07 and 10 leave their measured decision inputs for later notebooks of the same run."""
-    return Path(work_dir) / "decision" / dataset_label(dataset)
-
-
-def save_decision_inputs(
-    work_dir: str | Path,
-    dataset: str,
-    baseline: float,
-    target: float,
-    corpus_size: int,
-    examples: int,
-    curve: Mapping[int, float],
-    docs_per_second: float,
-) -> Path:
-    """Notebook 07's measured inputs of `should_finetune_measured`, as JSON in the run's `work_dir`."""
-    inputs = {
-        "baseline": baseline,
-        "target": target,
-        "corpus_size": corpus_size,
-        "examples": examples,
-        "curve": {str(size): gain for size, gain in curve.items()},
-        "docs_per_second": docs_per_second,
+def synthetic_result(comparisons: Mapping[str, Mapping[str, Any]], generator: str, pairs: int) -> dict[str, Any]:
+    """Notebook 11's question 1 in the form `should_finetune_measured(synthetic=...)` reads: from its comparison rows
+    (name -> a row with "difference" and "95% CI"), the generated and the real pairs' gains over the base model on
+    test, with their intervals, for `pairs` pairs per arm."""
+    synthetic, real = comparisons["test: synthetic - base"], comparisons["test: real - base"]
+    return {
+        "generator": generator,
+        "pairs": pairs,
+        "synthetic_gain": float(synthetic["difference"]),
+        "synthetic_ci": [float(end) for end in synthetic["95% CI"]],
+        "real_gain": float(real["difference"]),
+        "real_ci": [float(end) for end in real["95% CI"]],
     }
-    return write_atomically(decision_dir(work_dir, dataset) / "inputs.json", json.dumps(inputs, indent=2))
-
-
-def load_decision_inputs(work_dir: str | Path, dataset: str) -> dict[str, Any] | None:
-    """What `save_decision_inputs` wrote (the curve's sizes back as integers); None if notebook 07 has not run here."""
-    path = decision_dir(work_dir, dataset) / "inputs.json"
-    if not path.exists():
-        return None
-    inputs = json.loads(path.read_text())
-    return {**inputs, "curve": {int(size): gain for size, gain in inputs["curve"].items()}}
-
-
-def save_out_of_domain_cost(
-    work_dir: str | Path, dataset: str, tasks: Mapping[str, Mapping[str, Any]], merge: Mapping[str, Any] | None
-) -> Path:
-    """Notebook 10's measurement: per task, the fine-tune's NDCG@10 (or Spearman) change and its 95% interval
-    (`{"difference": d, "ci": [low, high]}`), and the chosen merge (`alpha`, `test_gain_kept`)."""
-    for task, row in tasks.items():
-        if not {"difference", "ci"} <= set(row) or len(row["ci"]) != 2:
-            raise ValueError(f"task {task!r}: each task needs a 'difference' and a two-sided 'ci', got {dict(row)}")
-    cost = {"tasks": tasks, "merge": merge}
-    return write_atomically(decision_dir(work_dir, dataset) / "out_of_domain.json", json.dumps(cost, indent=2))
-
-
-def load_out_of_domain_cost(work_dir: str | Path, dataset: str) -> dict[str, Any] | None:
-    """What `save_out_of_domain_cost` wrote; None if notebook 10 has not run in this `work_dir`."""
-    path = decision_dir(work_dir, dataset) / "out_of_domain.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def save_reranker_result(
-    work_dir: str | Path, dataset: str, k: int, difference: float, ci: Sequence[float], ndcg: float
-) -> Path:
-    """The reranking notebook's measurement at its chosen `k`: test NDCG@10 with the reranker (`ndcg`), its
-    difference from the fine-tuned retriever alone and that difference's 95% interval."""
-    if len(ci) != 2 or ci[0] > ci[1]:
-        raise ValueError(f"ci={list(ci)} is not a 95% interval (low, high)")
-    result = {"k": int(k), "difference": float(difference), "ci": [float(ci[0]), float(ci[1])], "ndcg@10": float(ndcg)}
-    return write_atomically(decision_dir(work_dir, dataset) / "reranker.json", json.dumps(result, indent=2))
-
-
-def load_reranker_result(work_dir: str | Path, dataset: str) -> dict[str, Any] | None:
-    """What `save_reranker_result` wrote; None if the reranking notebook has not run in this `work_dir`."""
-    path = decision_dir(work_dir, dataset) / "reranker.json"
-    return json.loads(path.read_text()) if path.exists() else None

@@ -28,6 +28,19 @@ def advice_html(decision: Mapping[str, Any]) -> str:
     return f"<b>{ADVICE[decision['recommendation']]}</b> ({decision['recommendation']})<ul>{reasons}</ul>"
 
 
+def advice_markdown(decisions: Mapping[str, Mapping[str, Any]], with_inputs: bool = False) -> Any:
+    """Decisions of either rule (label -> `should_finetune_measured` or `should_finetune_embeddings` result) as
+    markdown: per label, "**label: the advice in words** (recommendation)" (with the baseline and target it was given
+    when `with_inputs`) and its reasons as a list."""
+    blocks = []
+    for label, decision in decisions.items():
+        inputs = f" (baseline {decision['baseline']:.3f}, target {decision['target']:.2f})" if with_inputs else ""
+        reasons = "\n".join(f"- {reason}" for reason in decision["reasons"])
+        advice = ADVICE.get(decision["recommendation"], decision["recommendation"])
+        blocks.append(f"**{label}: {advice}** ({decision['recommendation']}){inputs}\n\n{reasons}")
+    return markdown("\n\n".join(blocks))
+
+
 def decision_form(
     baseline: float,
     curve: Mapping[int, float],

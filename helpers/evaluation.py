@@ -120,6 +120,27 @@ def ndcg_per_query(
 TREC_EVAL_MEASURES = {"ndcg": "ndcg_cut", "recall": "recall", "map": "map_cut", "precision": "P"}
 
 
+def ndcg_on_sample(
+    model: Any,
+    corpus: Mapping[str, str],
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
+    doc_ids: Sequence[str],
+    cache_dir: str | Path | None = None,
+) -> np.ndarray:
+    """Per-query NDCG@10 of `model` ranking only the documents `doc_ids` of `corpus` for the queries of `qrels`, in
+    its order. With `cache_dir`, the documents' vectors are rows of the whole corpus's cached embeddings (encoded
+    once per model, and reused by every sample), else only the sample is encoded."""
+    if cache_dir is not None:
+        row_of = {doc_id: row for row, doc_id in enumerate(corpus)}
+        documents = encode(model, list(corpus.values()), cache_dir)[[row_of[doc_id] for doc_id in doc_ids]]
+    else:
+        documents = encode(model, [corpus[doc_id] for doc_id in doc_ids])
+    query_embeddings = encode(model, [queries[query_id] for query_id in qrels], show_progress_bar=False)
+    run = rank(list(qrels), query_embeddings, list(doc_ids), documents, top_k=10)
+    return per_query_scores(qrels, run, ["ndcg@10"])["ndcg@10"]
+
+
 def parse_metric(metric: str) -> tuple[str, int]:
     """("ndcg", 10) from "ndcg@10"; a clear error for a metric or cutoff this module does not compute."""
     name, _, cutoff = metric.partition("@")

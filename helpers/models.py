@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -206,6 +208,32 @@ def with_encoding_precision(model: Any, precision: Precision) -> Any:
     model.encoding_precision = "bf16" if precision == "bf16" and model.device.type == "cpu" else "fp32"
     model.encode = types.MethodType(_encode_in_precision, model)
     return model
+
+
+def time_encoding_by_precision(
+    model: Any, texts: Sequence[str], precisions: Sequence[Precision], rounds: int = 2, batch_size: int = 64
+) -> tuple[dict[str, list[float]], dict[str, torch.Tensor]]:
+    """Texts per second of `model.encode(texts)` in each precision, timed in alternating rounds (a machine that slows
+    down slows every precision alike), and each precision's vectors from the last round. The model's encoding
+    precision is put back afterwards."""
+    rates: dict[str, list[float]] = {precision: [] for precision in precisions}
+    vectors: dict[str, torch.Tensor] = {}
+    chosen = getattr(model, "encoding_precision", "fp32")
+    synchronize = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
+    try:
+        for _ in range(rounds):
+            for precision in precisions:
+                with_encoding_precision(model, precision)
+                synchronize()
+                started = time.perf_counter()
+                vectors[precision] = model.encode(
+                    list(texts), batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False
+                )
+                synchronize()
+                rates[precision].append(len(texts) / (time.perf_counter() - started))
+    finally:
+        with_encoding_precision(model, chosen)
+    return rates, vectors
 
 
 def _encode_in_precision(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -280,6 +280,13 @@ def recipe_run_record(
     }
 
 
+def read_recipe_record(model_folder: str | Path) -> dict[str, Any] | None:
+    """The `recipe_run_record` saved beside a model (`training.json`: notebook 04 and `save_recipe_run` write one),
+    or None for a model that has none (one trained elsewhere, or a Hugging Face id)."""
+    record_file = Path(model_folder) / "training.json"
+    return json.loads(record_file.read_text()) if record_file.is_file() else None
+
+
 def save_recipe_run(model: Any, folder: str | Path, record: dict[str, Any]) -> None:
     """Save `model` with its `recipe_run_record` and a manifest of every file (written last: a save cut short, or
     a file damaged since, is never reused)."""

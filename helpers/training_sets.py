@@ -54,6 +54,16 @@ def training_pairs(data: RetrievalData, use_curated_negatives: bool) -> list[Con
     return pairs
 
 
+def queries_by_document(data: RetrievalData, split: str = "train") -> dict[str, list[str]]:
+    """Document id -> the texts of the `split` queries it is relevant to, in query-id order (notebook 11 sets
+    generated queries beside the real training queries of the same documents)."""
+    found: dict[str, list[str]] = {}
+    for query_id, docs in sorted(data.relevant_docs(split).items()):
+        for doc_id in sorted(docs):
+            found.setdefault(doc_id, []).append(data.queries[query_id])
+    return found
+
+
 def duplicate_pairs(data: RetrievalData, split: str) -> tuple[list[str], list[str], Any]:
     """Labelled pairs for duplicate detection (notebook 05): for every `split` query with a curated negative,
     (query, its first relevant document by id) labelled 1, then (query, its first curated negative) labelled 0.
@@ -72,6 +82,24 @@ def duplicate_pairs(data: RetrievalData, split: str) -> tuple[list[str], list[st
                 second.append(data.corpus[doc_id])
                 labels.append(label)
     return first, second, np.array(labels, dtype=int)
+
+
+def duplicate_pairs_in_training(second: Sequence[str], folder: str | Path) -> tuple[float, float]:
+    """How much of a split's duplicate pairs training saw (notebook 05). `second` is `duplicate_pairs`' second
+    texts: query i's code description at row 2i, its Excludes1 code's at 2i + 1. Returns the share of the queries
+    whose (code description, Excludes1 description) pair was a saved training triplet's (positive, negative), and
+    the share whose code description was some triplet's negative. (0.0, 0.0) without saved triplets."""
+    queries = len(second) // 2
+    if len(second) % 2:
+        raise ValueError(f"duplicate pairs come two per query: {len(second)} second texts")
+    path = Path(folder) / "train_triplets.jsonl"
+    if queries == 0 or not path.exists() or not path.stat().st_size:
+        return 0.0, 0.0
+    triplets = {(row["positive"], row["negative"]) for row in read_jsonl(path) if row.get("negative")}
+    negatives = {negative for _, negative in triplets}
+    as_triplet = sum((second[2 * i], second[2 * i + 1]) in triplets for i in range(queries))
+    as_negative = sum(second[2 * i] in negatives for i in range(queries))
+    return as_triplet / queries, as_negative / queries
 
 
 def mine_negatives(

@@ -36,6 +36,8 @@ LAYERS = {
         "distributed",
         "ray_indexing",
         "decision_form",
+        "decision_inputs",
+        "generation",
     },
     "top": {"workbook", "cli", "book"},
 }

@@ -3,6 +3,7 @@
 import pytest
 
 from helpers import decision as Dn
+from helpers import decision_inputs as DI
 
 
 def test_the_chapter_example_gives_the_chapter_recommendation():
@@ -145,10 +146,10 @@ def test_the_synthetic_result_is_a_reason_when_real_pairs_are_too_few():
 
 def test_measured_inputs_round_trip_through_the_work_dir(tmp_path):
     assert (
-        Dn.load_decision_inputs(tmp_path, "icd10cm") is None and Dn.load_out_of_domain_cost(tmp_path, "icd10cm") is None
+        DI.load_decision_inputs(tmp_path, "icd10cm") is None and DI.load_out_of_domain_cost(tmp_path, "icd10cm") is None
     )
-    Dn.save_decision_inputs(tmp_path, "icd10cm", 0.5, 0.6, 20_000, 7_598, CURVE, 136.0)
-    assert Dn.load_decision_inputs(tmp_path, "icd10cm") == {
+    DI.save_decision_inputs(tmp_path, "icd10cm", 0.5, 0.6, 20_000, 7_598, CURVE, 136.0)
+    assert DI.load_decision_inputs(tmp_path, "icd10cm") == {
         "baseline": 0.5,
         "target": 0.6,
         "corpus_size": 20_000,
@@ -156,12 +157,12 @@ def test_measured_inputs_round_trip_through_the_work_dir(tmp_path):
         "curve": CURVE,
         "docs_per_second": 136.0,
     }
-    Dn.save_out_of_domain_cost(tmp_path, "icd10cm", COST["tasks"], COST["merge"])
-    assert Dn.load_out_of_domain_cost(tmp_path, "icd10cm") == COST
+    DI.save_out_of_domain_cost(tmp_path, "icd10cm", COST["tasks"], COST["merge"])
+    assert DI.load_out_of_domain_cost(tmp_path, "icd10cm") == COST
     with pytest.raises(ValueError, match="task 'FAQ': each task needs a 'difference' and a two-sided 'ci'"):
-        Dn.save_out_of_domain_cost(tmp_path, "icd10cm", {"FAQ": {"difference": -0.03}}, None)
+        DI.save_out_of_domain_cost(tmp_path, "icd10cm", {"FAQ": {"difference": -0.03}}, None)
     with pytest.raises(ValueError, match="task 'FAQ': each task needs"):
-        Dn.save_out_of_domain_cost(tmp_path, "icd10cm", {"FAQ": {"loss": -0.03}}, None)
+        DI.save_out_of_domain_cost(tmp_path, "icd10cm", {"FAQ": {"loss": -0.03}}, None)
 
 
 def test_a_throughput_of_zero_is_refused():
@@ -189,8 +190,8 @@ def test_advice_to_improve_the_pipeline_names_a_reranker_only_where_one_was_meas
         return result["reasons"][0]
 
     assert "is not among these inputs (notebook 06 measures one)" in pipeline_reason(None)
-    Dn.save_reranker_result(tmp_path, "icd10cm", 20, 0.041, (0.030, 0.052), 0.69)
-    gained = Dn.load_reranker_result(tmp_path, "icd10cm")
+    DI.save_reranker_result(tmp_path, "icd10cm", 20, 0.041, (0.030, 0.052), 0.69)
+    gained = DI.load_reranker_result(tmp_path, "icd10cm")
     assert gained == {"k": 20, "difference": 0.041, "ci": [0.030, 0.052], "ndcg@10": 0.69} and Dn.reranker_gained(
         gained
     )
@@ -209,7 +210,7 @@ def test_advice_to_improve_the_pipeline_names_a_reranker_only_where_one_was_meas
     fine = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, reranker=gained)
     assert not any("reranker" in reason for reason in fine["reasons"])  # fine-tuning alone meets the target
     with pytest.raises(ValueError, match="not a 95% interval"):
-        Dn.save_reranker_result(tmp_path, "icd10cm", 20, 0.04, (0.05, 0.03), 0.69)
+        DI.save_reranker_result(tmp_path, "icd10cm", 20, 0.04, (0.05, 0.03), 0.69)
 
 
 # ---- the form of notebook 07 -----------------------------------------------------------------------
@@ -250,3 +251,77 @@ def test_the_form_follows_the_batch_run_environment_when_not_told(monkeypatch):
     form = F.decision_form(0.40, CURVE, 100.0, target=0.44, examples=5_000, corpus_size=10, price_per_hour=2.0)
     price = form.children[3]
     assert price.value == 2.0 and price.description == "price per hour"
+
+
+def test_the_reference_curve_is_read_only_where_it_was_measured_on_the_same_protocol():
+    reference = {
+        "date": "2026-12-01",
+        "commit": "abc1234",
+        "parameters": {"dev_corpus_size": 1000},
+        "metrics": {
+            "dataset": "toy",
+            "parameters": {"base_model": "m"},
+            "learning_curve": {
+                "examples": [100, 1000],
+                "relative_gain": [0.05, 0.10],
+                "ci95": [[0.01, 0.09], [0.07, 0.13]],
+                "seeds": [1, 2, 3],
+            },
+        },
+    }
+    points, source = Dn.reference_curve_for(reference, "toy", "m", 1000, 1000, same_recipe=True)
+    assert points == {
+        "training examples": [100, 1000],
+        "relative gain": [0.05, 0.10],
+        "gain CI low": [0.01, 0.07],
+        "gain CI high": [0.09, 0.13],
+    }
+    assert source == "the reference run's curve (2026-12-01, commit abc1234, seeds [1, 2, 3])"
+    assert Dn.reference_curve_for(reference, "toy", "m", 1000, 1001, same_recipe=True)[0] is not None  # within 0.1%
+    for changed in (
+        dict(dataset="other"),
+        dict(base_model="other"),
+        dict(dev_corpus_size=2000),
+        dict(training_examples=2000),
+        dict(same_recipe=False),
+    ):
+        arguments = dict(dataset="toy", base_model="m", dev_corpus_size=1000, training_examples=1000, same_recipe=True)
+        points, source = Dn.reference_curve_for(reference, **{**arguments, **changed})
+        assert points is None and source.startswith("this run's curve (no committed reference curve"), changed
+    assert Dn.reference_curve_for(None, "toy", "m", 1000, 1000, True)[0] is None
+
+
+def test_advice_markdown_lists_each_decision_with_its_reasons():
+    from helpers import decision_form as F
+
+    measured = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 100.0)
+    chapter = Dn.should_finetune_embeddings(0.40, 0.44, 1_000_000, 5_000, 1.0)
+    text = repr(F.advice_markdown({"measured": measured, "chapter": chapter}, with_inputs=True))
+    assert text.startswith("**measured: Fine-tune** (fine-tune) (baseline 0.400, target 0.44)")
+    assert "**chapter: Use the off-the-shelf model** (off-the-shelf) (baseline 0.400, target 0.44)" in text
+    assert all(f"- {reason}" in text for reason in measured["reasons"] + chapter["reasons"])
+    assert "(baseline" not in repr(F.advice_markdown({"measured": measured}))
+
+
+def test_notebook_11s_rows_become_the_synthetic_result_the_rule_reads():
+    rows = {
+        "test: synthetic - base": {"difference": 0.002, "95% CI": (-0.006, 0.010), "verdict": "can't tell"},
+        "test: real - base": {"difference": 0.012, "95% CI": [0.004, 0.020], "verdict": "higher"},
+    }
+    assert Dn.synthetic_result(rows, "SmolLM2", 60) == SYNTHETIC
+
+
+def test_a_later_notebook_asks_notebook_07s_rule_again_with_what_it_measured(tmp_path):
+    labels = {"ten pairs": 10, "notebook 07's count": None}
+    assert DI.decide_again(tmp_path, "icd10cm", labels) is None  # notebook 07 has not run here
+    DI.save_decision_inputs(tmp_path, "icd10cm", 0.40, 0.45, 1_000_000, 5_000, CURVE, 250.0)
+    advice = DI.decide_again(tmp_path, "icd10cm", labels, synthetic=SYNTHETIC)
+    assert advice["ten pairs"] == Dn.should_finetune_measured(
+        0.40, 0.45, 1_000_000, 10, CURVE, 250.0, synthetic=SYNTHETIC
+    )
+    assert advice["notebook 07's count"] == Dn.should_finetune_measured(0.40, 0.45, 1_000_000, 5_000, CURVE, 250.0)
+    DI.save_out_of_domain_cost(tmp_path, "icd10cm", COST["tasks"], COST["merge"])  # notebook 10 ran since
+    again = DI.decide_again(tmp_path, "icd10cm", labels)
+    assert again["notebook 07's count"] == Dn.should_finetune_measured(
+        0.40, 0.45, 1_000_000, 5_000, CURVE, 250.0, out_of_domain=COST
+    )

@@ -142,3 +142,23 @@ def test_significance_in_batches_gives_scipys_unbatched_p_value():
     assert E.significance(qrels, {"a": first, "b": second}, seed=7, n_resamples=2_500) == pytest.approx(
         unbatched, abs=0
     )
+
+
+def test_ndcg_on_a_sample_ranks_only_the_sample_and_can_reuse_the_whole_corpus_cache(base_model, tmp_path):
+    from helpers.evaluation import ndcg_on_sample, ndcg_per_query
+
+    corpus = {
+        "d1": "Fracture of the femur",
+        "d2": "Type 2 diabetes mellitus",
+        "d3": "Acute bronchitis",
+        "d4": "Fracture of the femoral neck",
+    }
+    queries = {"q1": "broken femur", "q2": "adult onset diabetes"}
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    sample = ["d1", "d2", "d3"]  # without d4, the near miss for q1
+    encoded = ndcg_on_sample(base_model, corpus, queries, qrels, sample)
+    expected = ndcg_per_query(base_model, queries, {doc_id: corpus[doc_id] for doc_id in sample}, qrels)
+    assert encoded.tolist() == expected.tolist()
+    cached = ndcg_on_sample(base_model, corpus, queries, qrels, sample, cache_dir=tmp_path)
+    assert np.allclose(cached, encoded, atol=1e-6)  # the same vectors, encoded in another batch
+    assert len(list(tmp_path.glob("*.npy"))) == 1  # the whole corpus, cached once for later samples

@@ -3,6 +3,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import models as M
 
@@ -174,3 +175,18 @@ def test_the_decoder_ships_as_gguf_and_converts_to_a_plain_folder(tmp_path):
     folder = M.gguf_to_hf_folder(gguf, tmp_path / "smollm2")
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
     assert "quantization_config" not in (folder / "config.json").read_text()
+
+
+def test_encoding_is_timed_in_alternating_rounds_and_the_precision_put_back(base_model):
+    texts = ["Fracture of the femur", "Type 2 diabetes mellitus", "Acute bronchitis"]
+    shared = base_model.encoding_precision  # the session's model: left as it was found
+    try:
+        M.with_encoding_precision(base_model, "fp32")
+        rates, vectors = M.time_encoding_by_precision(base_model, texts, ["bf16", "fp32"], rounds=3, batch_size=2)
+        assert set(rates) == set(vectors) == {"bf16", "fp32"}
+        assert all(len(per_round) == 3 and min(per_round) > 0 for per_round in rates.values())
+        assert vectors["fp32"].shape == vectors["bf16"].shape == (3, 384)
+        assert torch.nn.functional.cosine_similarity(vectors["fp32"], vectors["bf16"]).min() > 0.99
+        assert base_model.encoding_precision == "fp32"  # as it was before the timing
+    finally:
+        M.with_encoding_precision(base_model, shared)

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from datasets import Dataset
@@ -170,3 +172,11 @@ def test_a_recipe_run_is_reused_only_from_the_same_model_loss_recipe_examples_an
     assert T.load_recipe_run(folder, "all-MiniLM-L6-v2", settings, 8, seed=3) is None  # not the loss 06 trains with
     (folder / "training.json").unlink()  # a save cut short before its record: never reused
     assert T.load_recipe_run(folder, "all-MiniLM-L6-v2", settings, 8, seed=3) is None
+
+
+def test_the_recipe_record_is_read_back_from_beside_a_model(tmp_path):
+    record = T.recipe_run_record("base", "mnrl", T.recipe(), 320, 7)
+    assert T.read_recipe_record(tmp_path) is None  # a model folder without training.json
+    (tmp_path / "training.json").write_text(json.dumps(record))
+    assert T.read_recipe_record(tmp_path) == record
+    assert T.read_recipe_record("sentence-transformers/all-MiniLM-L6-v2") is None  # a Hugging Face id

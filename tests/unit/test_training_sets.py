@@ -54,6 +54,42 @@ def test_duplicate_pairs_give_each_query_with_a_curated_negative_two_adjacent_ro
     assert T.duplicate_pairs(data, "test")[2].tolist() == []
 
 
+def test_duplicate_pairs_in_training_counts_pairs_and_negatives_that_training_saw(tmp_path):
+    from helpers.data import write_jsonl
+
+    second = ["code a", "excluded b", "code c", "excluded d", "code e", "excluded f"]  # three queries
+    assert T.duplicate_pairs_in_training(second, tmp_path) == (0.0, 0.0)  # no saved triplets
+    write_jsonl(
+        tmp_path / "train_triplets.jsonl",
+        [
+            {"anchor": "q1", "positive": "code a", "negative": "excluded b"},  # query 1's pair, as a triplet
+            {"anchor": "q2", "positive": "excluded b", "negative": "code c"},  # query 2's code, as a negative only
+            {"anchor": "q3", "positive": "excluded f", "negative": "code e"},  # query 3's pair, reversed: not its pair
+        ],
+    )
+    as_triplet, as_negative = T.duplicate_pairs_in_training(second, tmp_path)
+    assert as_triplet == 1 / 3
+    assert as_negative == 2 / 3  # "code c" and "code e"; "code a" was a positive only
+    with pytest.raises(ValueError, match="two per query"):
+        T.duplicate_pairs_in_training(second[:-1], tmp_path)
+
+
+def test_queries_by_document_lists_each_documents_relevant_queries_in_query_order():
+    from helpers.data import RetrievalData
+
+    data = RetrievalData(
+        "toy",
+        corpus={"d1": "one", "d2": "two", "d3": "three"},
+        queries={"q2": "second", "q1": "first", "q3": "third"},
+        qrels={"train": {"q2": {"d1": 1}, "q1": {"d1": 1, "d2": 0}, "q3": {"d2": 2}}},
+    )
+    assert T.queries_by_document(data, "train") == {
+        "d1": ["first", "second"],
+        "d2": ["third"],
+    }  # d2's grade 0 is no match
+    assert T.queries_by_document(data, "dev") == {}
+
+
 # ---- mined negatives -------------------------------------------------------------------------------
 
 
