@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import signal
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -58,7 +61,14 @@ class Embedder:
     Each output row carries what the index stores (content hash, model name and this copy's weight fingerprint),
     the worker's process id, and the seconds this batch took to encode."""
 
-    def __init__(self, model_name: str, device: str | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        device: str | None = None,
+        threads: int | None = None,
+        crash_at: str | None = None,
+        crash_marker: str | None = None,
+    ) -> None:
         import torch
 
         from .models import load_model
@@ -68,8 +78,11 @@ class Embedder:
         self.model = load_model(model_name, device=device)
         self.model_name = model_name
         self.version = model_fingerprint(self.model)
+        self.crash_at, self.crash_marker = crash_at, crash_marker
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.crash_at is not None and self.crash_at in {str(doc_id) for doc_id in batch["id"]}:
+            _crash_once(self.crash_marker)
         texts = [str(text) for text in batch["text"]]
         started = time.perf_counter()
         vectors = self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
@@ -86,6 +99,17 @@ class Embedder:
         }
 
 
+def _crash_once(marker: str | None) -> None:
+    """Kill this worker process (SIGKILL: no clean-up, as a lost machine) unless a worker already did: the first
+    to create `marker` dies, so the block it held is retried by a restarted worker and runs to its end."""
+    try:
+        with open(str(marker), "x"):
+            pass
+    except FileExistsError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 @dataclass
 class RayIndexStats:
     """What one `ray_sync_index` call did, with the rates a projection needs."""
@@ -99,6 +123,7 @@ class RayIndexStats:
     seconds: float  # the whole call: planning, the workers' start, embedding and writing
     write_seconds: float  # the driver's time in LanceDB commits
     rows_received: int  # rows the pipeline returned (more than `embedded` if a retried block came back twice)
+    crashed_mid_block: bool = False  # a worker killed itself holding the block of `crash_at` (that block was redone)
     docs_per_worker: dict[str, int] = field(default_factory=dict)  # by worker process id
     encode_seconds_per_worker: dict[str, float] = field(default_factory=dict)
 
@@ -138,13 +163,16 @@ def ray_sync_index(
     cpus_per_worker: float = 1,
     gpus_per_worker: float = 0,
     on_batch: Callable[[int, int, int], None] | None = None,
+    crash_at: str | None = None,
 ) -> RayIndexStats:
     """Bring `table_name` up to date with `documents` under the model at `model_name`, embedding on `workers` Ray
     actors (call `start_ray` first). `model` is the driver's copy, loaded from `model_name`: the plan and the rows'
     version come from its fingerprint, and `verify_index` later checks every row against it, so a worker that
     loaded other weights is caught. Resumable, as `sync_index`: each batch is one atomic upsert by id.
     `on_batch(written_so_far, to_embed, worker)` is called after every commit, with the process id of the worker
-    that embedded the batch.
+    that embedded the batch. `crash_at` (a document id to embed) injects a fault, once: the worker that receives
+    the block holding it kills itself before encoding it, so that Ray must restart the worker and redo the block
+    (`RayIndexStats.crashed_mid_block` records that it happened).
     """
     import ray.data
     from tqdm.auto import tqdm
@@ -159,6 +187,9 @@ def ray_sync_index(
     stats = RayIndexStats(
         table_name, workers, len(documents), len(to_embed), len(documents) - len(to_embed), len(to_delete), 0.0, 0.0, 0
     )
+    if crash_at is not None and crash_at not in to_embed:
+        raise ValueError(f"crash_at={crash_at!r} is not a document this call embeds ({len(to_embed)} to embed)")
+    marker = os.path.join(tempfile.mkdtemp(prefix="ray-crash-"), "crashed") if crash_at is not None else None
     if to_embed:
         threads = max(1, int(cpus_per_worker)) if not gpus_per_worker else None
         pipeline = ray.data.from_items(
@@ -171,6 +202,8 @@ def ray_sync_index(
                 "model_name": str(model_name),
                 "device": "cuda" if gpus_per_worker else "cpu",
                 "threads": threads,
+                "crash_at": crash_at,
+                "crash_marker": marker,
             },
             batch_size=batch_size,
             compute=ray.data.ActorPoolStrategy(size=workers),
@@ -211,6 +244,9 @@ def ray_sync_index(
             if on_batch:
                 on_batch(stats.rows_received, len(to_embed), int(batch["worker"][0]))
         progress.close()
+    if marker is not None:
+        stats.crashed_mid_block = os.path.exists(marker)
+        shutil.rmtree(os.path.dirname(marker), ignore_errors=True)
     stats.seconds = time.perf_counter() - started
     return stats
 

@@ -38,6 +38,7 @@ LAYERS = {
         "decision_form",
         "decision_inputs",
         "generation",
+        "task_suite",
     },
     "top": {"workbook", "cli", "book"},
 }

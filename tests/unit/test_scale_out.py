@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -303,3 +304,18 @@ def test_the_test_cluster_cannot_be_joined_by_a_local_ray_init(ray_cluster):
         line.split(" ", 1) for line in completed.stdout.splitlines() if line.startswith(("start_ray", "ray.init"))
     )
     assert set(joined) == {"start_ray", "ray.init"} and address.split(":")[1] not in " ".join(joined.values())
+
+
+def test_an_injected_worker_crash_kills_the_first_process_only(tmp_path):
+    """`ray_sync_index(crash_at=...)`: the first worker to reach the chosen block dies by SIGKILL (a lost machine,
+    no clean-up); the restarted worker that gets the block again must run it to the end, or the block never returns."""
+    marker = tmp_path / "crashed"
+    crash = [
+        sys.executable,
+        "-c",
+        f"from helpers.ray_indexing import _crash_once; _crash_once({str(marker)!r}); print('ran')",
+    ]
+    first = subprocess.run(crash, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert first.returncode == -signal.SIGKILL and "ran" not in first.stdout and marker.exists()
+    second = subprocess.run(crash, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert second.returncode == 0 and "ran" in second.stdout

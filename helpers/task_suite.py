@@ -1,0 +1,142 @@
+"""Tasks a model is scored on item by item (notebook 10): retrieval samples, scored by NDCG@10 per query, and
+sentence pairs, scored by the cosine of each pair and read against people's similarity scores by Spearman's
+correlation. Per-item scores are what a paired interval between two models resamples."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import RetrievalData, subsample
+from .evaluation import encode, ndcg_on_sample
+from .intervals import bootstrap_ci, bootstrap_statistic_ci
+from .sources import SimilarityPairs
+
+
+@dataclass
+class RetrievalTask:
+    """Queries searched among `doc_ids`; the documents' texts are `corpus[doc_id]`. `corpus` is either the sample
+    itself or the whole corpus the sample was drawn from, so that a model whose whole-corpus embeddings are cached
+    scores the sample from rows of that cache."""
+
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    corpus: Mapping[str, str]
+    doc_ids: list[str]
+    attribution: str
+
+    def __len__(self) -> int:
+        return len(self.qrels)
+
+    def describe(self) -> str:
+        return f"{len(self.queries)} queries, {len(self.doc_ids)} documents"
+
+
+@dataclass
+class PairTask:
+    """Sentence pairs with people's similarity scores (`gold`)."""
+
+    first: list[str]
+    second: list[str]
+    gold: np.ndarray
+    attribution: str
+
+    def __len__(self) -> int:
+        return len(self.gold)
+
+    def describe(self) -> str:
+        return f"{len(self.gold)} sentence pairs"
+
+
+Task = RetrievalTask | PairTask
+
+
+def retrieval_task(
+    source: RetrievalData,
+    split_names: Sequence[str],
+    corpus_size: int,
+    max_queries: int,
+    seed: int,
+    rows_of_whole_corpus: bool = False,
+) -> RetrievalTask:
+    """The queries of `split_names`, merged, at most `max_queries` of them, against a sample of `corpus_size`
+    documents that keeps every answer (`data.subsample`). With `rows_of_whole_corpus`, the task's `corpus` is the
+    source's whole corpus (the sample's documents are rows of its cached embeddings), else the sample."""
+    judged = {query: docs for split in split_names for query, docs in source.qrels.get(split, {}).items()}
+    merged = RetrievalData(
+        source.name,
+        source.corpus,
+        queries={query: source.queries[query] for query in judged},
+        qrels={"all": judged},
+        attribution=source.attribution,
+    )
+    sample = subsample(merged, min(corpus_size, len(merged.corpus)), max_queries, seed)
+    return RetrievalTask(
+        sample.split_queries("all"),
+        sample.qrels["all"],
+        source.corpus if rows_of_whole_corpus else sample.corpus,
+        list(sample.corpus),
+        source.attribution,
+    )
+
+
+def pair_task(pairs: SimilarityPairs, size: int, seed: int) -> PairTask:
+    """A seeded sample of `size` of the sentence pairs (all of them if there are fewer), in their original order."""
+    chosen = sorted(random.Random(seed).sample(range(len(pairs.gold)), min(size, len(pairs.gold))))
+    return PairTask(
+        [pairs.first[i] for i in chosen],
+        [pairs.second[i] for i in chosen],
+        np.array([pairs.gold[i] for i in chosen]),
+        pairs.attribution,
+    )
+
+
+def item_scores(
+    model: Any, tasks: Mapping[str, Task], cache_dir: str | Path | None = None, only: Collection[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Per task (or only the tasks named in `only`): NDCG@10 per query of a retrieval task, the cosine of each pair of
+    a pair task. With `cache_dir`, embeddings are cached (a whole corpus once, reused by every sample of it)."""
+    scores = {}
+    for name, task in tasks.items():
+        if only is not None and name not in only:
+            continue
+        if isinstance(task, PairTask):
+            first, second = (
+                encode(model, texts, cache_dir, show_progress_bar=False).cpu().numpy()
+                for texts in (task.first, task.second)
+            )
+            scores[name] = (first * second).sum(axis=1)
+        else:
+            scores[name] = ndcg_on_sample(model, task.corpus, task.queries, task.qrels, task.doc_ids, cache_dir)
+    return scores
+
+
+def headline(task: Task, values: np.ndarray, at: Any = slice(None)) -> float:
+    """The task's score from its item scores `values` on the items `at` (all by default): the mean NDCG@10 of a
+    retrieval task, Spearman's correlation with people's scores for a pair task."""
+    if isinstance(task, PairTask):
+        from scipy.stats import spearmanr
+
+        return float(spearmanr(values[at], task.gold[at]).statistic)
+    return float(np.mean(values[at]))
+
+
+def statistic_ci(task: Task, statistic: Callable[[Any], float], n_resamples: int, seed: int) -> tuple[float, float]:
+    """95% bootstrap interval of `statistic(items)`, the task's items resampled as units."""
+    return bootstrap_statistic_ci(statistic, len(task), n_resamples=n_resamples, seed=seed)
+
+
+def difference_ci(
+    task: Task, first: np.ndarray, second: np.ndarray, n_resamples: int, seed: int
+) -> tuple[float, float]:
+    """95% paired-bootstrap interval of headline(first) - headline(second): for a retrieval task the mean of the
+    per-query differences (scipy's bootstrap, as notebook 05 does), for a pair task the difference of two
+    correlations, recomputed on each resample of the pairs."""
+    if isinstance(task, RetrievalTask):
+        return bootstrap_ci(first - second, n_resamples=n_resamples, seed=seed)
+    return statistic_ci(task, lambda at: headline(task, first, at) - headline(task, second, at), n_resamples, seed)
