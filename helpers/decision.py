@@ -170,7 +170,7 @@ def _synthetic_reason(synthetic: Mapping[str, Any]) -> str:
 
 
 def reranker_gained(reranker: Mapping[str, Any] | None) -> bool:
-    """Whether a measured reranker (`load_reranker_result`) gained on the retriever alone: its interval above zero."""
+    """Whether a measured reranker (`decision_inputs.load_reranker_result`) gained on the retriever alone: its interval above zero."""
     return reranker is not None and reranker["ci"][0] > 0
 
 
@@ -208,9 +208,9 @@ def should_finetune_measured(
 ) -> dict[str, Any]:
     """The source chapter's question, answered from a measured learning curve and throughput: a recommendation with reasons.
 
-    `out_of_domain` (notebook 10's `load_out_of_domain_cost`) adds the fine-tune's cost on other tasks as a reason
+    `out_of_domain` (notebook 10's, `decision_inputs.load_out_of_domain_cost`) adds the fine-tune's cost on other tasks as a reason
     to any advice to fine-tune; `synthetic` (notebook 11's result) adds what generated pairs did to advice to get
-    more data first; `reranker` (the reranking notebook's `load_reranker_result`) decides whether advice to improve
+    more data first; `reranker` (the reranking notebook's, `decision_inputs.load_reranker_result`) decides whether advice to improve
     the retrieval pipeline names a reranker: only when one was measured to gain. None of them changes the
     recommendation: they are measurements on one data set, reported as such.
     """

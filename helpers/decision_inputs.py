@@ -15,7 +15,7 @@ from .storage import write_atomically
 
 
 def decision_dir(work_dir: str | Path, dataset: str) -> Path:
-    """Where notebooks 07 and 10 leave their measured decision inputs for later notebooks of the same run."""
+    """Where notebooks 06, 07 and 10 leave their measured decision inputs for later notebooks of the same run."""
     return Path(work_dir) / "decision" / dataset_label(dataset)
 
 

@@ -106,14 +106,8 @@ def ndcg_per_query(
     cache_dir: str | Path | None = None,
 ) -> np.ndarray:
     """Per-query NDCG@10 of `model` ranking all of `corpus` for `queries` (id -> text), in the order of `qrels`: the
-    score that notebooks compare models by, with the corpus embeddings cached in `cache_dir` when given."""
-    corpus_embeddings = encode(
-        model, list(corpus.values()), cache_dir, show_progress_bar=False
-    )  # called once per model compared
-    query_embeddings = encode(model, list(queries.values()), show_progress_bar=False)
-    return per_query_scores(
-        qrels, rank(list(queries), query_embeddings, list(corpus), corpus_embeddings, top_k=10), ["ndcg@10"]
-    )["ndcg@10"]
+    score that notebooks compare models by, with the embeddings cached in `cache_dir` when given."""
+    return ndcg_on_sample(model, corpus, queries, qrels, list(corpus), cache_dir, show_progress_bar=False)
 
 
 # metric name (as this workbook writes it, e.g. "ndcg@10") -> trec_eval's measure computed with a cutoff
@@ -127,16 +121,18 @@ def ndcg_on_sample(
     qrels: Mapping[str, Mapping[str, int]],
     doc_ids: Sequence[str],
     cache_dir: str | Path | None = None,
+    show_progress_bar: bool | None = None,
 ) -> np.ndarray:
     """Per-query NDCG@10 of `model` ranking only the documents `doc_ids` of `corpus` for the queries of `qrels`, in
     its order. With `cache_dir`, the documents' vectors are rows of the whole corpus's cached embeddings (encoded
-    once per model, and reused by every sample), else only the sample is encoded."""
+    once per model, and reused by every sample) and the queries' are cached too; else only the sample is encoded."""
     if cache_dir is not None:
         row_of = {doc_id: row for row, doc_id in enumerate(corpus)}
-        documents = encode(model, list(corpus.values()), cache_dir)[[row_of[doc_id] for doc_id in doc_ids]]
+        everything = encode(model, list(corpus.values()), cache_dir, show_progress_bar=show_progress_bar)
+        documents = everything[[row_of[doc_id] for doc_id in doc_ids]]
     else:
-        documents = encode(model, [corpus[doc_id] for doc_id in doc_ids])
-    query_embeddings = encode(model, [queries[query_id] for query_id in qrels], show_progress_bar=False)
+        documents = encode(model, [corpus[doc_id] for doc_id in doc_ids], show_progress_bar=show_progress_bar)
+    query_embeddings = encode(model, [queries[query_id] for query_id in qrels], cache_dir, show_progress_bar=False)
     run = rank(list(qrels), query_embeddings, list(doc_ids), documents, top_k=10)
     return per_query_scores(qrels, run, ["ndcg@10"])["ndcg@10"]
 

@@ -22,7 +22,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -59,7 +59,8 @@ class Embedder:
     """One worker's copy of the model: Ray Data constructs it once per actor and calls it on each batch.
 
     Each output row carries what the index stores (content hash, model name and this copy's weight fingerprint),
-    the worker's process id, and the seconds this batch took to encode."""
+    the worker's process id, the seconds this batch took to encode, and whether the batch was redone after an
+    injected crash (`crash_at`, with the marker file that makes the crash happen once)."""
 
     def __init__(
         self,
@@ -73,6 +74,8 @@ class Embedder:
 
         from .models import load_model
 
+        if crash_at is not None and not crash_marker:
+            raise ValueError(f"crash_at={crash_at!r} needs a crash_marker path (ray_sync_index makes one)")
         if threads:
             torch.set_num_threads(threads)
         self.model = load_model(model_name, device=device)
@@ -81,8 +84,9 @@ class Embedder:
         self.crash_at, self.crash_marker = crash_at, crash_marker
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        redone = False  # True for the block of `crash_at` when it runs again, after its first worker died
         if self.crash_at is not None and self.crash_at in {str(doc_id) for doc_id in batch["id"]}:
-            _crash_once(self.crash_marker)
+            redone = _crash_once(str(self.crash_marker))
         texts = [str(text) for text in batch["text"]]
         started = time.perf_counter()
         vectors = self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
@@ -96,18 +100,23 @@ class Embedder:
             "vector": vectors.astype(np.float32),
             "worker": np.full(len(texts), os.getpid()),
             "encode_seconds": np.full(len(texts), seconds / len(texts)),
+            "redone": np.full(len(texts), redone),
         }
 
 
-def _crash_once(marker: str | None) -> None:
-    """Kill this worker process (SIGKILL: no clean-up, as a lost machine) unless a worker already did: the first
-    to create `marker` dies, so the block it held is retried by a restarted worker and runs to its end."""
+def _crash_once(marker: str) -> bool:
+    """Kill this worker process (SIGKILL: no clean-up, as a lost machine) unless a worker already did: the first to
+    create `marker` dies, so the block it held is redone by a restarted worker, for which this returns True. The
+    marker lives on the worker's machine: on a cluster of several, a block can die once per machine before one of
+    them redoes it."""
+    os.makedirs(os.path.dirname(marker), exist_ok=True)
     try:
-        with open(str(marker), "x"):
+        with open(marker, "x"):
             pass
     except FileExistsError:
-        return
+        return True
     os.kill(os.getpid(), signal.SIGKILL)
+    return False  # not reached
 
 
 @dataclass
@@ -123,7 +132,7 @@ class RayIndexStats:
     seconds: float  # the whole call: planning, the workers' start, embedding and writing
     write_seconds: float  # the driver's time in LanceDB commits
     rows_received: int  # rows the pipeline returned (more than `embedded` if a retried block came back twice)
-    crashed_mid_block: bool = False  # a worker killed itself holding the block of `crash_at` (that block was redone)
+    crashed_mid_block: bool = False  # the block of `crash_at` came back from a worker that redid it after a crash
     docs_per_worker: dict[str, int] = field(default_factory=dict)  # by worker process id
     encode_seconds_per_worker: dict[str, float] = field(default_factory=dict)
 
@@ -162,17 +171,15 @@ def ray_sync_index(
     batch_size: int | None = None,
     cpus_per_worker: float = 1,
     gpus_per_worker: float = 0,
-    on_batch: Callable[[int, int, int], None] | None = None,
     crash_at: str | None = None,
 ) -> RayIndexStats:
     """Bring `table_name` up to date with `documents` under the model at `model_name`, embedding on `workers` Ray
     actors (call `start_ray` first). `model` is the driver's copy, loaded from `model_name`: the plan and the rows'
     version come from its fingerprint, and `verify_index` later checks every row against it, so a worker that
     loaded other weights is caught. Resumable, as `sync_index`: each batch is one atomic upsert by id.
-    `on_batch(written_so_far, to_embed, worker)` is called after every commit, with the process id of the worker
-    that embedded the batch. `crash_at` (a document id to embed) injects a fault, once: the worker that receives
-    the block holding it kills itself before encoding it, so that Ray must restart the worker and redo the block
-    (`RayIndexStats.crashed_mid_block` records that it happened).
+    `crash_at` (a document id to embed) injects a fault: the worker that receives the block holding it kills itself
+    before encoding it, once, so that Ray must restart the worker and redo the block; `RayIndexStats.crashed_mid_block`
+    says whether the redone block came back.
     """
     import ray.data
     from tqdm.auto import tqdm
@@ -190,63 +197,63 @@ def ray_sync_index(
     if crash_at is not None and crash_at not in to_embed:
         raise ValueError(f"crash_at={crash_at!r} is not a document this call embeds ({len(to_embed)} to embed)")
     marker = os.path.join(tempfile.mkdtemp(prefix="ray-crash-"), "crashed") if crash_at is not None else None
-    if to_embed:
-        threads = max(1, int(cpus_per_worker)) if not gpus_per_worker else None
-        pipeline = ray.data.from_items(
-            [{"id": doc_id, "text": documents[doc_id]} for doc_id in to_embed],
-            override_num_blocks=math.ceil(len(to_embed) / batch_size),
-        )
-        embedded = pipeline.map_batches(
-            Embedder,
-            fn_constructor_kwargs={
-                "model_name": str(model_name),
-                "device": "cuda" if gpus_per_worker else "cpu",
-                "threads": threads,
-                "crash_at": crash_at,
-                "crash_marker": marker,
-            },
-            batch_size=batch_size,
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=cpus_per_worker,
-            num_gpus=gpus_per_worker,
-            batch_format="numpy",
-        )
-        progress = tqdm(total=len(to_embed), unit="doc", desc=f"embedding into {table_name} on {workers} worker(s)")
-        for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
-            rows = [
-                {
-                    "id": str(doc_id),
-                    "text": str(text),
-                    "content_hash": str(digest),
-                    "model": str(name),
-                    "model_version": str(row_version),
-                    "vector": vector,
-                }
-                for doc_id, text, digest, name, row_version, vector in zip(
-                    batch["id"],
-                    batch["text"],
-                    batch["content_hash"],
-                    batch["model"],
-                    batch["model_version"],
-                    batch["vector"],
-                )
-            ]
-            writing = time.perf_counter()
-            table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
-            stats.write_seconds += time.perf_counter() - writing
-            stats.rows_received += len(rows)
-            for worker, seconds in zip(batch["worker"], batch["encode_seconds"]):
-                stats.docs_per_worker[str(worker)] = stats.docs_per_worker.get(str(worker), 0) + 1
-                stats.encode_seconds_per_worker[str(worker)] = stats.encode_seconds_per_worker.get(
-                    str(worker), 0.0
-                ) + float(seconds)
-            progress.update(len(rows))
-            if on_batch:
-                on_batch(stats.rows_received, len(to_embed), int(batch["worker"][0]))
-        progress.close()
-    if marker is not None:
-        stats.crashed_mid_block = os.path.exists(marker)
-        shutil.rmtree(os.path.dirname(marker), ignore_errors=True)
+    try:
+        if to_embed:
+            threads = max(1, int(cpus_per_worker)) if not gpus_per_worker else None
+            pipeline = ray.data.from_items(
+                [{"id": doc_id, "text": documents[doc_id]} for doc_id in to_embed],
+                override_num_blocks=math.ceil(len(to_embed) / batch_size),
+            )
+            embedded = pipeline.map_batches(
+                Embedder,
+                fn_constructor_kwargs={
+                    "model_name": str(model_name),
+                    "device": "cuda" if gpus_per_worker else "cpu",
+                    "threads": threads,
+                    "crash_at": crash_at,
+                    "crash_marker": marker,
+                },
+                batch_size=batch_size,
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=cpus_per_worker,
+                num_gpus=gpus_per_worker,
+                batch_format="numpy",
+            )
+            progress = tqdm(total=len(to_embed), unit="doc", desc=f"embedding into {table_name} on {workers} worker(s)")
+            for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+                rows = [
+                    {
+                        "id": str(doc_id),
+                        "text": str(text),
+                        "content_hash": str(digest),
+                        "model": str(name),
+                        "model_version": str(row_version),
+                        "vector": vector,
+                    }
+                    for doc_id, text, digest, name, row_version, vector in zip(
+                        batch["id"],
+                        batch["text"],
+                        batch["content_hash"],
+                        batch["model"],
+                        batch["model_version"],
+                        batch["vector"],
+                    )
+                ]
+                writing = time.perf_counter()
+                table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
+                stats.write_seconds += time.perf_counter() - writing
+                stats.rows_received += len(rows)
+                for worker, seconds in zip(batch["worker"], batch["encode_seconds"]):
+                    stats.docs_per_worker[str(worker)] = stats.docs_per_worker.get(str(worker), 0) + 1
+                    stats.encode_seconds_per_worker[str(worker)] = stats.encode_seconds_per_worker.get(
+                        str(worker), 0.0
+                    ) + float(seconds)
+                progress.update(len(rows))
+                stats.crashed_mid_block |= bool(batch["redone"].any())
+            progress.close()
+    finally:  # the marker's folder, on this machine
+        if marker is not None:
+            shutil.rmtree(os.path.dirname(marker), ignore_errors=True)
     stats.seconds = time.perf_counter() - started
     return stats
 

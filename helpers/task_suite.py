@@ -112,7 +112,9 @@ def item_scores(
             )
             scores[name] = (first * second).sum(axis=1)
         else:
-            scores[name] = ndcg_on_sample(model, task.corpus, task.queries, task.qrels, task.doc_ids, cache_dir)
+            scores[name] = ndcg_on_sample(
+                model, task.corpus, task.queries, task.qrels, task.doc_ids, cache_dir, show_progress_bar=False
+            )
     return scores
 
 

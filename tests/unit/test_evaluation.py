@@ -153,12 +153,16 @@ def test_ndcg_on_a_sample_ranks_only_the_sample_and_can_reuse_the_whole_corpus_c
         "d3": "Acute bronchitis",
         "d4": "Fracture of the femoral neck",
     }
-    queries = {"q1": "broken femur", "q2": "adult onset diabetes"}
-    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
-    sample = ["d1", "d2", "d3"]  # without d4, the near miss for q1
+    queries = {"q1": "broken femur", "q2": "adult onset diabetes", "q3": "fractured femoral neck"}
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d4": 1}}
+    sample = ["d1", "d2", "d3"]  # without d4, q3's only answer
     encoded = ndcg_on_sample(base_model, corpus, queries, qrels, sample)
+    assert encoded[2] == 0.0  # q3's answer is not searched: only the sample is ranked
     expected = ndcg_per_query(base_model, queries, {doc_id: corpus[doc_id] for doc_id in sample}, qrels)
     assert encoded.tolist() == expected.tolist()
     cached = ndcg_on_sample(base_model, corpus, queries, qrels, sample, cache_dir=tmp_path)
     assert np.allclose(cached, encoded, atol=1e-6)  # the same vectors, encoded in another batch
-    assert len(list(tmp_path.glob("*.npy"))) == 1  # the whole corpus, cached once for later samples
+    cached_files = set(tmp_path.glob("*.npy"))
+    assert len(cached_files) == 2  # the whole corpus and the queries
+    ndcg_on_sample(base_model, corpus, queries, qrels, ["d1", "d4"], cache_dir=tmp_path)
+    assert set(tmp_path.glob("*.npy")) == cached_files  # another sample of the same corpus: nothing encoded again

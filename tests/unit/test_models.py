@@ -181,12 +181,12 @@ def test_encoding_is_timed_in_alternating_rounds_and_the_precision_put_back(base
     texts = ["Fracture of the femur", "Type 2 diabetes mellitus", "Acute bronchitis"]
     shared = base_model.encoding_precision  # the session's model: left as it was found
     try:
-        M.with_encoding_precision(base_model, "fp32")
+        M.with_encoding_precision(base_model, "bf16")  # not the last precision timed: putting it back is visible
         rates, vectors = M.time_encoding_by_precision(base_model, texts, ["bf16", "fp32"], rounds=3, batch_size=2)
         assert set(rates) == set(vectors) == {"bf16", "fp32"}
         assert all(len(per_round) == 3 and min(per_round) > 0 for per_round in rates.values())
         assert vectors["fp32"].shape == vectors["bf16"].shape == (3, 384)
         assert torch.nn.functional.cosine_similarity(vectors["fp32"], vectors["bf16"]).min() > 0.99
-        assert base_model.encoding_precision == "fp32"  # as it was before the timing
+        assert base_model.encoding_precision == "bf16"  # as it was before the timing (fp32 was timed last)
     finally:
         M.with_encoding_precision(base_model, shared)

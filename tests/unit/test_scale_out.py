@@ -308,14 +308,25 @@ def test_the_test_cluster_cannot_be_joined_by_a_local_ray_init(ray_cluster):
 
 def test_an_injected_worker_crash_kills_the_first_process_only(tmp_path):
     """`ray_sync_index(crash_at=...)`: the first worker to reach the chosen block dies by SIGKILL (a lost machine,
-    no clean-up); the restarted worker that gets the block again must run it to the end, or the block never returns."""
-    marker = tmp_path / "crashed"
+    no clean-up); the restarted worker that gets the block again runs it to the end and marks it as redone."""
+    marker = tmp_path / "folder made by the worker" / "crashed"
     crash = [
         sys.executable,
         "-c",
-        f"from helpers.ray_indexing import _crash_once; _crash_once({str(marker)!r}); print('ran')",
+        f"from helpers.ray_indexing import _crash_once; print('redone:', _crash_once({str(marker)!r}))",
     ]
-    first = subprocess.run(crash, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
-    assert first.returncode == -signal.SIGKILL and "ran" not in first.stdout and marker.exists()
-    second = subprocess.run(crash, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
-    assert second.returncode == 0 and "ran" in second.stdout
+    root = Path(__file__).resolve().parents[2]
+    first = subprocess.run(crash, capture_output=True, text=True, cwd=root)
+    assert first.returncode == -signal.SIGKILL and "redone" not in first.stdout and marker.exists()
+    second = subprocess.run(crash, capture_output=True, text=True, cwd=root)
+    assert second.returncode == 0 and "redone: True" in second.stdout
+
+
+def test_an_injected_crash_must_name_a_document_the_call_embeds(tmp_path, base_model):
+    from helpers.indexing import open_store
+    from helpers.ray_indexing import Embedder, ray_sync_index
+
+    with pytest.raises(ValueError, match="crash_at='d9' is not a document this call embeds"):
+        ray_sync_index(open_store(tmp_path), "t", {"d1": "Fracture of the femur"}, base_model, "m", 1, crash_at="d9")
+    with pytest.raises(ValueError, match="needs a crash_marker"):
+        Embedder("all-MiniLM-L6-v2", crash_at="d1")
