@@ -1,6 +1,6 @@
 """What the notebooks measure for the decision rule of notebook 07, kept in the run's `work_dir` and read back by
 later notebooks: 07's own inputs (baseline, target, learning curve, throughput), notebook 06's reranker result and
-notebook 10's out-of-domain cost; and the rule asked again with them (`decide_again`, notebook 11)."""
+notebook 10's out-of-domain cost; and the rule asked again with them (`decide_again`, notebook 12)."""
 
 from __future__ import annotations
 

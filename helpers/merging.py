@@ -9,6 +9,7 @@ Notebook 10 interpolates one weight tensor by hand before using this: the linear
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sentence_transformers import SentenceTransformer
@@ -92,3 +93,30 @@ def merge(
         return SentenceTransformer.merge([base, tuned], method, **arguments)
     except (ValueError, TypeError, KeyError) as error:  # mergekit's own validation of the method's parameters
         raise MergeError(f"merging {describe(base)} with {describe(tuned)} by {method}: {error}") from error
+
+
+def smallest_alpha_keeping(dev_by_alpha: Mapping[float, float], share: float) -> float:
+    """Notebook 10's rule for choosing α: the smallest α whose dev gain over α = 0 is at least `share` of the gain at
+    α = 1 (`dev_by_alpha` maps each swept α, 0 and 1 among them, to its dev score). α = 1 when the fine-tune did not
+    gain on dev: there is no gain to keep, and the fine-tune is reported as it is."""
+    if 0.0 not in dev_by_alpha or 1.0 not in dev_by_alpha:
+        raise MergeError(f"the sweep {sorted(dev_by_alpha)} must include α = 0 (the base) and α = 1 (the fine-tune)")
+    full_gain = dev_by_alpha[1.0] - dev_by_alpha[0.0]
+    if full_gain <= 0:
+        return 1.0
+    return float(min(alpha for alpha, value in dev_by_alpha.items() if value - dev_by_alpha[0.0] >= share * full_gain))
+
+
+def part_of(name: str) -> str:
+    """The part of the network a weight (by its state-dict name) belongs to: "embeddings", "layer N" (a
+    transformer layer), "pooler" (BERT's [CLS] layer, unused by mean pooling), or "other"."""
+    pieces = name.split(".")
+    layer = next((part for previous, part in zip(pieces, pieces[1:]) if previous == "layer"), None)
+    if layer is not None:
+        return f"layer {layer}"
+    return "embeddings" if "embeddings" in name else "pooler" if "pooler" in name else "other"
+
+
+def merge_name(alpha: float, method: str = "linear") -> str:
+    """A merged model's name in notebooks 10 and 11's score tables: "linear α=0.5", "ties α=0.75"."""
+    return f"{method} α={alpha:g}"

@@ -49,3 +49,8 @@ def rankings_dir(work_dir: str | Path, dataset: str) -> Path:
 def embeddings_dir(work_dir: str | Path) -> Path:
     """Where corpus embeddings are cached by model fingerprint and content (see `evaluation.encode`)."""
     return Path(work_dir) / "embeddings"
+
+
+def merge_sweep_file(work_dir: str | Path, dataset: str) -> Path:
+    """Notebook 10's item scores of its merges (and what produced them), which notebook 11 reads."""
+    return Path(work_dir) / "merging" / dataset_label(dataset) / "item_scores.json"

@@ -4,6 +4,7 @@ correlation. Per-item scores are what a paired interval between two models resam
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ import numpy as np
 from .data import RetrievalData, subsample
 from .evaluation import encode, ndcg_on_sample
 from .intervals import bootstrap_ci, bootstrap_statistic_ci
-from .sources import SimilarityPairs
+from .sources import SimilarityPairs, build_dataset, load_stsb
+from .storage import write_atomically
 
 
 @dataclass
@@ -96,6 +98,40 @@ def pair_task(pairs: SimilarityPairs, size: int, seed: int) -> PairTask:
     )
 
 
+TASK_LABELS = {
+    "icd10cm dev": "ICD-10-CM dev (in domain)",
+    "hpo": "HPO lay phrases",
+    "zaragoza": "construction-law FAQ",
+    "stsb": "STS Benchmark (Spearman)",
+}
+
+
+def forgetting_tasks(
+    data: RetrievalData,
+    out_of_domain: Sequence[str],
+    dev_corpus_size: int,
+    dev_queries: int,
+    ood_corpus_size: int,
+    ood_queries: int,
+    stsb_pairs: int,
+    seed: int,
+) -> dict[str, Task]:
+    """Notebooks 10 and 11's tasks: ICD-10-CM's dev split (`data`, its documents rows of the whole corpus), and
+    each out-of-domain task: a sentence-pair sample of the STS Benchmark's test split, or a retrieval task drawn
+    from every split of a shipped data set (`hpo`, `zaragoza`), its sample keeping every answer. Seeded: the same
+    arguments give the same items, so a notebook can rebuild the tasks another one scored."""
+    tasks: dict[str, Task] = {
+        "icd10cm dev": retrieval_task(data, ["dev"], dev_corpus_size, dev_queries, seed, rows_of_whole_corpus=True)
+    }
+    for domain in out_of_domain:
+        if domain == "stsb":
+            tasks[domain] = pair_task(load_stsb("test"), stsb_pairs, seed)
+        else:
+            source = build_dataset(domain, seed)
+            tasks[domain] = retrieval_task(source, ["train", "dev", "test"], ood_corpus_size, ood_queries, seed)
+    return tasks
+
+
 def item_scores(
     model: Any, tasks: Mapping[str, Task], cache_dir: str | Path | None = None, only: Collection[str] | None = None
 ) -> dict[str, np.ndarray]:
@@ -142,3 +178,30 @@ def difference_ci(
     if isinstance(task, RetrievalTask):
         return bootstrap_ci(first - second, n_resamples=n_resamples, seed=seed)
     return statistic_ci(task, lambda at: headline(task, first, at) - headline(task, second, at), n_resamples, seed)
+
+
+def save_scored_models(
+    path: str | Path, scores: Mapping[str, Mapping[str, np.ndarray]], test: Mapping[str, np.ndarray], **record: Any
+) -> Path:
+    """Item scores by model and task (`scores[model][task]`), per-query test scores by model (`test[model]`), and
+    what produced them (`record`: plain JSON values), as one JSON file: notebook 10 leaves its sweep so that
+    notebook 11 compares other models with it without scoring the sweep again."""
+    lists = {
+        model: {task: np.asarray(values).tolist() for task, values in by_task.items()}
+        for model, by_task in scores.items()
+    }
+    test_lists = {model: np.asarray(values).tolist() for model, values in test.items()}
+    return write_atomically(Path(path), json.dumps({**record, "scores": lists, "test": test_lists}))
+
+
+def load_scored_models(
+    path: str | Path,
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray], dict[str, Any]]:
+    """What `save_scored_models` wrote: the item scores, the test scores (arrays) and the record beside them."""
+    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    scores = {
+        model: {task: np.asarray(values) for task, values in by_task.items()}
+        for model, by_task in record.pop("scores").items()
+    }
+    test = {model: np.asarray(values) for model, values in record.pop("test").items()}
+    return scores, test, record

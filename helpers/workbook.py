@@ -32,6 +32,7 @@ from .paths import (
     dataset_label,  # noqa: F401
     embeddings_dir,  # noqa: F401
     finetuned_dir,
+    merge_sweep_file,
     notebook_dirs,  # noqa: F401
     prepared_dir,
     rankings_dir,  # noqa: F401
@@ -61,9 +62,8 @@ def ensure_prepared(
     caller: str = "",
     caller_settings: Mapping[str, Any] | None = None,
 ) -> Path:
-    """The prepared folder of a data set; if notebook 03 has not written it completely into this `work_dir`,
-    notebook 03 runs now, at the scale the calling notebook runs at (see `prerequisite_parameters`), so that
-    every later notebook also runs on its own."""
+    """The prepared folder of a data set; if it is not complete in this `work_dir`, notebook 03 runs now, at the
+    calling notebook's scale (see `prerequisite_parameters`), so that every later notebook also runs on its own."""
     folder = prepared_dir(work_dir, dataset)
     if problem := incomplete(folder):
         parameters, scale = prerequisite_parameters("03_data_preparation", caller, caller_settings)
@@ -131,6 +131,17 @@ def finetuned_with_seed(
     return final
 
 
+def ensure_merge_sweep(
+    dataset: str, work_dir: str | Path, caller: str = "", caller_settings: Mapping[str, Any] | None = None
+) -> Path:
+    """Notebook 10's item scores of its merges, for notebook 11; notebook 10 runs now if they are not in `work_dir`."""
+    record, stem = merge_sweep_file(work_dir, dataset), "10_forgetting_and_merging"
+    if not record.exists():
+        parameters, scale = prerequisite_parameters(stem, caller, caller_settings)
+        _run_prerequisite(stem, work_dir, {**parameters, "dataset": dataset}, record, "missing", scale)
+    return record
+
+
 def declared_defaults(stem: str) -> dict[str, Any]:
     """A notebook's parameters at their declared defaults (what it runs with when given nothing)."""
     return {name: declared.default for name, declared in declared_parameters(NOTEBOOK_DIR / f"{stem}.ipynb").items()}
@@ -188,9 +199,8 @@ def _run_prerequisite(
 
 
 def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any], settings: Mapping[str, Any]) -> Path:
-    """Write `metrics.json` (the figures a notebook computed, under "parameters" the settings it ran with, and
-    under "numeric_precision" the precision models encode in on this machine) into `output_dir` in one step, and
-    return its path."""
+    """Write `metrics.json` (a notebook's figures, its settings under "parameters", and the precision models encode
+    in on this machine under "numeric_precision") into `output_dir` in one step; return its path."""
     from .models import choose_device, choose_precision
 
     numeric = {"numeric_precision": choose_precision(choose_device())}  # what load_model encodes in, here

@@ -435,33 +435,6 @@ def test_10_forgetting_and_merging(smoke_run):
         assert row["merged"] == pytest.approx(metrics["sweep"][f"{alpha:g}"][name]), name
         low, high = row["95% CI vs fine-tuned"]
         assert low - 1e-4 <= row["merged - fine-tuned"] <= high + 1e-4, name
-    assert set(metrics["alternatives"]) == {f"linear α={alpha:g}", f"ties α={alpha:g}", "fewer steps"}
-    assert metrics["fewer_steps"]["steps"] == [3, 6]  # notebook 04's smoke run: checkpoints at steps 3 and 6
-    # section 8: one row per comparison over the training seeds; over the smoke run's one seed, the comparisons above
-    seeds = metrics["training_seeds"]
-    assert (
-        seeds[0] == 42
-        and metrics["seed_alphas"]["42"] == alpha
-        and set(metrics["seed_alphas"]) == {str(s) for s in seeds}
-    )
-    assert all(
-        row["ci"][0] - 1e-4 <= row["mean"] <= row["ci"][1] + 1e-4 and row["seeds"] == len(seeds)
-        for row in metrics["across_seeds"].values()
-    )
-    for name, row in metrics["fine_tune_cost"].items() if len(seeds) == 1 else ():
-        across = metrics["across_seeds"][f"fine-tuned - base / {metrics['tasks'][name]['label']}"]
-        assert across["mean"] == pytest.approx(row["difference"])
-    for name, row in metrics["out_of_domain"].items() if len(seeds) == 1 else ():
-        assert metrics["across_seeds"][f"merged - fine-tuned / {metrics['tasks'][name]['label']}"][
-            "mean"
-        ] == pytest.approx(row["merged - fine-tuned"])
-    for key, row in (
-        metrics["alternatives_against_line"].items() if len(seeds) == 1 else ()
-    ):  # "ties α=0.5 / X" is "ties - the line / X"
-        model, task = key.split(" / ")
-        assert metrics["across_seeds"][f"{model.split(' α=')[0]} - the line / {task}"]["mean"] == pytest.approx(
-            row["gap"]
-        )
     # the saved merged model's weights are the stated interpolation of the two models it came from
     merged_folder = Path(metrics["merged_model"])
     assert json.loads((merged_folder / "merge.json").read_text())["alpha"] == alpha
@@ -473,15 +446,70 @@ def test_10_forgetting_and_merging(smoke_run):
     for name in common:
         expected = (1 - alpha) * base[name].float() + alpha * tuned[name].float()
         assert (merged[name].float() - expected).abs().max() < 1e-5, name
-    for name in ("tradeoff.png", "remedies.png"):
-        assert figure(smoke_run, "10_forgetting_and_merging", name) > 10_000
+    assert figure(smoke_run, "10_forgetting_and_merging", "tradeoff.png") > 10_000
 
 
-def test_11_synthetic_pairs(smoke_run):
+def test_11_remedies_across_seeds(smoke_run):
+    from helpers.task_suite import load_scored_models
+
+    metrics, merging = (
+        metrics_of(smoke_run, "11_remedies_across_seeds"),
+        metrics_of(smoke_run, "10_forgetting_and_merging"),
+    )
+    alpha = metrics["alpha"]
+    assert alpha == merging["alpha"] and metrics["finetuned_model"] == merging["finetuned_model"]
+    scores, test, record = load_scored_models(
+        metrics["merge_sweep"]
+    )  # notebook 10's scores, read instead of scored again
+    assert record["chosen_alpha"] == alpha and set(scores["base"]) == set(merging["tasks"])
+    assert all(len(scores["base"][name]) == merging["tasks"][name]["items"] for name in merging["tasks"])
+    assert test["merged"].mean() == pytest.approx(merging["test"]["merged"]["ndcg@10"])
+    for name in merging["tasks"]:  # the linear merge's row is notebook 10's sweep at the chosen alpha
+        assert metrics["alternatives"][f"linear α={alpha:g}"][name] == pytest.approx(
+            merging["sweep"][f"{alpha:g}"][name]
+        )
+    assert 0 <= metrics["slerp_rows_on_line"] <= 1 and metrics["slerp_max_weight_gap"] >= 0
+    assert set(metrics["alternatives"]) == {f"linear α={alpha:g}", f"ties α={alpha:g}", "fewer steps"}
+    assert metrics["fewer_steps"]["steps"] == [3, 6]  # notebook 04's smoke run: checkpoints at steps 3 and 6
+    # section 5: one row per comparison over the training seeds; over the smoke run's one seed, the comparisons above
+    seeds = metrics["training_seeds"]
+    assert (
+        seeds[0] == 42
+        and metrics["seed_alphas"]["42"] == alpha
+        and set(metrics["seed_alphas"]) == {str(s) for s in seeds}
+    )
+    assert all(
+        row["ci"][0] - 1e-4 <= row["mean"] <= row["ci"][1] + 1e-4 and row["seeds"] == len(seeds)
+        for row in metrics["across_seeds"].values()
+    )
+    for name, row in merging["fine_tune_cost"].items() if len(seeds) == 1 else ():
+        across = metrics["across_seeds"][f"fine-tuned - base / {merging['tasks'][name]['label']}"]
+        assert across["mean"] == pytest.approx(row["difference"])
+    for name, row in merging["out_of_domain"].items() if len(seeds) == 1 else ():
+        assert metrics["across_seeds"][f"merged - fine-tuned / {merging['tasks'][name]['label']}"][
+            "mean"
+        ] == pytest.approx(row["merged - fine-tuned"])
+    for key, row in (
+        metrics["alternatives_against_line"].items() if len(seeds) == 1 else ()
+    ):  # "ties α=0.5 / X" is "ties - the line / X"
+        model, task = key.split(" / ")
+        assert metrics["across_seeds"][f"{model.split(' α=')[0]} - the line / {task}"]["mean"] == pytest.approx(
+            row["gap"]
+        )
+    assert (
+        metrics["ship"]["this run"] == "train more seeds"
+        if len(seeds) < 3
+        else metrics["ship"]["this run"] in ("merged", "fine-tuned")
+    )
+    assert metrics["ship"]["the reference run"] == "merged"  # three seeds, both intervals clear (its claims)
+    assert figure(smoke_run, "11_remedies_across_seeds", "remedies.png") > 10_000
+
+
+def test_12_synthetic_pairs(smoke_run):
     from helpers.data import load_beir, normalize_text
 
-    metrics = metrics_of(smoke_run, "11_synthetic_pairs")
-    preset = SMOKE["11_synthetic_pairs"]
+    metrics = metrics_of(smoke_run, "12_synthetic_pairs")
+    preset = SMOKE["12_synthetic_pairs"]
     assert metrics["generated"] == preset["documents"] and 2 <= metrics["kept"] <= metrics["generated"]
     assert metrics["kept"] + sum(metrics["dropped"].values()) == metrics["generated"]
     shares = {float(temperature): share for temperature, share in metrics["dev_usable_share"].items()}
@@ -535,7 +563,7 @@ def test_11_synthetic_pairs(smoke_run):
     assert metrics["recipe"]["hard_negatives"] is False  # plain pairs: the generated queries have no negatives
     rows = [
         json.loads(line)
-        for line in (smoke_run[0] / "11_synthetic_pairs" / "synthetic_pairs.jsonl").read_text().splitlines()
+        for line in (smoke_run[0] / "12_synthetic_pairs" / "synthetic_pairs.jsonl").read_text().splitlines()
     ]
     assert len(rows) == metrics["generated"] and sum(row["kept"] for row in rows) == metrics["kept"]
     data = load_beir(smoke_run[0] / "work" / "data" / "icd10cm")
@@ -551,7 +579,7 @@ def test_11_synthetic_pairs(smoke_run):
     # question 2: generated for documents that only test_unseen queries answer, scored on exactly those queries
     unlabelled = [
         json.loads(line)
-        for line in (smoke_run[0] / "11_synthetic_pairs" / "synthetic_pairs_unlabelled.jsonl").read_text().splitlines()
+        for line in (smoke_run[0] / "12_synthetic_pairs" / "synthetic_pairs_unlabelled.jsonl").read_text().splitlines()
     ]
     generated_for = {row["doc_id"] for row in unlabelled}
     answered = {doc_id for judged in data.qrels["test_unseen"].values() for doc_id in judged}
@@ -576,13 +604,13 @@ def test_11_synthetic_pairs(smoke_run):
             assert any("synthetic pairs from" in reason for reason in row["reasons"]), row
         if row["recommendation"].startswith("fine-tune"):
             assert any("notebook 10" in reason for reason in row["reasons"]), row
-    assert figure(smoke_run, "11_synthetic_pairs", "synthetic_vs_real.png") > 10_000
+    assert figure(smoke_run, "12_synthetic_pairs", "synthetic_vs_real.png") > 10_000
 
 
 def test_11_names_a_generation_that_yields_no_usable_query(smoke_run, tmp_path):
     """One new token per answer: every answer is empty or cut off, and the notebook stops saying so."""
-    notebook = next(path for path in list_notebooks() if path.stem == "11_synthetic_pairs")
-    parameters = {**SMOKE["11_synthetic_pairs"], "max_new_tokens": 1, "temperatures": [0.0], "documents": 8}
+    notebook = next(path for path in list_notebooks() if path.stem == "12_synthetic_pairs")
+    parameters = {**SMOKE["12_synthetic_pairs"], "max_new_tokens": 1, "temperatures": [0.0], "documents": 8}
     result = run_notebook(notebook, tmp_path, parameters, smoke_run[0] / "work", 600)
     assert result.status == "failed" and "ValueError: no usable query: 0 of 8 queries generated" in result.error, (
         result.error
@@ -672,8 +700,8 @@ def test_a_wrong_answer_is_reported_as_failed(smoke_run, learner_work, tmp_path,
     assert "Exercise 03.1: not done" in printed
 
 
-def test_12_scaling_out(smoke_run):
-    metrics = metrics_of(smoke_run, "12_scaling_out")
+def test_13_scaling_out(smoke_run):
+    metrics = metrics_of(smoke_run, "13_scaling_out")
     by_hand = metrics["by_hand"]
     assert by_hand["library_max_difference"] < 1e-5  # our MNRL equals the library's
     assert by_hand["negatives"] == {"one_process": 15, "own": 7, "gathered": 15}  # 2 x 4 triplets
@@ -709,11 +737,11 @@ def test_12_scaling_out(smoke_run):
     for name, row in metrics["dev_minus_one_process"].items():
         assert row["ci"][0] <= row["difference"] <= row["ci"][1], name
         assert row["seeds"] == 1, name
-    assert figure(smoke_run, "12_scaling_out", "ddp_runs.png") > 10_000
+    assert figure(smoke_run, "13_scaling_out", "ddp_runs.png") > 10_000
 
 
-def test_13_ray_reindexing(smoke_run):
-    metrics = metrics_of(smoke_run, "13_ray_reindexing")
+def test_14_ray_reindexing(smoke_run):
+    metrics = metrics_of(smoke_run, "14_ray_reindexing")
     ray = metrics["ray"]
     assert ray["address"] is None and ray["resources"]["CPU"] >= 1 and ray["documents"] == 300
     assert ray["workers"]["2"]["embedded"] == 300 and len(ray["workers"]["2"]["docs_per_worker"]) == 2

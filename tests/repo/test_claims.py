@@ -54,10 +54,10 @@ def _full_size(by_dims):
 
 CLAIMS = {
     "default_real_pairs_below_base": (
-        "11: in the committed default run, real pairs (a few dozen, 16 steps, one seed) scored below the base model on test (interval below 0)",
+        "12: in the committed default run, real pairs (a few dozen, 16 steps, one seed) scored below the base model on test (interval below 0)",
         lambda m: (
-            m["11_synthetic_pairs"]["comparisons"]["test: real - base"]["95% CI"][1] < 0
-            and len(m["11_synthetic_pairs"]["training_seeds"]) == 1
+            m["12_synthetic_pairs"]["comparisons"]["test: real - base"]["95% CI"][1] < 0
+            and len(m["12_synthetic_pairs"]["training_seeds"]) == 1
         ),
     ),
     "off_the_shelf_falls_with_corpus": (
@@ -113,10 +113,10 @@ CLAIMS = {
     "ray_worker_and_startup": (
         "08/13: a one-core Ray worker encodes at under 3/4 of one process's pipeline rate; two workers end to end are slower than one worker's encoding",
         lambda m: (
-            m["13_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]
-            < 0.75 * m["13_ray_reindexing"]["ray"]["single_process"]["docs_per_s"]
-            and m["13_ray_reindexing"]["ray"]["workers"]["2"]["docs_per_s"]
-            < m["13_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]
+            m["14_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]
+            < 0.75 * m["14_ray_reindexing"]["ray"]["single_process"]["docs_per_s"]
+            and m["14_ray_reindexing"]["ray"]["workers"]["2"]["docs_per_s"]
+            < m["14_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]
         ),
     ),
     "brief_run_breaks_some_queries": (
@@ -206,32 +206,32 @@ CLAIMS = {
         ),
     ),
     "generation_drops_many": (
-        "11: the filters drop a large share of what the small generator writes (over a quarter)",
-        lambda m: m["11_synthetic_pairs"]["kept"] < 0.75 * m["11_synthetic_pairs"]["generated"],
+        "12: the filters drop a large share of what the small generator writes (over a quarter)",
+        lambda m: m["12_synthetic_pairs"]["kept"] < 0.75 * m["12_synthetic_pairs"]["generated"],
     ),
     "greedy_copies_documents": (
-        "11: greedy decoding copies the document for a good share of the dev documents (a fifth or more)",
+        "12: greedy decoding copies the document for a good share of the dev documents (a fifth or more)",
         lambda m: (
-            m["11_synthetic_pairs"]["dev_reasons"]["0"].get("copy of the document", 0)
-            >= 0.2 * m["11_synthetic_pairs"]["dev_documents"]
+            m["12_synthetic_pairs"]["dev_reasons"]["0"].get("copy of the document", 0)
+            >= 0.2 * m["12_synthetic_pairs"]["dev_documents"]
         ),
     ),
     "round_trip_drops_real_queries": (
-        "11: the round trip would drop a share of real, human-written queries too (over 10%)",
-        lambda m: m["11_synthetic_pairs"]["round_trip_pass"]["real"] < 0.9,
+        "12: the round trip would drop a share of real, human-written queries too (over 10%)",
+        lambda m: m["12_synthetic_pairs"]["round_trip_pass"]["real"] < 0.9,
     ),
     "one_writer_caps_eight_gpus": (
-        "13: eight of the measured GPUs embed faster than the one writer commits, so the one-writer hours stop falling",
+        "14: eight of the measured GPUs embed faster than the one writer commits, so the one-writer hours stop falling",
         lambda m: (
-            8 * m["13_ray_reindexing"]["projection"]["gpu"]["docs_per_s"]
-            > m["13_ray_reindexing"]["projection"]["writer_docs_per_s"]
+            8 * m["14_ray_reindexing"]["projection"]["gpu"]["docs_per_s"]
+            > m["14_ray_reindexing"]["projection"]["writer_docs_per_s"]
         ),
     ),
     "slerp_close_to_linear": (
-        "10: most weight-matrix rows take SLERP's straight-line fallback, and SLERP moves no weight by 0.01 from the linear merge",
+        "11: most weight-matrix rows take SLERP's straight-line fallback, and SLERP moves no weight by 0.01 from the linear merge",
         lambda m: (
-            m["10_forgetting_and_merging"]["slerp_rows_on_line"] > 0.5
-            and m["10_forgetting_and_merging"]["slerp_max_weight_gap"] < 0.01
+            m["11_remedies_across_seeds"]["slerp_rows_on_line"] > 0.5
+            and m["11_remedies_across_seeds"]["slerp_max_weight_gap"] < 0.01
         ),
     ),
 }
@@ -253,7 +253,7 @@ def _sweep(m):
 
 
 def _ddp(m, name):
-    row = m["12_scaling_out"]["dev_minus_one_process"][name]
+    row = m["13_scaling_out"]["dev_minus_one_process"][name]
     return row if row["seeds"] >= 3 else None
 
 
@@ -268,7 +268,8 @@ def _brief(m, domain):
 
 
 def _across(m, comparison, task):
-    """Notebook 10's comparison over training seeds in the reference run (three seeds or more), else None."""
+    """Notebook 11's comparison over training seeds in the reference run (three seeds or more), else None; the
+    reference run recorded it under notebook 10, before notebook 10 was split in two."""
     row = m.get("10_forgetting_and_merging", {}).get("across_seeds", {}).get(f"{comparison} / {task}")
     return row if row is not None and row.get("seeds", 0) >= 3 else None
 
@@ -312,16 +313,16 @@ REFERENCE_CLAIMS = {
         ),
     ),
     "reference_ddp_runs_learn": (
-        "12: in the reference run, the base model scores below the one-process run (interval below 0)",
+        "13: in the reference run, the base model scores below the one-process run (interval below 0)",
         lambda m: (row := _ddp(m, "base")) is not None and row["ci"][1] < 0,
     ),
     "reference_gathering_cant_tell": (
-        "12: in the reference run, neither gathered nor own negatives can be told from one process (both intervals hold 0)",
+        "13: in the reference run, neither gathered nor own negatives can be told from one process (both intervals hold 0)",
         lambda m: (
             len(
                 names := [
                     name
-                    for name in m["12_scaling_out"]["dev_minus_one_process"]
+                    for name in m["13_scaling_out"]["dev_minus_one_process"]
                     if "processes" in name and "killed" not in name
                 ]
             )
@@ -368,21 +369,21 @@ REFERENCE_CLAIMS = {
         lambda m: len(_curve(m)["seeds"]) >= 3 and abs(m["07_decision"]["prediction_error"]) < 0.01,
     ),
     "reference_same_alpha_every_seed": (
-        "10: in the reference run, the rule chose α = 0.75 for each of the three fine-tunes",
+        "11: in the reference run, the rule chose α = 0.75 for each of the three fine-tunes",
         lambda m: list(m["10_forgetting_and_merging"]["seed_alphas"].values()) == [0.75] * 3,
     ),
     "reference_finetune_gains_dev": (
-        "10: over three seeds, the fine-tune gains on ICD-10-CM dev (interval above 0)",
+        "11: over three seeds, the fine-tune gains on ICD-10-CM dev (interval above 0)",
         lambda m: (
             (row := _across(m, "fine-tuned - base", "ICD-10-CM dev (in domain)")) is not None and row["ci"][0] > 0
         ),
     ),
     "reference_finetune_costs_faq": (
-        "10: over three seeds, the fine-tune loses on the construction-law FAQ (interval below 0)",
+        "11: over three seeds, the fine-tune loses on the construction-law FAQ (interval below 0)",
         lambda m: (row := _across(m, "fine-tuned - base", "construction-law FAQ")) is not None and row["ci"][1] < 0,
     ),
     "reference_finetune_cost_cant_tell_elsewhere": (
-        "10: over three seeds, the fine-tune's difference from the base on HPO and the STS Benchmark holds 0",
+        "11: over three seeds, the fine-tune's difference from the base on HPO and the STS Benchmark holds 0",
         lambda m: all(
             _holds_zero(_across(m, "fine-tuned - base", task))
             for task in ("HPO lay phrases", "STS Benchmark (Spearman)")
@@ -402,19 +403,19 @@ REFERENCE_CLAIMS = {
         lambda m: m["06_reranking"]["fusion"]["weight"] > 0 and _holds_zero(m["06_reranking"]["fusion"]),
     ),
     "reference_merge_above_finetune_everywhere": (
-        "10: over three seeds, the chosen merge scores above the fine-tune on all three out-of-domain tasks (intervals above 0)",
+        "11: over three seeds, the chosen merge scores above the fine-tune on all three out-of-domain tasks (intervals above 0)",
         lambda m: all(
             (row := _across(m, "merged - fine-tuned", task)) is not None and row["ci"][0] > 0 for task in OUT_OF_DOMAIN
         ),
     ),
     "reference_merge_keeps_80": (
-        "10: over three seeds, the merge keeps more than 80% of the fine-tune's test gain (interval's low end above)",
+        "11: over three seeds, the merge keeps more than 80% of the fine-tune's test gain (interval's low end above)",
         lambda m: (
             (row := _across(m, "share of the test gain kept", "ICD-10-CM test")) is not None and row["ci"][0] > 0.8
         ),
     ),
     "reference_ties_one_seed_above_line": (
-        "10: in the reference run's first seed alone, TIES sits above the linear merges' line on every task (intervals above 0)",
+        "11: in the reference run's first seed alone, TIES sits above the linear merges' line on every task (intervals above 0)",
         lambda m: (
             len(
                 rows := [
@@ -428,11 +429,11 @@ REFERENCE_CLAIMS = {
         ),
     ),
     "reference_ties_cant_tell": (
-        "10: over three seeds, TIES against the linear merges' line holds 0 on every task",
+        "11: over three seeds, TIES against the linear merges' line holds 0 on every task",
         lambda m: all(_holds_zero(_across(m, "ties - the line", task)) for task in OUT_OF_DOMAIN),
     ),
     "reference_fewer_steps_below_line_faq": (
-        "10: over three seeds, the earlier checkpoint sits below the merges' line on the FAQ (interval below 0) and holds 0 elsewhere",
+        "11: over three seeds, the earlier checkpoint sits below the merges' line on the FAQ (interval below 0) and holds 0 elsewhere",
         lambda m: (
             (row := _across(m, "fewer steps - the line", "construction-law FAQ")) is not None
             and row["ci"][1] < 0
@@ -443,32 +444,32 @@ REFERENCE_CLAIMS = {
         ),
     ),
     "synthetic_pairs_below_base": (
-        "11: trained on generated pairs alone, the model scores below the base model on test",
-        _verdict("11_synthetic_pairs", "test: synthetic - base", "below zero"),
+        "12: trained on generated pairs alone, the model scores below the base model on test",
+        _verdict("12_synthetic_pairs", "test: synthetic - base", "below zero"),
     ),
     "real_pairs_above_base": (
-        "11: as many real pairs, same documents and steps, score above the base model on test",
-        _verdict("11_synthetic_pairs", "test: real - base", "above zero"),
+        "12: as many real pairs, same documents and steps, score above the base model on test",
+        _verdict("12_synthetic_pairs", "test: real - base", "above zero"),
     ),
     "synthetic_below_real": (
-        "11: generated pairs score below as many real ones (same documents, count and steps)",
-        _verdict("11_synthetic_pairs", "test: synthetic - real", "below zero"),
+        "12: generated pairs score below as many real ones (same documents, count and steps)",
+        _verdict("12_synthetic_pairs", "test: synthetic - real", "below zero"),
     ),
     "both_minus_real_cannot_tell": (
-        "11: generated pairs mixed into the real ones change nothing the run can see",
-        _verdict("11_synthetic_pairs", "test: both - real", "can't tell"),
+        "12: generated pairs mixed into the real ones change nothing the run can see",
+        _verdict("12_synthetic_pairs", "test: both - real", "can't tell"),
     ),
     "generated_for_unlabelled_below_base": (
-        "11: pairs generated for codes with no labelled query leave the model below the base on those codes' queries",
-        _verdict("11_synthetic_pairs", "test_unseen: generated - base", "below zero"),
+        "12: pairs generated for codes with no labelled query leave the model below the base on those codes' queries",
+        _verdict("12_synthetic_pairs", "test_unseen: generated - base", "below zero"),
     ),
     "real_pairs_of_other_codes_help_unseen": (
-        "11: notebook 04's model (real pairs of other codes) scores above the base on test_unseen",
-        _verdict("11_synthetic_pairs", "test_unseen: notebook 04 - base", "above zero"),
+        "12: notebook 04's model (real pairs of other codes) scores above the base on test_unseen",
+        _verdict("12_synthetic_pairs", "test_unseen: notebook 04 - base", "above zero"),
     ),
     "generated_on_top_below_control": (
-        "11: on top of notebook 04's model, generated pairs score below as many real pairs of other codes",
-        _verdict("11_synthetic_pairs", "test_unseen: notebook 04 + generated - notebook 04 + real", "below zero"),
+        "12: on top of notebook 04's model, generated pairs score below as many real pairs of other codes",
+        _verdict("12_synthetic_pairs", "test_unseen: notebook 04 + generated - notebook 04 + real", "below zero"),
     ),
 }
 

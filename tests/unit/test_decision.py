@@ -47,7 +47,7 @@ def test_bad_inputs_are_refused(call, message):
         call()
 
 
-# The measured rule (notebook 07 builds it; notebooks 10 and 11 add their measurements as reasons)
+# The measured rule (notebook 07 builds it; notebooks 10 and 12 add their measurements as reasons)
 CURVE = {250: 0.05, 1000: 0.15, 4000: 0.20}
 COST = {
     "tasks": {"FAQ": {"difference": -0.03, "ci": [-0.05, -0.01]}, "STS": {"difference": 0.01, "ci": [-0.002, 0.02]}},
@@ -303,7 +303,7 @@ def test_advice_markdown_lists_each_decision_with_its_reasons():
     assert "(baseline" not in repr(F.advice_markdown({"measured": measured}))
 
 
-def test_notebook_11s_rows_become_the_synthetic_result_the_rule_reads():
+def test_notebook_12s_rows_become_the_synthetic_result_the_rule_reads():
     rows = {
         "test: synthetic - base": {"difference": 0.002, "95% CI": (-0.006, 0.010), "verdict": "can't tell"},
         "test: real - base": {"difference": 0.012, "95% CI": [0.004, 0.020], "verdict": "higher"},

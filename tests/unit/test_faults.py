@@ -329,8 +329,8 @@ def test_a_dev_corpus_too_small_names_the_notebooks_own_parameter():
         ("04_training", "sweep_seeds"),
         ("07_decision", "curve_seeds"),
         ("09_serving", "matryoshka_seeds"),
-        ("11_synthetic_pairs", "training_seeds"),
-        ("12_scaling_out", "training_seeds"),
+        ("12_synthetic_pairs", "training_seeds"),
+        ("13_scaling_out", "training_seeds"),
     ],
 )
 def test_seed_lists_must_hold_distinct_seeds(notebook, name):

@@ -91,3 +91,25 @@ def test_models_with_different_tokenizers_are_refused(base_model):
     other.tokenizer.add_tokens(["hyperlipidaemiaxyz"])
     with pytest.raises(merging.MergeError, match="different tokenizers"):
         merging.merge(base_model, other, 0.5)
+
+
+def test_the_rule_picks_the_smallest_alpha_keeping_the_share():
+    dev = {0.0: 0.50, 0.25: 0.70, 0.5: 0.78, 0.75: 0.80, 1.0: 0.80}
+    assert merging.smallest_alpha_keeping(dev, 0.9) == 0.5  # 0.28 of the 0.30 gain
+    assert merging.smallest_alpha_keeping(dev, 0.95) == 0.75
+    assert merging.smallest_alpha_keeping(dev, 0.5) == 0.25
+    wavy = {**dev, 0.25: 0.85}  # a point above the fine-tune: it keeps more than the whole gain
+    assert merging.smallest_alpha_keeping(wavy, 0.9) == 0.25
+    assert merging.smallest_alpha_keeping({0.0: 0.6, 0.5: 0.65, 1.0: 0.58}, 0.9) == 1.0  # no gain: the fine-tune
+    with pytest.raises(merging.MergeError, match="α = 0"):
+        merging.smallest_alpha_keeping({0.5: 0.6, 1.0: 0.7}, 0.9)
+
+
+def test_each_weight_belongs_to_one_part_of_the_network(base_model):
+    assert merging.part_of("0.auto_model.encoder.layer.3.attention.self.query.weight") == "layer 3"
+    assert merging.part_of("0.auto_model.encoder.layer.11.output.dense.bias") == "layer 11"
+    assert merging.part_of("0.auto_model.embeddings.word_embeddings.weight") == "embeddings"
+    assert merging.part_of("0.auto_model.pooler.dense.weight") == "pooler"
+    assert merging.part_of("1.linear.weight") == "other"
+    parts = {merging.part_of(name) for name in base_model.state_dict()}
+    assert "embeddings" in parts and any(part.startswith("layer ") for part in parts)

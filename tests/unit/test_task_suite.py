@@ -71,3 +71,44 @@ def test_a_pair_tasks_difference_is_a_difference_of_correlations_with_an_interva
     assert S.difference_ci(retrieval, close, noisy, n_resamples=200, seed=0) == S.bootstrap_ci(
         close - noisy, n_resamples=200, seed=0
     )  # a retrieval task: the mean of per-query differences
+
+
+def test_scored_models_round_trip_exactly(tmp_path):
+    scores = {
+        "base": {"dev": np.array([0.1, 1 / 3, 0.0]), "stsb": np.array([0.25, -0.5], dtype=np.float32)},
+        "merged": {"dev": np.array([0.2, 2 / 3, 1.0]), "stsb": np.array([0.5, 0.125], dtype=np.float32)},
+    }
+    test = {"base": np.array([0.3, 0.7]), "merged": np.array([0.4, 0.9])}
+    path = S.save_scored_models(tmp_path / "sweep" / "item_scores.json", scores, test, alphas=[0.0, 1.0], seed=7)
+    loaded, loaded_test, record = S.load_scored_models(path)
+    assert record == {"alphas": [0.0, 1.0], "seed": 7}
+    assert set(loaded) == set(scores) and set(loaded_test) == set(test)
+    for model, by_task in scores.items():  # every score back to the last bit (float32 ones widened, not rounded)
+        for task, values in by_task.items():
+            assert np.array_equal(loaded[model][task], values.astype(float)), (model, task)
+    assert all(np.array_equal(loaded_test[model], test[model]) for model in test)
+
+
+def test_forgetting_tasks_are_rebuilt_identically_from_their_settings():
+    settings = dict(
+        out_of_domain=["hpo", "stsb"],
+        dev_corpus_size=5,
+        dev_queries=2,
+        ood_corpus_size=30,
+        ood_queries=6,
+        stsb_pairs=12,
+        seed=3,
+    )
+    first, second = S.forgetting_tasks(DATA, **settings), S.forgetting_tasks(DATA, **settings)
+    assert list(first) == ["icd10cm dev", "hpo", "stsb"] and set(first) <= set(S.TASK_LABELS)
+    assert first["icd10cm dev"].corpus is CORPUS and len(first["icd10cm dev"]) == 2  # rows of the whole corpus
+    assert len(first["hpo"]) == 6 and len(first["hpo"].doc_ids) == 30 and len(first["stsb"]) == 12
+    assert isinstance(first["stsb"], S.PairTask)
+    for name in first:  # the same items in the same order: notebook 11 scores exactly what notebook 10 scored
+        one, other = first[name], second[name]
+        if isinstance(one, S.PairTask):
+            assert one.first == other.first and list(one.gold) == list(other.gold)
+        else:
+            assert one.queries == other.queries and one.doc_ids == other.doc_ids
+    reseeded = S.forgetting_tasks(DATA, **{**settings, "seed": 4})
+    assert reseeded["hpo"].queries != first["hpo"].queries  # the seed chooses the items
