@@ -111,7 +111,7 @@ _OFF_THE_SHELF = (
         lambda m: None,
     ),
     (
-        "10_forgetting_and_merging",
+        "11_forgetting_and_merging",
         "dev",
         lambda m: m["parameters"]["dev_corpus_size"],
         lambda m: m["parameters"]["dev_queries"],
@@ -119,7 +119,7 @@ _OFF_THE_SHELF = (
         lambda m: m["fine_tune_cost"]["icd10cm dev"]["finetuned"],
     ),
     (
-        "10_forgetting_and_merging",
+        "11_forgetting_and_merging",
         "test",
         lambda m: m["parameters"]["test_corpus_size"],
         lambda m: None,
@@ -127,7 +127,7 @@ _OFF_THE_SHELF = (
         lambda m: m["test"]["fine-tuned"]["ndcg@10"],
     ),
     (
-        "12_synthetic_pairs",
+        "13_synthetic_pairs",
         "test (sample)",
         lambda m: m["test_corpus"],
         lambda m: m["test_queries"],
@@ -135,8 +135,8 @@ _OFF_THE_SHELF = (
         lambda m: m["comparisons"]["test: notebook 04 - base"]["ndcg@10"],
     ),
     (
-        "12_synthetic_pairs",
-        "test_unseen, only the documents notebook 12 generated queries for",
+        "13_synthetic_pairs",
+        "test_unseen, only the documents notebook 13 generated queries for",
         lambda m: m["test_unseen_corpus"],
         lambda m: m["test_unseen_queries"],
         lambda m: m["base_ndcg@10"]["test_unseen"],
@@ -206,21 +206,21 @@ _REINDEX_RATES = (
         lambda m: m["parameters"]["throughput_documents"],
     ),
     (
-        "14_ray_reindexing",
+        "15_ray_reindexing",
         "the same pipeline, one process, beside a running Ray",
         "off the shelf",
         lambda m: m["ray"]["single_process"]["docs_per_s"],
         lambda m: m["ray"]["documents"],
     ),
     (
-        "14_ray_reindexing",
+        "15_ray_reindexing",
         "encoding only, one Ray worker on one core (of 2 running)",
         "off the shelf",
         lambda m: m["projection"]["cpu_docs_per_s_per_worker"],
         lambda m: m["ray"]["documents"],
     ),
     (
-        "14_ray_reindexing",
+        "15_ray_reindexing",
         "the Ray pipeline end to end, 2 workers (start-up included)",
         "off the shelf",
         lambda m: m["ray"]["workers"]["2"]["docs_per_s"],

@@ -3,7 +3,7 @@ measurements instead.
 
 The source chapter's weak spots: the expected improvement is the gap itself times 1.5, capped at 0.25 (so a bigger gap
 "predicts" a bigger gain, whatever the data), and 1,000 training pairs is a fixed threshold. The measured rule
-reads the expected gain off a learning curve and the reindex time off a measured throughput; notebooks 10 and 12
+reads the expected gain off a learning curve and the reindex time off a measured throughput; notebooks 11 and 13
 add what they measure (the fine-tune's out-of-domain cost, what synthetic pairs did) as reasons. What each
 notebook measured is kept in the run's `work_dir` by `decision_inputs`, so that a later notebook can ask the rule
 again with everything measured so far.
@@ -116,11 +116,11 @@ def expected_relative_gain(curve: Mapping[int, float], examples: int) -> float:
 
 
 def _out_of_domain_reason(cost: Mapping[str, Any]) -> str:
-    """Notebook 10's measurement as a reason: the tasks the fine-tune lost on (interval below zero), and the merge."""
+    """Notebook 11's measurement as a reason: the tasks the fine-tune lost on (interval below zero), and the merge."""
     losses = {task: row for task, row in cost["tasks"].items() if row["ci"][1] < 0}
     if not losses:
         return (
-            "Notebook 10 measured no out-of-domain loss separable from zero ("
+            "Notebook 11 measured no out-of-domain loss separable from zero ("
             + ", ".join(cost["tasks"])
             + "): the fine-tune itself can serve those tasks too"
         )
@@ -131,8 +131,8 @@ def _out_of_domain_reason(cost: Mapping[str, Any]) -> str:
             f"{task} {row['difference']:+.3f} [{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}]"
             for task, row in losses.items()
         )
-        + " (notebook 10); if the model also serves such queries, consider a merge with the base model, checked on those "
-        "tasks as notebook 10 checks it"
+        + " (notebook 11); if the model also serves such queries, consider a merge with the base model, checked on those "
+        "tasks as notebook 11 checks it"
         + (
             f" (α = {merge['alpha']:g} kept {merge['test_gain_kept']:.0%} of the in-domain test gain there)"
             if merge and merge.get("test_gain_kept") is not None
@@ -142,13 +142,13 @@ def _out_of_domain_reason(cost: Mapping[str, Any]) -> str:
 
 
 def _synthetic_reason(synthetic: Mapping[str, Any]) -> str:
-    """Notebook 12's measurement as a reason: did generated pairs gain on real held-out queries, and did as many real
+    """Notebook 13's measurement as a reason: did generated pairs gain on real held-out queries, and did as many real
     pairs (the same documents), so that "no gain" can be told apart from "too few pairs of any kind"."""
     gain, (low, high) = synthetic["synthetic_gain"], synthetic["synthetic_ci"]
     real_gain, (real_low, real_high) = synthetic["real_gain"], synthetic["real_ci"]
     measured = (
         f"{synthetic['pairs']} synthetic pairs from {synthetic['generator']} changed test NDCG@10 by {gain:+.3f} "
-        f"[{low:+.3f}, {high:+.3f}] (notebook 12; as many real pairs: {real_gain:+.3f} [{real_low:+.3f}, {real_high:+.3f}])"
+        f"[{low:+.3f}, {high:+.3f}] (notebook 13; as many real pairs: {real_gain:+.3f} [{real_low:+.3f}, {real_high:+.3f}])"
     )
     if low > 0:
         return (
@@ -208,8 +208,8 @@ def should_finetune_measured(
 ) -> dict[str, Any]:
     """The source chapter's question, answered from a measured learning curve and throughput: a recommendation with reasons.
 
-    `out_of_domain` (notebook 10's, `decision_inputs.load_out_of_domain_cost`) adds the fine-tune's cost on other tasks as a reason
-    to any advice to fine-tune; `synthetic` (notebook 12's result) adds what generated pairs did to advice to get
+    `out_of_domain` (notebook 11's, `decision_inputs.load_out_of_domain_cost`) adds the fine-tune's cost on other tasks as a reason
+    to any advice to fine-tune; `synthetic` (notebook 13's result) adds what generated pairs did to advice to get
     more data first; `reranker` (the reranking notebook's, `decision_inputs.load_reranker_result`) decides whether advice to improve
     the retrieval pipeline names a reranker: only when one was measured to gain. None of them changes the
     recommendation: they are measurements on one data set, reported as such.
@@ -299,7 +299,7 @@ def should_finetune_measured(
 
 
 def synthetic_result(comparisons: Mapping[str, Mapping[str, Any]], generator: str, pairs: int) -> dict[str, Any]:
-    """Notebook 12's question 1 in the form `should_finetune_measured(synthetic=...)` reads: from its comparison rows
+    """Notebook 13's question 1 in the form `should_finetune_measured(synthetic=...)` reads: from its comparison rows
     (name -> a row with "difference" and "95% CI"), the generated and the real pairs' gains over the base model on
     test, with their intervals, for `pairs` pairs per arm."""
     synthetic, real = comparisons["test: synthetic - base"], comparisons["test: real - base"]

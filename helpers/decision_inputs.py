@@ -1,6 +1,6 @@
 """What the notebooks measure for the decision rule of notebook 07, kept in the run's `work_dir` and read back by
 later notebooks: 07's own inputs (baseline, target, learning curve, throughput), notebook 06's reranker result and
-notebook 10's out-of-domain cost; and the rule asked again with them (`decide_again`, notebook 12)."""
+notebook 11's out-of-domain cost; and the rule asked again with them (`decide_again`, notebook 13)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .storage import write_atomically
 
 
 def decision_dir(work_dir: str | Path, dataset: str) -> Path:
-    """Where notebooks 06, 07 and 10 leave their measured decision inputs for later notebooks of the same run."""
+    """Where notebooks 06, 07 and 11 leave their measured decision inputs for later notebooks of the same run."""
     return Path(work_dir) / "decision" / dataset_label(dataset)
 
 
@@ -53,7 +53,7 @@ def load_decision_inputs(work_dir: str | Path, dataset: str) -> dict[str, Any] |
 def save_out_of_domain_cost(
     work_dir: str | Path, dataset: str, tasks: Mapping[str, Mapping[str, Any]], merge: Mapping[str, Any] | None
 ) -> Path:
-    """Notebook 10's measurement: per task, the fine-tune's NDCG@10 (or Spearman) change and its 95% interval
+    """Notebook 11's measurement: per task, the fine-tune's NDCG@10 (or Spearman) change and its 95% interval
     (`{"difference": d, "ci": [low, high]}`), and the chosen merge (`alpha`, `test_gain_kept`)."""
     for task, row in tasks.items():
         if not {"difference", "ci"} <= set(row) or len(row["ci"]) != 2:
@@ -63,7 +63,7 @@ def save_out_of_domain_cost(
 
 
 def load_out_of_domain_cost(work_dir: str | Path, dataset: str) -> dict[str, Any] | None:
-    """What `save_out_of_domain_cost` wrote; None if notebook 10 has not run in this `work_dir`."""
+    """What `save_out_of_domain_cost` wrote; None if notebook 11 has not run in this `work_dir`."""
     path = decision_dir(work_dir, dataset) / "out_of_domain.json"
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -90,7 +90,7 @@ def decide_again(
 ) -> dict[str, dict[str, Any]] | None:
     """Notebook 07's measured rule asked again by a later notebook, with 07's saved inputs (`save_decision_inputs`):
     once per label of `examples` (label -> training examples; None: the number notebook 07 decided with), with
-    notebook 10's out-of-domain cost and notebook 06's reranker result where they ran in this `work_dir`, and the
+    notebook 11's out-of-domain cost and notebook 06's reranker result where they ran in this `work_dir`, and the
     asking notebook's own measurement in `measured` (e.g. `synthetic=`). None if notebook 07 has not run here."""
     inputs = load_decision_inputs(work_dir, dataset)
     if inputs is None:

@@ -1,4 +1,4 @@
-"""Queries written by a small chat model (notebook 12): the model loaded for generation, and batched, seeded
+"""Queries written by a small chat model (notebook 13): the model loaded for generation, and batched, seeded
 generation that keeps each answer's first line and says whether it ended.
 
 The prompt (a chat with few-shot turns) and the filters that decide which answers to keep are the lesson, and

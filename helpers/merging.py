@@ -1,6 +1,6 @@
 """Weight merging of an off-the-shelf model and its fine-tune, through sentence-transformers' mergekit API.
 
-Notebook 10 interpolates one weight tensor by hand before using this: the linear merge is
+Notebook 11 interpolates one weight tensor by hand before using this: the linear merge is
 `θ(α) = (1 − α)·θ_base + α·θ_tuned` for every floating-point tensor (WiSE-FT, LM-Cocktail). Here the same
 `α` drives every method the notebook compares, so that "α = 0.3" means "30% of the way to the fine-tune":
 `linear` weighs the two models, `slerp` and `nuslerp` take `t = α`, and the task-vector methods
@@ -96,7 +96,7 @@ def merge(
 
 
 def smallest_alpha_keeping(dev_by_alpha: Mapping[float, float], share: float) -> float:
-    """Notebook 10's rule for choosing α: the smallest α whose dev gain over α = 0 is at least `share` of the gain at
+    """Notebook 11's rule for choosing α: the smallest α whose dev gain over α = 0 is at least `share` of the gain at
     α = 1 (`dev_by_alpha` maps each swept α, 0 and 1 among them, to its dev score). α = 1 when the fine-tune did not
     gain on dev: there is no gain to keep, and the fine-tune is reported as it is."""
     if 0.0 not in dev_by_alpha or 1.0 not in dev_by_alpha:
@@ -118,5 +118,5 @@ def part_of(name: str) -> str:
 
 
 def merge_name(alpha: float, method: str = "linear") -> str:
-    """A merged model's name in notebooks 10 and 11's score tables: "linear α=0.5", "ties α=0.75"."""
+    """A merged model's name in notebooks 11 and 12's score tables: "linear α=0.5", "ties α=0.75"."""
     return f"{method} α={alpha:g}"

@@ -52,5 +52,11 @@ def embeddings_dir(work_dir: str | Path) -> Path:
 
 
 def merge_sweep_file(work_dir: str | Path, dataset: str) -> Path:
-    """Notebook 10's item scores of its merges (and what produced them), which notebook 11 reads."""
+    """Notebook 11's item scores of its merges (and what produced them), which notebook 12 reads."""
     return Path(work_dir) / "merging" / dataset_label(dataset) / "item_scores.json"
+
+
+def serving_encoders_file(work_dir: str | Path, dataset: str) -> Path:
+    """Notebook 09's encoders (the one its intervals chose, their rates, where its ONNX and static models are), which
+    notebook 10 deploys with the index it chooses."""
+    return Path(work_dir) / "serving" / dataset_label(dataset) / "encoders.json"

@@ -52,7 +52,7 @@ def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
     for name in sorted(by_name):
         if line := (LINES[name](by_name[name]) if name in LINES else None) or by_name[name].get("readme_line"):
             notes.append(line)
-            if name == "09_serving" and (variants := by_name[name].get("variants")):  # its table follows its line
+            if name in SERVING_NOTEBOOKS and (variants := by_name[name].get("variants")):  # its table follows its line
                 notes += ["", *serving_table(variants), ""]
     while notes and not notes[-1]:
         notes.pop()
@@ -91,8 +91,11 @@ def render_page(text: str, root: Path) -> str:
     return re.sub(r"<!-- (headline|results|reference): (\S+) -->\n.*?\n<!-- /\1 -->", redraw, text, flags=re.S)
 
 
+SERVING_NOTEBOOKS = ("09_serving", "10_smaller_indexes")  # their tables of variants follow their lines
+
+
 def serving_table(variants: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Notebook 09's variants, one row each: test NDCG@10 and its paired interval against the reference, the
+    """Notebook 09's encoders or notebook 10's ways of storing vectors, one row each: test NDCG@10 and its paired interval against the reference, the
     encoder's documents/s, single-query latency and index size."""
     lines = [
         "| variant | encoder | NDCG@10 | 95% CI of the difference | relative | documents/s | p50 ms | p95 ms | index MB |",
@@ -108,7 +111,7 @@ def serving_table(variants: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-# the reading order of notebook 09's table (metrics.json stores its variants sorted by name)
+# the reading order of notebooks 09 and 10's tables (metrics.json stores its variants sorted by name)
 _SERVING_GROUPS = (
     "pytorch fp32",
     "onnx fp32",

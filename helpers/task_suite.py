@@ -1,4 +1,4 @@
-"""Tasks a model is scored on item by item (notebook 10): retrieval samples, scored by NDCG@10 per query, and
+"""Tasks a model is scored on item by item (notebook 11): retrieval samples, scored by NDCG@10 per query, and
 sentence pairs, scored by the cosine of each pair and read against people's similarity scores by Spearman's
 correlation. Per-item scores are what a paired interval between two models resamples."""
 
@@ -116,7 +116,7 @@ def forgetting_tasks(
     stsb_pairs: int,
     seed: int,
 ) -> dict[str, Task]:
-    """Notebooks 10 and 11's tasks: ICD-10-CM's dev split (`data`, its documents rows of the whole corpus), and
+    """Notebooks 11 and 12's tasks: ICD-10-CM's dev split (`data`, its documents rows of the whole corpus), and
     each out-of-domain task: a sentence-pair sample of the STS Benchmark's test split, or a retrieval task drawn
     from every split of a shipped data set (`hpo`, `zaragoza`), its sample keeping every answer. Seeded: the same
     arguments give the same items, so a notebook can rebuild the tasks another one scored."""
@@ -184,8 +184,8 @@ def save_scored_models(
     path: str | Path, scores: Mapping[str, Mapping[str, np.ndarray]], test: Mapping[str, np.ndarray], **record: Any
 ) -> Path:
     """Item scores by model and task (`scores[model][task]`), per-query test scores by model (`test[model]`), and
-    what produced them (`record`: plain JSON values), as one JSON file: notebook 10 leaves its sweep so that
-    notebook 11 compares other models with it without scoring the sweep again."""
+    what produced them (`record`: plain JSON values), as one JSON file: notebook 11 leaves its sweep so that
+    notebook 12 compares other models with it without scoring the sweep again."""
     lists = {
         model: {task: np.asarray(values).tolist() for task, values in by_task.items()}
         for model, by_task in scores.items()

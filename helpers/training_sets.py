@@ -55,7 +55,7 @@ def training_pairs(data: RetrievalData, use_curated_negatives: bool) -> list[Con
 
 
 def queries_by_document(data: RetrievalData, split: str = "train") -> dict[str, list[str]]:
-    """Document id -> the texts of the `split` queries it is relevant to, in query-id order (notebook 12 sets
+    """Document id -> the texts of the `split` queries it is relevant to, in query-id order (notebook 13 sets
     generated queries beside the real training queries of the same documents)."""
     found: dict[str, list[str]] = {}
     for query_id, docs in sorted(data.relevant_docs(split).items()):

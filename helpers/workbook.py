@@ -1,9 +1,8 @@
 """Running the workbook: where every notebook writes, its parameters and presets, and papermill runs.
 
-Each notebook declares its knobs in a cell tagged `parameters` and writes `metrics.json` into its
-`output_dir`; the notebooks of one run share a `work_dir` (prepared data, fine-tuned models, rankings,
-cached embeddings). This module is the one place that names those folders. The `workbook` command
-(helpers/cli.py) runs notebooks in order and gathers their metrics.
+Each notebook declares its knobs in a cell tagged `parameters` and writes `metrics.json` into its `output_dir`;
+the notebooks of one run share a `work_dir` (prepared data, fine-tuned models, rankings, cached embeddings). The
+`workbook` command (helpers/cli.py) runs notebooks in order and gathers their metrics.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from .paths import (
     dataset_label,  # noqa: F401
     embeddings_dir,  # noqa: F401
     finetuned_dir,
-    merge_sweep_file,
     notebook_dirs,  # noqa: F401
     prepared_dir,
     rankings_dir,  # noqa: F401
@@ -104,10 +102,9 @@ def finetuned_with_seed(
     caller: str = "",
     caller_settings: Mapping[str, Any] | None = None,
 ) -> Path:
-    """The folder of notebook 04's model trained with training seed `seed` instead of its own, for notebooks that
-    compare fine-tunes across seeds. It is trained (notebook 04 without its sweep, at the calling notebook's scale)
-    into `work_dir`/seeds/seed-`seed` when not completely there; that folder links to `work_dir`'s prepared data and
-    embedding cache, so notebook 03 does not run again and nothing is encoded twice."""
+    """Notebook 04's model trained with training seed `seed` (for notebooks that compare fine-tunes across seeds),
+    into `work_dir`/seeds/seed-`seed` (notebook 04 without its sweep, at the caller's scale) when not complete there;
+    that folder links to `work_dir`'s prepared data and embedding cache: nothing is prepared or encoded twice."""
     seed_dir = Path(work_dir).resolve() / "seeds" / f"seed-{seed}"
     seed_dir.mkdir(parents=True, exist_ok=True)
     for shared in ("data", "embeddings"):
@@ -131,13 +128,17 @@ def finetuned_with_seed(
     return final
 
 
-def ensure_merge_sweep(
-    dataset: str, work_dir: str | Path, caller: str = "", caller_settings: Mapping[str, Any] | None = None
+def ensure_output(
+    stem: str,
+    record: Path,
+    dataset: str,
+    work_dir: str | Path,
+    caller: str = "",
+    given: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Notebook 10's item scores of its merges, for notebook 11; notebook 10 runs now if they are not in `work_dir`."""
-    record, stem = merge_sweep_file(work_dir, dataset), "10_forgetting_and_merging"
+    """`record`, a file notebook `stem` leaves in `work_dir` for a later one; `stem` runs now if it is missing."""
     if not record.exists():
-        parameters, scale = prerequisite_parameters(stem, caller, caller_settings)
+        parameters, scale = prerequisite_parameters(stem, caller, given)
         _run_prerequisite(stem, work_dir, {**parameters, "dataset": dataset}, record, "missing", scale)
     return record
 
@@ -148,9 +149,8 @@ def declared_defaults(stem: str) -> dict[str, Any]:
 
 
 def preset_in_use(caller: str = "", caller_settings: Mapping[str, Any] | None = None) -> str | None:
-    """The preset a notebook runs with: the one `workbook run` names in the environment, else the preset whose
-    section for the `caller` notebook its settings all match (the smoke preset's values given by hand through
-    papermill, say), else None (the notebook runs at its defaults or at values of the user's own)."""
+    """The preset a notebook runs with: the one `workbook run` names in the environment, else the preset whose section
+    for `caller` its settings all match (the smoke preset's values given by hand to papermill, say), else None."""
     if name := os.environ.get(PRESET_ENVIRONMENT):
         return name
     if not caller or not caller_settings:

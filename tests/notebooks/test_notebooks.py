@@ -356,30 +356,14 @@ def test_08_reindexing(smoke_run):
 def test_09_serving(smoke_run):
     metrics = metrics_of(smoke_run, "09_serving")
     variants = metrics["variants"]
-    dims = [256, 128, 64]
-    recommended = metrics["recommended"]
-    assert set(variants) == {
-        "pytorch fp32",
-        "onnx fp32",
-        "onnx int8",
-        *(f"plain, first {d} dims" for d in dims),
-        *(f"matryoshka, first {d} dims" for d in [384, *dims]),
-        "int8 vectors",
-        "int8 vectors, rescored",
-        "binary vectors",
-        "binary vectors, rescored",
-        "static",
-        f"deployed: {recommended['encoder']} + {recommended['index']}",
-    }
-    assert (
-        recommended["deployed"] in variants and recommended["encoder"] in variants and recommended["index"] in variants
-    )
+    assert set(variants) == {"pytorch fp32", "onnx fp32", "onnx int8", "static"}
+    choice = metrics["recommended"]["encoder"]
     tolerance = metrics["parameters"]["quality_tolerance"]
-    for choice in (recommended["encoder"], recommended["index"]):  # chosen on the interval's lower end
-        assert variants[choice]["ci"][0] >= -tolerance * variants["pytorch fp32"]["ndcg@10"]
-    assert set(metrics["matryoshka_vs_mnrl"]) == {"384", *map(str, dims)} and metrics["matryoshka_seeds"] == [42]
-    for row in metrics["matryoshka_vs_mnrl"].values():
-        assert row["ci"][0] <= row["difference"] <= row["ci"][1]
+    assert variants[choice]["ci"][0] >= -tolerance * variants["pytorch fp32"]["ndcg@10"]  # on the interval's lower end
+    acceptable = [
+        name for name, row in variants.items() if row["ci"][0] >= -tolerance * variants["pytorch fp32"]["ndcg@10"]
+    ]
+    assert variants[choice]["docs_per_s"] == max(variants[name]["docs_per_s"] for name in acceptable)
     reference = variants["pytorch fp32"]
     assert metrics["corpus_size"] == 300 and metrics["test_queries"] == 54  # a sample that keeps every test answer
     assert variants["onnx fp32"]["ndcg@10"] == pytest.approx(reference["ndcg@10"], abs=2e-3)
@@ -387,25 +371,58 @@ def test_09_serving(smoke_run):
         assert 0 < row["ndcg@10"] <= 1 and row["ci"][0] <= row["ci"][1], name
         assert row["docs_per_s"] > 0 and 0 < row["p50_ms"] <= row["p95_ms"], name
         assert row["relative_change"] == pytest.approx(row["ndcg@10"] / reference["ndcg@10"] - 1), name
+    assert reference["index_mb"] == pytest.approx(metrics["corpus_size"] * 384 * 4 / 1e6)
+    assert variants["static"]["docs_per_s"] > 5 * reference["docs_per_s"]  # a table look-up, no transformer
+    int8_model = smoke_run[0] / "09_serving" / "onnx" / "model_int8.onnx"
+    assert serving.integer_operators(int8_model) > 0
+    assert figure(smoke_run, "09_serving", "quality_speed.png") > 10_000
+
+
+def test_10_smaller_indexes(smoke_run):
+    metrics, encoders = metrics_of(smoke_run, "10_smaller_indexes"), metrics_of(smoke_run, "09_serving")
+    variants = metrics["variants"]
+    dims = [256, 128, 64]
+    recommended = metrics["recommended"]
+    assert recommended["encoder"] == encoders["recommended"]["encoder"]  # notebook 09's choice, deployed here
+    assert set(variants) == {
+        "pytorch fp32",
+        *(f"plain, first {d} dims" for d in dims),
+        *(f"matryoshka, first {d} dims" for d in [384, *dims]),
+        "int8 vectors",
+        "int8 vectors, rescored",
+        "binary vectors",
+        "binary vectors, rescored",
+        f"deployed: {recommended['encoder']} + {recommended['index']}",
+    }
+    assert recommended["deployed"] in variants and recommended["index"] in variants
+    tolerance = metrics["parameters"]["quality_tolerance"]
+    assert variants[recommended["index"]]["ci"][0] >= -tolerance * variants["pytorch fp32"]["ndcg@10"]
+    reference = variants["pytorch fp32"]
+    assert reference["ndcg@10"] == pytest.approx(encoders["variants"]["pytorch fp32"]["ndcg@10"])  # the same baseline
+    assert variants[recommended["deployed"]]["docs_per_s"] == encoders["variants"][recommended["encoder"]]["docs_per_s"]
+    assert set(metrics["matryoshka_vs_mnrl"]) == {"384", *map(str, dims)} and metrics["matryoshka_seeds"] == [42]
+    for row in metrics["matryoshka_vs_mnrl"].values():
+        assert row["ci"][0] <= row["difference"] <= row["ci"][1]
+    assert metrics["corpus_size"] == 300 and metrics["test_queries"] == 54
+    for name, row in variants.items():
+        assert 0 < row["ndcg@10"] <= 1 and row["ci"][0] <= row["ci"][1], name
+        assert row["docs_per_s"] > 0 and 0 < row["p50_ms"] <= row["p95_ms"], name
     documents = metrics["corpus_size"]
     assert reference["index_mb"] == pytest.approx(documents * 384 * 4 / 1e6)
     assert variants["plain, first 128 dims"]["index_mb"] == pytest.approx(documents * 128 * 4 / 1e6)
     assert variants["int8 vectors"]["index_mb"] == pytest.approx(documents * 384 / 1e6)
     assert variants["binary vectors, rescored"]["index_mb"] == pytest.approx(documents * 384 / 8 / 1e6)
-    assert variants["static"]["docs_per_s"] > 5 * reference["docs_per_s"]  # a table look-up, no transformer
     assert metrics["matryoshka_loss_by_hand"] == pytest.approx(metrics["matryoshka_loss_library"], rel=1e-5)
-    int8_model = smoke_run[0] / "09_serving" / "onnx" / "model_int8.onnx"
-    assert serving.integer_operators(int8_model) > 0
-    for name in ("matryoshka.png", "quality_speed_size.png"):
-        assert figure(smoke_run, "09_serving", name) > 10_000
+    for name in ("matryoshka.png", "quality_size.png"):
+        assert figure(smoke_run, "10_smaller_indexes", name) > 10_000
 
 
-def test_10_forgetting_and_merging(smoke_run):
+def test_11_forgetting_and_merging(smoke_run):
     from safetensors.torch import load_file
 
     from helpers.models import packaged_default_model_path
 
-    metrics = metrics_of(smoke_run, "10_forgetting_and_merging")
+    metrics = metrics_of(smoke_run, "11_forgetting_and_merging")
     tasks = {"icd10cm dev", "hpo", "zaragoza", "stsb"}
     assert set(metrics["tasks"]) == tasks and metrics["tasks"]["stsb"]["items"] == 60
     assert set(metrics["sweep"]) == {"0", "0.5", "1"} and all(set(row) == tasks for row in metrics["sweep"].values())
@@ -446,25 +463,25 @@ def test_10_forgetting_and_merging(smoke_run):
     for name in common:
         expected = (1 - alpha) * base[name].float() + alpha * tuned[name].float()
         assert (merged[name].float() - expected).abs().max() < 1e-5, name
-    assert figure(smoke_run, "10_forgetting_and_merging", "tradeoff.png") > 10_000
+    assert figure(smoke_run, "11_forgetting_and_merging", "tradeoff.png") > 10_000
 
 
-def test_11_remedies_across_seeds(smoke_run):
+def test_12_remedies_across_seeds(smoke_run):
     from helpers.task_suite import load_scored_models
 
     metrics, merging = (
-        metrics_of(smoke_run, "11_remedies_across_seeds"),
-        metrics_of(smoke_run, "10_forgetting_and_merging"),
+        metrics_of(smoke_run, "12_remedies_across_seeds"),
+        metrics_of(smoke_run, "11_forgetting_and_merging"),
     )
     alpha = metrics["alpha"]
     assert alpha == merging["alpha"] and metrics["finetuned_model"] == merging["finetuned_model"]
     scores, test, record = load_scored_models(
         metrics["merge_sweep"]
-    )  # notebook 10's scores, read instead of scored again
+    )  # notebook 11's scores, read instead of scored again
     assert record["chosen_alpha"] == alpha and set(scores["base"]) == set(merging["tasks"])
     assert all(len(scores["base"][name]) == merging["tasks"][name]["items"] for name in merging["tasks"])
     assert test["merged"].mean() == pytest.approx(merging["test"]["merged"]["ndcg@10"])
-    for name in merging["tasks"]:  # the linear merge's row is notebook 10's sweep at the chosen alpha
+    for name in merging["tasks"]:  # the linear merge's row is notebook 11's sweep at the chosen alpha
         assert metrics["alternatives"][f"linear α={alpha:g}"][name] == pytest.approx(
             merging["sweep"][f"{alpha:g}"][name]
         )
@@ -502,14 +519,14 @@ def test_11_remedies_across_seeds(smoke_run):
         else metrics["ship"]["this run"] in ("merged", "fine-tuned")
     )
     assert metrics["ship"]["the reference run"] == "merged"  # three seeds, both intervals clear (its claims)
-    assert figure(smoke_run, "11_remedies_across_seeds", "remedies.png") > 10_000
+    assert figure(smoke_run, "12_remedies_across_seeds", "remedies.png") > 10_000
 
 
-def test_12_synthetic_pairs(smoke_run):
+def test_13_synthetic_pairs(smoke_run):
     from helpers.data import load_beir, normalize_text
 
-    metrics = metrics_of(smoke_run, "12_synthetic_pairs")
-    preset = SMOKE["12_synthetic_pairs"]
+    metrics = metrics_of(smoke_run, "13_synthetic_pairs")
+    preset = SMOKE["13_synthetic_pairs"]
     assert metrics["generated"] == preset["documents"] and 2 <= metrics["kept"] <= metrics["generated"]
     assert metrics["kept"] + sum(metrics["dropped"].values()) == metrics["generated"]
     shares = {float(temperature): share for temperature, share in metrics["dev_usable_share"].items()}
@@ -563,7 +580,7 @@ def test_12_synthetic_pairs(smoke_run):
     assert metrics["recipe"]["hard_negatives"] is False  # plain pairs: the generated queries have no negatives
     rows = [
         json.loads(line)
-        for line in (smoke_run[0] / "12_synthetic_pairs" / "synthetic_pairs.jsonl").read_text().splitlines()
+        for line in (smoke_run[0] / "13_synthetic_pairs" / "synthetic_pairs.jsonl").read_text().splitlines()
     ]
     assert len(rows) == metrics["generated"] and sum(row["kept"] for row in rows) == metrics["kept"]
     data = load_beir(smoke_run[0] / "work" / "data" / "icd10cm")
@@ -579,7 +596,7 @@ def test_12_synthetic_pairs(smoke_run):
     # question 2: generated for documents that only test_unseen queries answer, scored on exactly those queries
     unlabelled = [
         json.loads(line)
-        for line in (smoke_run[0] / "12_synthetic_pairs" / "synthetic_pairs_unlabelled.jsonl").read_text().splitlines()
+        for line in (smoke_run[0] / "13_synthetic_pairs" / "synthetic_pairs_unlabelled.jsonl").read_text().splitlines()
     ]
     generated_for = {row["doc_id"] for row in unlabelled}
     answered = {doc_id for judged in data.qrels["test_unseen"].values() for doc_id in judged}
@@ -595,7 +612,7 @@ def test_12_synthetic_pairs(smoke_run):
     )
     assert metrics["test_unseen_corpus"] == len(generated_for)
     assert not {normalize_text(row["generated"]) for row in unlabelled if row["kept"]} & held_out
-    # notebooks 07 and 10 ran first in this work_dir: the decision rule is asked again with both measurements
+    # notebooks 07 and 11 ran first in this work_dir: the decision rule is asked again with both measurements
     advice = metrics["decision"]
     assert set(advice) == {f"{metrics['kept']} real pairs", "all of notebook 04's pairs"}
     for row in advice.values():
@@ -603,14 +620,14 @@ def test_12_synthetic_pairs(smoke_run):
         if row["recommendation"] == "generate_data_first":
             assert any("synthetic pairs from" in reason for reason in row["reasons"]), row
         if row["recommendation"].startswith("fine-tune"):
-            assert any("notebook 10" in reason for reason in row["reasons"]), row
-    assert figure(smoke_run, "12_synthetic_pairs", "synthetic_vs_real.png") > 10_000
+            assert any("notebook 11" in reason for reason in row["reasons"]), row
+    assert figure(smoke_run, "13_synthetic_pairs", "synthetic_vs_real.png") > 10_000
 
 
 def test_11_names_a_generation_that_yields_no_usable_query(smoke_run, tmp_path):
     """One new token per answer: every answer is empty or cut off, and the notebook stops saying so."""
-    notebook = next(path for path in list_notebooks() if path.stem == "12_synthetic_pairs")
-    parameters = {**SMOKE["12_synthetic_pairs"], "max_new_tokens": 1, "temperatures": [0.0], "documents": 8}
+    notebook = next(path for path in list_notebooks() if path.stem == "13_synthetic_pairs")
+    parameters = {**SMOKE["13_synthetic_pairs"], "max_new_tokens": 1, "temperatures": [0.0], "documents": 8}
     result = run_notebook(notebook, tmp_path, parameters, smoke_run[0] / "work", 600)
     assert result.status == "failed" and "ValueError: no usable query: 0 of 8 queries generated" in result.error, (
         result.error
@@ -700,8 +717,8 @@ def test_a_wrong_answer_is_reported_as_failed(smoke_run, learner_work, tmp_path,
     assert "Exercise 03.1: not done" in printed
 
 
-def test_13_scaling_out(smoke_run):
-    metrics = metrics_of(smoke_run, "13_scaling_out")
+def test_14_scaling_out(smoke_run):
+    metrics = metrics_of(smoke_run, "14_scaling_out")
     by_hand = metrics["by_hand"]
     assert by_hand["library_max_difference"] < 1e-5  # our MNRL equals the library's
     assert by_hand["negatives"] == {"one_process": 15, "own": 7, "gathered": 15}  # 2 x 4 triplets
@@ -737,11 +754,11 @@ def test_13_scaling_out(smoke_run):
     for name, row in metrics["dev_minus_one_process"].items():
         assert row["ci"][0] <= row["difference"] <= row["ci"][1], name
         assert row["seeds"] == 1, name
-    assert figure(smoke_run, "13_scaling_out", "ddp_runs.png") > 10_000
+    assert figure(smoke_run, "14_scaling_out", "ddp_runs.png") > 10_000
 
 
-def test_14_ray_reindexing(smoke_run):
-    metrics = metrics_of(smoke_run, "14_ray_reindexing")
+def test_15_ray_reindexing(smoke_run):
+    metrics = metrics_of(smoke_run, "15_ray_reindexing")
     ray = metrics["ray"]
     assert ray["address"] is None and ray["resources"]["CPU"] >= 1 and ray["documents"] == 300
     assert ray["workers"]["2"]["embedded"] == 300 and len(ray["workers"]["2"]["docs_per_worker"]) == 2

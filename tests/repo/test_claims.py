@@ -54,10 +54,10 @@ def _full_size(by_dims):
 
 CLAIMS = {
     "default_real_pairs_below_base": (
-        "12: in the committed default run, real pairs (a few dozen, 16 steps, one seed) scored below the base model on test (interval below 0)",
+        "13: in the committed default run, real pairs (a few dozen, 16 steps, one seed) scored below the base model on test (interval below 0)",
         lambda m: (
-            m["12_synthetic_pairs"]["comparisons"]["test: real - base"]["95% CI"][1] < 0
-            and len(m["12_synthetic_pairs"]["training_seeds"]) == 1
+            m["13_synthetic_pairs"]["comparisons"]["test: real - base"]["95% CI"][1] < 0
+            and len(m["13_synthetic_pairs"]["training_seeds"]) == 1
         ),
     ),
     "off_the_shelf_falls_with_corpus": (
@@ -113,10 +113,10 @@ CLAIMS = {
     "ray_worker_and_startup": (
         "08/13: a one-core Ray worker encodes at under 3/4 of one process's pipeline rate; two workers end to end are slower than one worker's encoding",
         lambda m: (
-            m["14_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]
-            < 0.75 * m["14_ray_reindexing"]["ray"]["single_process"]["docs_per_s"]
-            and m["14_ray_reindexing"]["ray"]["workers"]["2"]["docs_per_s"]
-            < m["14_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]
+            m["15_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]
+            < 0.75 * m["15_ray_reindexing"]["ray"]["single_process"]["docs_per_s"]
+            and m["15_ray_reindexing"]["ray"]["workers"]["2"]["docs_per_s"]
+            < m["15_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]
         ),
     ),
     "brief_run_breaks_some_queries": (
@@ -183,55 +183,58 @@ CLAIMS = {
         _hybrid_below_dense,
     ),
     "continued_steps_lower_full_score": (
-        "09: the extra steps lowered the full-size NDCG@10, with MatryoshkaLoss and with MNRL alone",
+        "10: the extra steps lowered the full-size NDCG@10, with MatryoshkaLoss and with MNRL alone",
         lambda m: (
-            max(_full_size(m["09_serving"]["matryoshka_vs_mnrl"])[key] for key in ("MNRL alone", "MatryoshkaLoss"))
-            < m["09_serving"]["variants"]["pytorch fp32"]["ndcg@10"]
+            max(
+                _full_size(m["10_smaller_indexes"]["matryoshka_vs_mnrl"])[key]
+                for key in ("MNRL alone", "MatryoshkaLoss")
+            )
+            < m["10_smaller_indexes"]["variants"]["pytorch fp32"]["ndcg@10"]
         ),
     ),
     "merging_sample_scores_above_05": (
-        "10: on its test sample, the base and the fine-tuned model's test NDCG@10 sit above notebook 05's whole-corpus scores",
+        "11: on its test sample, the base and the fine-tuned model's test NDCG@10 sit above notebook 05's whole-corpus scores",
         lambda m: (
-            m["10_forgetting_and_merging"]["test"]["base"]["ndcg@10"] > m["05_evaluation"]["base_ndcg@10"]
-            and m["10_forgetting_and_merging"]["test"]["fine-tuned"]["ndcg@10"]
+            m["11_forgetting_and_merging"]["test"]["base"]["ndcg@10"] > m["05_evaluation"]["base_ndcg@10"]
+            and m["11_forgetting_and_merging"]["test"]["fine-tuned"]["ndcg@10"]
             > m["05_evaluation"]["finetuned_ndcg@10"]
         ),
     ),
     "renumbered_merge_below_base": (
-        "10: merged with the renumbered fine-tune, the model scores below the base on dev; merged with the fine-tune as it is, above",
+        "11: merged with the renumbered fine-tune, the model scores below the base on dev; merged with the fine-tune as it is, above",
         lambda m: (
-            m["10_forgetting_and_merging"]["renumbered_control"]["renumbered_dev"]
-            < m["10_forgetting_and_merging"]["sweep"]["0"]["icd10cm dev"]
-            < m["10_forgetting_and_merging"]["renumbered_control"]["merged_dev"]
+            m["11_forgetting_and_merging"]["renumbered_control"]["renumbered_dev"]
+            < m["11_forgetting_and_merging"]["sweep"]["0"]["icd10cm dev"]
+            < m["11_forgetting_and_merging"]["renumbered_control"]["merged_dev"]
         ),
     ),
     "generation_drops_many": (
-        "12: the filters drop a large share of what the small generator writes (over a quarter)",
-        lambda m: m["12_synthetic_pairs"]["kept"] < 0.75 * m["12_synthetic_pairs"]["generated"],
+        "13: the filters drop a large share of what the small generator writes (over a quarter)",
+        lambda m: m["13_synthetic_pairs"]["kept"] < 0.75 * m["13_synthetic_pairs"]["generated"],
     ),
     "greedy_copies_documents": (
-        "12: greedy decoding copies the document for a good share of the dev documents (a fifth or more)",
+        "13: greedy decoding copies the document for a good share of the dev documents (a fifth or more)",
         lambda m: (
-            m["12_synthetic_pairs"]["dev_reasons"]["0"].get("copy of the document", 0)
-            >= 0.2 * m["12_synthetic_pairs"]["dev_documents"]
+            m["13_synthetic_pairs"]["dev_reasons"]["0"].get("copy of the document", 0)
+            >= 0.2 * m["13_synthetic_pairs"]["dev_documents"]
         ),
     ),
     "round_trip_drops_real_queries": (
-        "12: the round trip would drop a share of real, human-written queries too (over 10%)",
-        lambda m: m["12_synthetic_pairs"]["round_trip_pass"]["real"] < 0.9,
+        "13: the round trip would drop a share of real, human-written queries too (over 10%)",
+        lambda m: m["13_synthetic_pairs"]["round_trip_pass"]["real"] < 0.9,
     ),
     "one_writer_caps_eight_gpus": (
-        "14: eight of the measured GPUs embed faster than the one writer commits, so the one-writer hours stop falling",
+        "15: eight of the measured GPUs embed faster than the one writer commits, so the one-writer hours stop falling",
         lambda m: (
-            8 * m["14_ray_reindexing"]["projection"]["gpu"]["docs_per_s"]
-            > m["14_ray_reindexing"]["projection"]["writer_docs_per_s"]
+            8 * m["15_ray_reindexing"]["projection"]["gpu"]["docs_per_s"]
+            > m["15_ray_reindexing"]["projection"]["writer_docs_per_s"]
         ),
     ),
     "slerp_close_to_linear": (
-        "11: most weight-matrix rows take SLERP's straight-line fallback, and SLERP moves no weight by 0.01 from the linear merge",
+        "12: most weight-matrix rows take SLERP's straight-line fallback, and SLERP moves no weight by 0.01 from the linear merge",
         lambda m: (
-            m["11_remedies_across_seeds"]["slerp_rows_on_line"] > 0.5
-            and m["11_remedies_across_seeds"]["slerp_max_weight_gap"] < 0.01
+            m["12_remedies_across_seeds"]["slerp_rows_on_line"] > 0.5
+            and m["12_remedies_across_seeds"]["slerp_max_weight_gap"] < 0.01
         ),
     ),
 }
@@ -253,11 +256,13 @@ def _sweep(m):
 
 
 def _ddp(m, name):
-    row = m["13_scaling_out"]["dev_minus_one_process"][name]
+    row = m["14_scaling_out"]["dev_minus_one_process"][name]
     return row if row["seeds"] >= 3 else None
 
 
-def _matryoshka(m, dims):
+def _matryoshka(
+    m, dims
+):  # notebook 10's comparison, recorded under notebook 09 in the reference run (before its split)
     row = m["09_serving"]["matryoshka_vs_mnrl"][str(dims)]
     return row if row["seeds"] >= 3 else None
 
@@ -268,9 +273,9 @@ def _brief(m, domain):
 
 
 def _across(m, comparison, task):
-    """Notebook 11's comparison over training seeds in the reference run (three seeds or more), else None; the
-    reference run recorded it under notebook 10, before notebook 10 was split in two."""
-    row = m.get("10_forgetting_and_merging", {}).get("across_seeds", {}).get(f"{comparison} / {task}")
+    """Notebook 12's comparison over training seeds in the reference run (three seeds or more), else None; the
+    reference run recorded it under notebook 11, before notebook 11 was split in two."""
+    row = m.get("11_forgetting_and_merging", {}).get("across_seeds", {}).get(f"{comparison} / {task}")
     return row if row is not None and row.get("seeds", 0) >= 3 else None
 
 
@@ -303,26 +308,26 @@ REFERENCE_CLAIMS = {
         ),
     ),
     "reference_matryoshka_helps_at_64": (
-        "09: in the reference run, MatryoshkaLoss scores above MNRL alone at 64 dimensions (interval above 0)",
+        "10: in the reference run, MatryoshkaLoss scores above MNRL alone at 64 dimensions (interval above 0)",
         lambda m: (row := _matryoshka(m, 64)) is not None and row["ci"][0] > 0,
     ),
     "reference_matryoshka_cant_tell_at_full_size": (
-        "09: in the reference run, at 128, 256 and 384 dimensions the interval of MatryoshkaLoss minus MNRL alone holds 0",
+        "10: in the reference run, at 128, 256 and 384 dimensions the interval of MatryoshkaLoss minus MNRL alone holds 0",
         lambda m: all(
             (row := _matryoshka(m, dims)) is not None and row["ci"][0] <= 0 <= row["ci"][1] for dims in (128, 256, 384)
         ),
     ),
     "reference_ddp_runs_learn": (
-        "13: in the reference run, the base model scores below the one-process run (interval below 0)",
+        "14: in the reference run, the base model scores below the one-process run (interval below 0)",
         lambda m: (row := _ddp(m, "base")) is not None and row["ci"][1] < 0,
     ),
     "reference_gathering_cant_tell": (
-        "13: in the reference run, neither gathered nor own negatives can be told from one process (both intervals hold 0)",
+        "14: in the reference run, neither gathered nor own negatives can be told from one process (both intervals hold 0)",
         lambda m: (
             len(
                 names := [
                     name
-                    for name in m["13_scaling_out"]["dev_minus_one_process"]
+                    for name in m["14_scaling_out"]["dev_minus_one_process"]
                     if "processes" in name and "killed" not in name
                 ]
             )
@@ -369,21 +374,21 @@ REFERENCE_CLAIMS = {
         lambda m: len(_curve(m)["seeds"]) >= 3 and abs(m["07_decision"]["prediction_error"]) < 0.01,
     ),
     "reference_same_alpha_every_seed": (
-        "11: in the reference run, the rule chose α = 0.75 for each of the three fine-tunes",
-        lambda m: list(m["10_forgetting_and_merging"]["seed_alphas"].values()) == [0.75] * 3,
+        "12: in the reference run, the rule chose α = 0.75 for each of the three fine-tunes",
+        lambda m: list(m["11_forgetting_and_merging"]["seed_alphas"].values()) == [0.75] * 3,
     ),
     "reference_finetune_gains_dev": (
-        "11: over three seeds, the fine-tune gains on ICD-10-CM dev (interval above 0)",
+        "12: over three seeds, the fine-tune gains on ICD-10-CM dev (interval above 0)",
         lambda m: (
             (row := _across(m, "fine-tuned - base", "ICD-10-CM dev (in domain)")) is not None and row["ci"][0] > 0
         ),
     ),
     "reference_finetune_costs_faq": (
-        "11: over three seeds, the fine-tune loses on the construction-law FAQ (interval below 0)",
+        "12: over three seeds, the fine-tune loses on the construction-law FAQ (interval below 0)",
         lambda m: (row := _across(m, "fine-tuned - base", "construction-law FAQ")) is not None and row["ci"][1] < 0,
     ),
     "reference_finetune_cost_cant_tell_elsewhere": (
-        "11: over three seeds, the fine-tune's difference from the base on HPO and the STS Benchmark holds 0",
+        "12: over three seeds, the fine-tune's difference from the base on HPO and the STS Benchmark holds 0",
         lambda m: all(
             _holds_zero(_across(m, "fine-tuned - base", task))
             for task in ("HPO lay phrases", "STS Benchmark (Spearman)")
@@ -403,24 +408,24 @@ REFERENCE_CLAIMS = {
         lambda m: m["06_reranking"]["fusion"]["weight"] > 0 and _holds_zero(m["06_reranking"]["fusion"]),
     ),
     "reference_merge_above_finetune_everywhere": (
-        "11: over three seeds, the chosen merge scores above the fine-tune on all three out-of-domain tasks (intervals above 0)",
+        "12: over three seeds, the chosen merge scores above the fine-tune on all three out-of-domain tasks (intervals above 0)",
         lambda m: all(
             (row := _across(m, "merged - fine-tuned", task)) is not None and row["ci"][0] > 0 for task in OUT_OF_DOMAIN
         ),
     ),
     "reference_merge_keeps_80": (
-        "11: over three seeds, the merge keeps more than 80% of the fine-tune's test gain (interval's low end above)",
+        "12: over three seeds, the merge keeps more than 80% of the fine-tune's test gain (interval's low end above)",
         lambda m: (
             (row := _across(m, "share of the test gain kept", "ICD-10-CM test")) is not None and row["ci"][0] > 0.8
         ),
     ),
     "reference_ties_one_seed_above_line": (
-        "11: in the reference run's first seed alone, TIES sits above the linear merges' line on every task (intervals above 0)",
+        "12: in the reference run's first seed alone, TIES sits above the linear merges' line on every task (intervals above 0)",
         lambda m: (
             len(
                 rows := [
                     row
-                    for key, row in m["10_forgetting_and_merging"]["alternatives_against_line"].items()
+                    for key, row in m["11_forgetting_and_merging"]["alternatives_against_line"].items()
                     if key.startswith("ties")
                 ]
             )
@@ -429,11 +434,11 @@ REFERENCE_CLAIMS = {
         ),
     ),
     "reference_ties_cant_tell": (
-        "11: over three seeds, TIES against the linear merges' line holds 0 on every task",
+        "12: over three seeds, TIES against the linear merges' line holds 0 on every task",
         lambda m: all(_holds_zero(_across(m, "ties - the line", task)) for task in OUT_OF_DOMAIN),
     ),
     "reference_fewer_steps_below_line_faq": (
-        "11: over three seeds, the earlier checkpoint sits below the merges' line on the FAQ (interval below 0) and holds 0 elsewhere",
+        "12: over three seeds, the earlier checkpoint sits below the merges' line on the FAQ (interval below 0) and holds 0 elsewhere",
         lambda m: (
             (row := _across(m, "fewer steps - the line", "construction-law FAQ")) is not None
             and row["ci"][1] < 0
@@ -444,32 +449,32 @@ REFERENCE_CLAIMS = {
         ),
     ),
     "synthetic_pairs_below_base": (
-        "12: trained on generated pairs alone, the model scores below the base model on test",
-        _verdict("12_synthetic_pairs", "test: synthetic - base", "below zero"),
+        "13: trained on generated pairs alone, the model scores below the base model on test",
+        _verdict("13_synthetic_pairs", "test: synthetic - base", "below zero"),
     ),
     "real_pairs_above_base": (
-        "12: as many real pairs, same documents and steps, score above the base model on test",
-        _verdict("12_synthetic_pairs", "test: real - base", "above zero"),
+        "13: as many real pairs, same documents and steps, score above the base model on test",
+        _verdict("13_synthetic_pairs", "test: real - base", "above zero"),
     ),
     "synthetic_below_real": (
-        "12: generated pairs score below as many real ones (same documents, count and steps)",
-        _verdict("12_synthetic_pairs", "test: synthetic - real", "below zero"),
+        "13: generated pairs score below as many real ones (same documents, count and steps)",
+        _verdict("13_synthetic_pairs", "test: synthetic - real", "below zero"),
     ),
     "both_minus_real_cannot_tell": (
-        "12: generated pairs mixed into the real ones change nothing the run can see",
-        _verdict("12_synthetic_pairs", "test: both - real", "can't tell"),
+        "13: generated pairs mixed into the real ones change nothing the run can see",
+        _verdict("13_synthetic_pairs", "test: both - real", "can't tell"),
     ),
     "generated_for_unlabelled_below_base": (
-        "12: pairs generated for codes with no labelled query leave the model below the base on those codes' queries",
-        _verdict("12_synthetic_pairs", "test_unseen: generated - base", "below zero"),
+        "13: pairs generated for codes with no labelled query leave the model below the base on those codes' queries",
+        _verdict("13_synthetic_pairs", "test_unseen: generated - base", "below zero"),
     ),
     "real_pairs_of_other_codes_help_unseen": (
-        "12: notebook 04's model (real pairs of other codes) scores above the base on test_unseen",
-        _verdict("12_synthetic_pairs", "test_unseen: notebook 04 - base", "above zero"),
+        "13: notebook 04's model (real pairs of other codes) scores above the base on test_unseen",
+        _verdict("13_synthetic_pairs", "test_unseen: notebook 04 - base", "above zero"),
     ),
     "generated_on_top_below_control": (
-        "12: on top of notebook 04's model, generated pairs score below as many real pairs of other codes",
-        _verdict("12_synthetic_pairs", "test_unseen: notebook 04 + generated - notebook 04 + real", "below zero"),
+        "13: on top of notebook 04's model, generated pairs score below as many real pairs of other codes",
+        _verdict("13_synthetic_pairs", "test_unseen: notebook 04 + generated - notebook 04 + real", "below zero"),
     ),
 }
 

@@ -47,7 +47,7 @@ def test_bad_inputs_are_refused(call, message):
         call()
 
 
-# The measured rule (notebook 07 builds it; notebooks 10 and 12 add their measurements as reasons)
+# The measured rule (notebook 07 builds it; notebooks 11 and 13 add their measurements as reasons)
 CURVE = {250: 0.05, 1000: 0.15, 4000: 0.20}
 COST = {
     "tasks": {"FAQ": {"difference": -0.03, "ci": [-0.05, -0.01]}, "STS": {"difference": 0.01, "ci": [-0.002, 0.02]}},
@@ -102,19 +102,19 @@ def test_the_out_of_domain_cost_is_a_reason_to_consider_a_merge_and_never_change
     assert with_cost["recommendation"] == plain["recommendation"] == "fine-tune"
     added = [reason for reason in with_cost["reasons"] if reason not in plain["reasons"]]
     assert added == [
-        "The fine-tune lost NDCG@10 on tasks it was not tuned for: FAQ -0.030 [-0.050, -0.010] (notebook 10); if the "
-        "model also serves such queries, consider a merge with the base model, checked on those tasks as notebook 10 checks it "
+        "The fine-tune lost NDCG@10 on tasks it was not tuned for: FAQ -0.030 [-0.050, -0.010] (notebook 11); if the "
+        "model also serves such queries, consider a merge with the base model, checked on those tasks as notebook 11 checks it "
         "(α = 0.6 kept 86% of the in-domain test gain there)"
     ]
     no_loss = {"tasks": {"STS": COST["tasks"]["STS"]}, "merge": None}  # an interval that reaches zero is not a loss
     reasons = Dn.should_finetune_measured(0.40, 0.44, 1_000_000, 5_000, CURVE, 250, out_of_domain=no_loss)["reasons"]
     assert any(
-        reason.startswith("Notebook 10 measured no out-of-domain loss separable from zero (STS)") for reason in reasons
+        reason.startswith("Notebook 11 measured no out-of-domain loss separable from zero (STS)") for reason in reasons
     )
     off = Dn.should_finetune_measured(
         0.40, 0.38, 1_000_000, 5_000, CURVE, 250, out_of_domain=COST
     )  # no fine-tune: no merge advice
-    assert not any("notebook 10" in reason.lower() for reason in off["reasons"])
+    assert not any("notebook 11" in reason.lower() for reason in off["reasons"])
 
 
 def test_the_synthetic_result_is_a_reason_when_real_pairs_are_too_few():
@@ -303,7 +303,7 @@ def test_advice_markdown_lists_each_decision_with_its_reasons():
     assert "(baseline" not in repr(F.advice_markdown({"measured": measured}))
 
 
-def test_notebook_12s_rows_become_the_synthetic_result_the_rule_reads():
+def test_notebook_13s_rows_become_the_synthetic_result_the_rule_reads():
     rows = {
         "test: synthetic - base": {"difference": 0.002, "95% CI": (-0.006, 0.010), "verdict": "can't tell"},
         "test: real - base": {"difference": 0.012, "95% CI": [0.004, 0.020], "verdict": "higher"},
@@ -320,7 +320,7 @@ def test_a_later_notebook_asks_notebook_07s_rule_again_with_what_it_measured(tmp
         0.40, 0.45, 1_000_000, 10, CURVE, 250.0, synthetic=SYNTHETIC
     )
     assert advice["notebook 07's count"] == Dn.should_finetune_measured(0.40, 0.45, 1_000_000, 5_000, CURVE, 250.0)
-    DI.save_out_of_domain_cost(tmp_path, "icd10cm", COST["tasks"], COST["merge"])  # notebook 10 ran since
+    DI.save_out_of_domain_cost(tmp_path, "icd10cm", COST["tasks"], COST["merge"])  # notebook 11 ran since
     again = DI.decide_again(tmp_path, "icd10cm", labels)
     assert again["notebook 07's count"] == Dn.should_finetune_measured(
         0.40, 0.45, 1_000_000, 5_000, CURVE, 250.0, out_of_domain=COST

@@ -328,9 +328,9 @@ def test_a_dev_corpus_too_small_names_the_notebooks_own_parameter():
         ("01_why_finetune", "training_seeds"),
         ("04_training", "sweep_seeds"),
         ("07_decision", "curve_seeds"),
-        ("09_serving", "matryoshka_seeds"),
-        ("12_synthetic_pairs", "training_seeds"),
-        ("13_scaling_out", "training_seeds"),
+        ("10_smaller_indexes", "matryoshka_seeds"),
+        ("13_synthetic_pairs", "training_seeds"),
+        ("14_scaling_out", "training_seeds"),
     ],
 )
 def test_seed_lists_must_hold_distinct_seeds(notebook, name):

@@ -195,9 +195,9 @@ def test_results_table_renders_notebook_09s_variants_after_the_lines():
         "| matryoshka, first 64 dims",
     ]
     assert lines.index("Notebook 09.") < len(lines) - 6  # the line, then the table
-    runs.append({"notebook": "10_forgetting_and_merging", "metrics": {"readme_line": "Notebook 10."}})
+    runs.append({"notebook": "11_forgetting_and_merging", "metrics": {"readme_line": "Notebook 11."}})
     lines = results_table(runs).splitlines()
-    assert lines[-1] == "Notebook 10." and lines[-2] == "" and lines[-3].startswith("| matryoshka, first 64 dims")
+    assert lines[-1] == "Notebook 11." and lines[-2] == "" and lines[-3].startswith("| matryoshka, first 64 dims")
 
 
 def test_a_cell_over_the_timeout_fails_its_notebook_instead_of_hanging(tmp_path):
@@ -226,22 +226,22 @@ def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
         "commit": "abc1234",
     }
     finished = {
-        "notebook": "12_synthetic_pairs",
+        "notebook": "13_synthetic_pairs",
         "status": "ok",
         "seconds": 1200.04,
         "parameters": {"training_seeds": [1, 2, 3]},
         "metrics": {"kept": 400},
     }
-    assert reference_run("12_synthetic_pairs", path) is None  # nothing committed yet
-    assert add_to_reference([finished], provenance, path) == ["12_synthetic_pairs"]
-    recorded = reference_run("12_synthetic_pairs", path)
+    assert reference_run("13_synthetic_pairs", path) is None  # nothing committed yet
+    assert add_to_reference([finished], provenance, path) == ["13_synthetic_pairs"]
+    recorded = reference_run("13_synthetic_pairs", path)
     assert recorded["metrics"] == {"kept": 400} and recorded["date"] == "2026-12-05" and recorded["seconds"] == 1200.0
     assert provenance_line(recorded) == (
         "reference run: workbook run 11 -f presets/reference.yaml on 2-core EPYC, 2026-12-05 (commit abc1234)"
     )  # the line every notebook prints above its figures
     add_to_reference([{**finished, "notebook": "07_decision"}], {**provenance, "date": "2026-12-06"}, path)
-    assert reference_run("12_synthetic_pairs", path)["date"] == "2026-12-05"  # notebooks recorded before are kept
-    with pytest.raises(ValueError, match="12_synthetic_pairs did not finish"):
+    assert reference_run("13_synthetic_pairs", path)["date"] == "2026-12-05"  # notebooks recorded before are kept
+    with pytest.raises(ValueError, match="13_synthetic_pairs did not finish"):
         add_to_reference([{**finished, "status": "failed", "metrics": {}}], provenance, path)
     with pytest.raises(ValueError, match="machine missing"):
         add_to_reference([finished], {**provenance, "machine": ""}, path)
@@ -272,7 +272,7 @@ def test_off_the_shelf_rows_line_up_each_notebooks_figure_with_its_corpus():
             "parameters": {"dev_corpus_size": 1000},
             "learning_curve": {"base_dev_ndcg@10": 0.7},
         },
-        "12_synthetic_pairs": {"dataset": "icd10cm"},  # a run without the keys: left out, not guessed
+        "13_synthetic_pairs": {"dataset": "icd10cm"},  # a run without the keys: left out, not guessed
     }
     rows = off_the_shelf_rows(metrics)
     assert [(row["notebook"], row["split"], row["documents searched"]) for row in rows] == [
@@ -282,7 +282,7 @@ def test_off_the_shelf_rows_line_up_each_notebooks_figure_with_its_corpus():
     ]  # by split, then size; 07 ran on HPO
     assert rows[1]["relative gain"] == pytest.approx(0.3) and rows[0]["relative gain"] is None
     committed = off_the_shelf_rows(committed_default_run())  # every notebook of the committed run that measures one
-    assert {row["notebook"] for row in committed} >= {"01", "02", "05", "07", "10", "12"}
+    assert {row["notebook"] for row in committed} >= {"01", "02", "05", "07", "11", "13"}
     assert committed_default_run(W.PROJECT_ROOT / "no-such-file.json") == {}
 
 
@@ -295,7 +295,7 @@ def test_reindex_rate_rows_say_what_each_rate_includes():
             "variants": {"pytorch fp32": {"docs_per_s": 250.0}},
             "parameters": {"throughput_documents": 500},
         },
-        "14_ray_reindexing": {"ray": {}},
+        "15_ray_reindexing": {"ray": {}},
     }  # keys missing: left out, not guessed
     rows = reindex_rate_rows(metrics)
     assert [(row["notebook"], row["precision"]) for row in rows] == [("07", "bf16"), ("09", "fp32")]
@@ -407,17 +407,19 @@ def test_architectures_line_pairs_scores_of_one_pipeline_and_labels_an_older_run
     assert "test NDCG@10 0.790 → 0.810 after 10 MNRL steps, 900 texts/s" in newer
 
 
-def test_notebook_11_runs_notebook_10_first_when_its_scores_are_missing(tmp_path, monkeypatch):
+def test_notebook_12_runs_notebook_11_first_when_its_scores_are_missing(tmp_path, monkeypatch):
+    from helpers.paths import merge_sweep_file
+
     calls = []
 
     def fake_run(path, out_dir, parameters, work_dir, cell_timeout=None):
         calls.append((path.stem, dict(parameters)))
-        W.write_atomically(W.merge_sweep_file(work_dir, parameters["dataset"]), "{}")
+        W.write_atomically(merge_sweep_file(work_dir, parameters["dataset"]), "{}")
         return W.NotebookRun(path.stem, "ok", 1.0, "", dict(parameters))
 
     monkeypatch.setattr(W, "run_notebook", fake_run)
-    record = W.ensure_merge_sweep("icd10cm", tmp_path)
+    record = W.ensure_output("11_forgetting_and_merging", merge_sweep_file(tmp_path, "icd10cm"), "icd10cm", tmp_path)
     assert record == tmp_path / "merging" / "icd10cm" / "item_scores.json" and record.exists()
-    assert calls == [("10_forgetting_and_merging", {"dataset": "icd10cm"})]
-    W.ensure_merge_sweep("icd10cm", tmp_path)
-    assert len(calls) == 1, "scores already there: notebook 10 does not run again"
+    assert calls == [("11_forgetting_and_merging", {"dataset": "icd10cm"})]
+    W.ensure_output("11_forgetting_and_merging", merge_sweep_file(tmp_path, "icd10cm"), "icd10cm", tmp_path)
+    assert len(calls) == 1, "scores already there: notebook 11 does not run again"

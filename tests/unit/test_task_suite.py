@@ -104,7 +104,7 @@ def test_forgetting_tasks_are_rebuilt_identically_from_their_settings():
     assert first["icd10cm dev"].corpus is CORPUS and len(first["icd10cm dev"]) == 2  # rows of the whole corpus
     assert len(first["hpo"]) == 6 and len(first["hpo"].doc_ids) == 30 and len(first["stsb"]) == 12
     assert isinstance(first["stsb"], S.PairTask)
-    for name in first:  # the same items in the same order: notebook 11 scores exactly what notebook 10 scored
+    for name in first:  # the same items in the same order: notebook 12 scores exactly what notebook 11 scored
         one, other = first[name], second[name]
         if isinstance(one, S.PairTask):
             assert one.first == other.first and list(one.gold) == list(other.gold)
