@@ -263,3 +263,83 @@ def int8_speedup(model: Any, texts: Sequence[str], folder: str | Path, batch_siz
         rounds,
     )
     return float(np.median(rates["int8"]) / np.median(rates["pytorch"]))
+
+
+def variant_row(
+    encoder: str,
+    docs_per_s: float,
+    stored: np.ndarray,
+    per_query: np.ndarray,
+    baseline: np.ndarray,
+    timings_ms: Sequence[float],
+    n_resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """One row of notebooks 09 and 10's tables: test NDCG@10 and the 95% paired-bootstrap interval of its difference
+    from the baseline's per-query scores ([0, 0] for the baseline itself), the encoder's documents/s, single-query
+    latency (p50, p95) and the stored vectors' size in MB."""
+    from .intervals import bootstrap_ci
+
+    same = np.array_equal(per_query, baseline)
+    low, high = (0.0, 0.0) if same else bootstrap_ci(per_query - baseline, n_resamples=n_resamples, seed=seed)
+    return {
+        "encoder": encoder,
+        "ndcg@10": per_query.mean(),
+        "ci": [low, high],
+        "relative_change": per_query.mean() / baseline.mean() - 1,
+        "docs_per_s": docs_per_s,
+        "p50_ms": float(np.percentile(timings_ms, 50)),
+        "p95_ms": float(np.percentile(timings_ms, 95)),
+        "index_mb": np.asarray(stored).nbytes / 1e6,
+    }
+
+
+def variant_table(rows: Mapping[str, Mapping[str, Any]]) -> Any:
+    """`variant_row`s as a table that reads as its content in every view (`outputs.readable`)."""
+    import pandas as pd
+
+    from .outputs import interval_text, readable
+
+    formats = {
+        "ndcg@10": "{:.4f}",
+        "ci": lambda ci: interval_text(ci, 4),
+        "relative_change": "{:+.1%}",
+        "docs_per_s": "{:.0f}",
+    }
+    formats |= {"p50_ms": "{:.1f}", "p95_ms": "{:.1f}", "index_mb": "{:.2f}"}
+    return readable(pd.DataFrame(rows).T.style.format(formats))
+
+
+def float_search(
+    encoder: Callable[[list[str]], np.ndarray], docs: np.ndarray, dims: int | None = None
+) -> Callable[[str], Any]:
+    """A search for one query text over stored float vectors: encode it, keep its first `dims` numbers renormalised
+    (None: all), multiply with the stored vectors in torch (one thread pool with the encoder) and keep the top 10."""
+    stored = torch.from_numpy(np.ascontiguousarray(docs))
+
+    def search(text: str) -> Any:
+        query = encoder([text])[0]
+        query = query[:dims] / np.linalg.norm(query[:dims]) if dims else query
+        return torch.topk(stored @ torch.from_numpy(np.ascontiguousarray(query)), 10).indices
+
+    return search
+
+
+def load_encoder(
+    name: str, served: Mapping[str, Any], baseline: Callable[[list[str]], np.ndarray], batch_size: int
+) -> Callable:
+    """Notebook 09's encoder `name` as a function of a list of texts, from what notebook 09 recorded (`served`: where
+    its ONNX and static models are): "pytorch fp32" is `baseline` itself, "static" the static model notebook 09
+    saved, "onnx fp32" and "onnx int8" its ONNX files (the int8 one checked to compute in integers)."""
+    if name == "pytorch fp32":
+        return baseline
+    if name == "static":
+        from sentence_transformers import SentenceTransformer
+
+        static_model = SentenceTransformer(served["static_dir"], device="cpu")
+        return lambda texts: static_model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
+    if name not in ("onnx fp32", "onnx int8"):
+        raise ValueError(f"unknown encoder {name!r}: notebook 09's are pytorch fp32, onnx fp32, onnx int8 and static")
+    int8 = name == "onnx int8"
+    onnx_model = OnnxEncoder(served["onnx_dir"], INT8_FILE if int8 else ONNX_FILE, require_int8=int8)
+    return lambda texts: onnx_model.encode(texts, batch_size=batch_size)

@@ -39,6 +39,7 @@ LAYERS = {
         "decision_inputs",
         "generation",
         "task_suite",
+        "vector_search",
     },
     "top": {"workbook", "cli", "book"},
 }

@@ -97,3 +97,40 @@ def test_latencies_in_turns_takes_turns_block_by_block_and_rotates_the_order():
     }
     with pytest.raises(ValueError, match="at least one search"):
         serving.latencies_in_turns({}, ["q"])
+
+
+def test_a_variant_row_compares_with_the_baseline_query_by_query():
+    baseline = np.array([0.5, 0.6, 0.7, 0.8])
+    same = serving.variant_row(
+        "pytorch fp32", 200.0, np.zeros((10, 4), np.float32), baseline, baseline, [5, 6, 7], 200, 0
+    )
+    assert same["ci"] == [0.0, 0.0] and same["relative_change"] == 0 and same["index_mb"] == pytest.approx(160 / 1e6)
+    lower = serving.variant_row(
+        "onnx int8", 400.0, np.zeros((10, 4), np.int8), baseline - 0.1, baseline, [2, 3, 9], 200, 0
+    )
+    assert lower["ci"][1] < 0 and lower["relative_change"] == pytest.approx(0.55 / 0.65 - 1)
+    assert lower["docs_per_s"] == 400.0 and lower["p50_ms"] == 3.0 and 3.0 < lower["p95_ms"] <= 9.0
+    table = serving.variant_table({"pytorch fp32": same, "onnx int8": lower})
+    assert "[-0.1000, -0.1000]" in str(table) and "object at 0x" not in repr(table)
+
+
+def test_the_float_search_truncates_the_query_like_the_stored_vectors():
+    rng = np.random.default_rng(1)
+    docs = rng.normal(size=(12, 8)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    encoder = lambda texts: np.repeat(docs[5:6], len(texts), axis=0)  # noqa: E731 (every text encodes as document 5)
+    top = serving.float_search(encoder, docs)("q")
+    assert len(top) == 10 and top[0].item() == 5
+    short = docs[:, :3] / np.linalg.norm(docs[:, :3], axis=1, keepdims=True)  # what a 3-dimension index stores
+    expected = np.argsort(-(short @ short[5]), kind="stable")[:10]
+    assert sorted(serving.float_search(encoder, short, dims=3)("q").tolist()) == sorted(expected.tolist())
+
+
+def test_notebook_09s_encoders_load_by_name(base_model, exported, tmp_path):
+    served = {"onnx_dir": str(exported), "static_dir": str(tmp_path / "missing")}
+    baseline = lambda texts: base_model.encode(texts, normalize_embeddings=True)  # noqa: E731
+    assert serving.load_encoder("pytorch fp32", served, baseline, 8) is baseline
+    int8 = serving.load_encoder("onnx int8", served, baseline, 8)(TEXTS[:3])
+    assert cosines(int8, baseline(TEXTS[:3])).min() > 0.98
+    with pytest.raises(ValueError, match="unknown encoder 'gguf'"):
+        serving.load_encoder("gguf", served, baseline, 8)
