@@ -6,6 +6,7 @@ to the reference file."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,22 +16,35 @@ DEFAULT_SUMMARY = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 PROVENANCE_KEYS = ("command", "machine", "date", "commit")
 
 
+# a half of a notebook split on 2026-12-06 reads the record of the notebook it came from until it has its own
+RECORDED_AS = {"10_smaller_indexes": "09_serving", "12_remedies_across_seeds": "11_forgetting_and_merging"}
+
+
 def provenance(run: Mapping[str, Any]) -> str:
     """Where a committed reference run's figures come from: "reference run: COMMAND on MACHINE, DATE (commit C)"; a
-    command recorded before the presets moved out of benchmarks/ says where the preset is now."""
+    command recorded before the presets moved out of benchmarks/ says where the preset is now, and one typed with
+    another notebook number than the notebook that reads it (before a renumbering or a split) says so."""
     moved = " (that preset is now presets/reference.yaml)" if "benchmarks/presets/" in run["command"] else ""
+    typed = re.match(r"workbook run (\d\d)\b", run["command"])
+    if typed and run.get("read_as") and not run["read_as"].startswith(typed.group(1)):
+        moved += (
+            f" (typed as notebook {typed.group(1)}, before the notebooks were split and renumbered: "
+            "benchmarks/results/reference-cpu/README.md)"
+        )
     return f"reference run: {run['command']}{moved} on {run['machine']}, {run['date']} (commit {run['commit']})"
 
 
 def reference_run(notebook: str, path: str | Path = REFERENCE_FILE) -> dict[str, Any] | None:
     """The committed reference run of one notebook (its powered preset, several training seeds): a dict with its
-    `metrics`, `parameters`, `seconds` and provenance (`command`, `machine`, `date`, `commit`), or None when no
-    reference run of that notebook has been committed yet."""
+    `metrics`, `parameters`, `seconds` and provenance (`command`, `machine`, `date`, `commit`, and `read_as`, the
+    notebook asked for), or None when no reference run of that notebook has been committed yet. A half of a split
+    notebook without a record of its own gets the record of the notebook it came from (`RECORDED_AS`)."""
     path = Path(path)
     if not path.exists():
         return None
     runs = json.loads(path.read_text())
-    return runs.get(notebook)
+    run = runs.get(notebook) or runs.get(RECORDED_AS.get(notebook, ""))
+    return {**run, "read_as": notebook} if run else None
 
 
 def add_to_reference(

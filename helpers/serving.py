@@ -7,8 +7,10 @@ this workbook pins; this module is the small stand-in, kept behind three calls (
 int8 copy is onnxruntime's dynamic quantization (weights int8, activations quantized per batch), and encoding
 uses the model's own tokenizer, pooling and normalisation. Every model is read back from disk before use, and an
 int8 file is checked to contain integer matrix products, so a quantization that silently left fp32 is refused.
-`docs_per_second_alternately` and `latencies_ms` time encoders in turns and single queries (notebook 09,
-benchmarks/bench_inference.py); `int8_speedup` is the ratio notebooks 07 and 08 price a reindex with.
+`docs_per_second_alternately`, `latencies_ms` and `latencies_in_turns` time encoders in turns and single queries
+(notebooks 09 and 10, benchmarks/bench_inference.py); `int8_speedup` is the ratio notebooks 07 and 08 price a reindex
+with. `variant_row`, `variant_table` and `float_search` build notebooks 09 and 10's tables; `load_encoder` loads the
+encoder notebook 09 chose, for notebook 10.
 
 OpenVINO was tried and left out: on this project's 2-core VM (2026-11-29), `openvino.convert_model` of the same
 ONNX graph with `nncf.quantize` (int8, 300 calibration texts) encoded 2,000 ICD-10-CM descriptions at 225-278
@@ -328,14 +330,17 @@ def float_search(
 def load_encoder(
     name: str, served: Mapping[str, Any], baseline: Callable[[list[str]], np.ndarray], batch_size: int
 ) -> Callable:
-    """Notebook 09's encoder `name` as a function of a list of texts, from what notebook 09 recorded (`served`: where
-    its ONNX and static models are): "pytorch fp32" is `baseline` itself, "static" the static model notebook 09
-    saved, "onnx fp32" and "onnx int8" its ONNX files (the int8 one checked to compute in integers)."""
+    """Notebook 09's encoder `name` as a function of texts, from its record `served`: "pytorch fp32" is `baseline`,
+    "static" its saved static model, "onnx fp32" and "onnx int8" its ONNX files (int8 checked to be integer)."""
     if name == "pytorch fp32":
         return baseline
     if name == "static":
         from sentence_transformers import SentenceTransformer
 
+        if not (Path(served["static_dir"]) / "modules.json").exists():
+            raise FileNotFoundError(
+                f"{served['static_dir']}: notebook 09's static model is not there; run notebook 09 again"
+            )
         static_model = SentenceTransformer(served["static_dir"], device="cpu")
         return lambda texts: static_model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
     if name not in ("onnx fp32", "onnx int8"):

@@ -1,4 +1,4 @@
-"""Tasks a model is scored on item by item (notebook 11): retrieval samples, scored by NDCG@10 per query, and
+"""Tasks a model is scored on item by item (notebooks 11 and 12): retrieval samples, scored by NDCG@10 per query, and
 sentence pairs, scored by the cosine of each pair and read against people's similarity scores by Spearman's
 correlation. Per-item scores are what a paired interval between two models resamples."""
 
@@ -181,11 +181,15 @@ def difference_ci(
 
 
 def save_scored_models(
-    path: str | Path, scores: Mapping[str, Mapping[str, np.ndarray]], test: Mapping[str, np.ndarray], **record: Any
+    path: str | Path, scores: Mapping[str, Mapping[str, np.ndarray]], test: Mapping[str, np.ndarray], /, **record: Any
 ) -> Path:
     """Item scores by model and task (`scores[model][task]`), per-query test scores by model (`test[model]`), and
     what produced them (`record`: plain JSON values), as one JSON file: notebook 11 leaves its sweep so that
     notebook 12 compares other models with it without scoring the sweep again."""
+    if reserved := {"scores", "test"} & set(record):
+        raise ValueError(
+            f"save_scored_models: {sorted(reserved)} name the scores themselves; give the record other keys"
+        )
     lists = {
         model: {task: np.asarray(values).tolist() for task, values in by_task.items()}
         for model, by_task in scores.items()

@@ -15,6 +15,15 @@ import numpy as np
 import torch
 
 
+PRECISIONS = ("int8", "binary")
+FLOAT_COPY = "int8 as float"  # the key under which coarse_scores keeps its float copy of an index's int8 buckets
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: the stored vectors are 'int8' or 'binary'")
+
+
 def int8_values(index: Mapping[str, Any], rows: np.ndarray) -> np.ndarray:
     """The numbers that int8 buckets stand for (each bucket's lower edge)."""
     return (rows.astype(np.float32) + 128) * index["steps"] + index["ranges"][0]
@@ -22,6 +31,7 @@ def int8_values(index: Mapping[str, Any], rows: np.ndarray) -> np.ndarray:
 
 def quantize_query(index: Mapping[str, Any], queries: np.ndarray, precision: str) -> np.ndarray:
     """Queries stored as the index stores documents: int8 buckets of the index's calibration, or packed bits."""
+    _check_precision(precision)
     if precision == "int8":
         return (np.clip(np.floor((queries - index["ranges"][0]) / index["steps"]), 0, 255) - 128).astype(np.int8)
     return np.packbits(queries > 0, axis=-1)
@@ -29,11 +39,13 @@ def quantize_query(index: Mapping[str, Any], queries: np.ndarray, precision: str
 
 def coarse_scores(index: dict[str, Any], queries: np.ndarray, precision: str) -> np.ndarray:
     """Higher is closer: the dot product of int8 buckets, or minus the Hamming distance of the bits (the number of
-    bits in which they differ: `np.bitwise_count` of their XOR)."""
-    if (
-        precision == "int8"
-    ):  # float32 holds these integer sums exactly (< 2**24); torch computes them (notebook 09 says why)
-        products = index.setdefault("int8 as float", torch.from_numpy(index["int8"].astype(np.float32)))
+    bits in which they differ: `np.bitwise_count` of their XOR). The first int8 search keeps a float copy of the
+    buckets in `index` (under FLOAT_COPY), so the searches after it do not convert them again."""
+    _check_precision(precision)
+    if precision == "int8":
+        # float32 holds these integer sums exactly (< 2**24); torch computes them (notebook 09, section 4, says why)
+        if (products := index.get(FLOAT_COPY)) is None:
+            products = index[FLOAT_COPY] = torch.from_numpy(index["int8"].astype(np.float32))
         return (torch.from_numpy(quantize_query(index, queries, "int8").astype(np.float32)) @ products.T).numpy()
     bits = quantize_query(index, queries, "binary")
     return -np.bitwise_count(bits[:, None, :] ^ index["bits"][None, :, :]).sum(axis=2, dtype=np.int32)
@@ -42,6 +54,7 @@ def coarse_scores(index: dict[str, Any], queries: np.ndarray, precision: str) ->
 def rescore(index: Mapping[str, Any], query: np.ndarray, candidates: np.ndarray, precision: str) -> np.ndarray:
     """The float query's dot product with the candidates' stored vectors, turned back into numbers (int8 buckets to
     their values, bits to ±1)."""
+    _check_precision(precision)
     if precision == "int8":
         stored = int8_values(index, index["int8"][candidates])
     else:

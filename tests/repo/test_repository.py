@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from helpers import workbook as W
+from helpers.exercises import checked_exercises
 from helpers.parameters import check_values, declared_parameters
 from helpers.results import results_table
 
@@ -39,7 +40,8 @@ def test_notebook_contract(path):
     checker = code[code.index(tagged[0]) + 1].source  # the next cell checks them, before any work
     assert f'check_parameters("{path.stem}", globals())' in checker and "globals().update(settings)" in checker
     first, last = notebook.cells[0].source, notebook.cells[-1].source
-    assert first.startswith("# ") and "Runtime on a laptop CPU" in first
+    assert first.startswith(f"# {path.stem[:2]} · ") and "Runtime on a laptop CPU" in first  # its own number first
+    assert all(name.startswith(path.stem[:2] + ".") for name in checked_exercises(path)), "exercises carry its number"
     assert "Key takeaways" in last and "<details>" in last
     assert "write_metrics(" in "".join(cell.source for cell in code)
 
@@ -47,14 +49,13 @@ def test_notebook_contract(path):
 # A notebook a learner can finish in about an hour: no code cell above 30 lines, no notebook above 320 code lines or
 # 25 f-strings (the argument belongs in markdown, not in strings that code writes). The notebooks in OVER_SIZE are
 # still above a limit, until they are split or their prose moves to markdown: their ceilings are their counts when
-# the limit came, so they can only shrink. Exceptions, each for an exercise a learner needed: 04 grew by four lines
-# when a decision exercise replaced one that re-typed section 2, 10 and 11 by two where their checks now catch a
-# plausible wrong answer (α = 0 and 1 refused; repeated words counted once), 11 by one more where it passes notebook 06's
-# reranker result to the decision rule. 04 by one more where it shows that the arguments it builds equal the recipe's
-# (`helpers.training.recipe_arguments`, what notebooks 01 and 07 train with). 12 and 13 are the old 11's two halves
-# (both within every limit now). 04, 05, 07, 10, 11 and 12 by one import line when helpers/data.py became
-# three modules (data, sources, training_sets), each with one job. 10 and 11 are the old 10's two halves (2026-12-06),
-# both within every limit, as are 09 and 10, the old 09's two halves (2026-12-06).
+# the limit came, so they can only shrink. Exceptions, each for an exercise a learner needed: 04_training grew by four
+# lines when a decision exercise replaced one that re-typed section 2, and by one where it shows that the arguments it
+# builds equal the recipe's (`helpers.training.recipe_arguments`); 13_synthetic_pairs by two where its checks catch a
+# plausible wrong answer and by one where it passes notebook 06's reranker result to the decision rule; both by one
+# import line when helpers/data.py became three modules. The notebooks split since (serving into 09_serving and
+# 10_smaller_indexes, forgetting into 11_forgetting_and_merging and 12_remedies_across_seeds, scale-out into
+# 14_scaling_out and 15_ray_reindexing) are within every limit.
 MAX_CELL_LINES, MAX_CODE_LINES, MAX_F_STRINGS = 30, 320, 25
 
 

@@ -220,7 +220,7 @@ def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
 
     path = tmp_path / "reference.json"
     provenance = {
-        "command": "workbook run 11 -f presets/reference.yaml",
+        "command": "workbook run 13 -f presets/reference.yaml",
         "machine": "2-core EPYC",
         "date": "2026-12-05",
         "commit": "abc1234",
@@ -237,8 +237,15 @@ def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
     recorded = reference_run("13_synthetic_pairs", path)
     assert recorded["metrics"] == {"kept": 400} and recorded["date"] == "2026-12-05" and recorded["seconds"] == 1200.0
     assert provenance_line(recorded) == (
-        "reference run: workbook run 11 -f presets/reference.yaml on 2-core EPYC, 2026-12-05 (commit abc1234)"
+        "reference run: workbook run 13 -f presets/reference.yaml on 2-core EPYC, 2026-12-05 (commit abc1234)"
     )  # the line every notebook prints above its figures
+    typed_before = {**finished, "notebook": "09_serving", "metrics": {"matryoshka_vs_mnrl": {}}}
+    add_to_reference([typed_before], {**provenance, "command": "workbook run 09 -f presets/reference.yaml"}, path)
+    half = reference_run("10_smaller_indexes", path)  # a split half without a record reads the notebook it came from
+    assert half["metrics"] == {"matryoshka_vs_mnrl": {}} and half["read_as"] == "10_smaller_indexes"
+    assert "(typed as notebook 09, before the notebooks were split and renumbered" in provenance_line(half)
+    assert "typed as" not in provenance_line(reference_run("09_serving", path))
+    assert reference_run("12_remedies_across_seeds", path) is None  # neither it nor 11_forgetting_and_merging recorded
     add_to_reference([{**finished, "notebook": "07_decision"}], {**provenance, "date": "2026-12-06"}, path)
     assert reference_run("13_synthetic_pairs", path)["date"] == "2026-12-05"  # notebooks recorded before are kept
     with pytest.raises(ValueError, match="13_synthetic_pairs did not finish"):

@@ -132,5 +132,9 @@ def test_notebook_09s_encoders_load_by_name(base_model, exported, tmp_path):
     assert serving.load_encoder("pytorch fp32", served, baseline, 8) is baseline
     int8 = serving.load_encoder("onnx int8", served, baseline, 8)(TEXTS[:3])
     assert cosines(int8, baseline(TEXTS[:3])).min() > 0.98
+    fp32 = serving.load_encoder("onnx fp32", served, baseline, 8)(TEXTS[:3])
+    assert cosines(fp32, baseline(TEXTS[:3])).min() > 0.9999
     with pytest.raises(ValueError, match="unknown encoder 'gguf'"):
         serving.load_encoder("gguf", served, baseline, 8)
+    with pytest.raises(FileNotFoundError, match="notebook 09's static model is not there"):
+        serving.load_encoder("static", served, baseline, 8)

@@ -87,6 +87,8 @@ def test_scored_models_round_trip_exactly(tmp_path):
         for task, values in by_task.items():
             assert np.array_equal(loaded[model][task], values.astype(float)), (model, task)
     assert all(np.array_equal(loaded_test[model], test[model]) for model in test)
+    with pytest.raises(ValueError, match=r"\['scores'\] name the scores themselves"):
+        S.save_scored_models(path, scores, test, scores={})
 
 
 def test_forgetting_tasks_are_rebuilt_identically_from_their_settings():

@@ -58,3 +58,17 @@ def test_rescoring_finds_each_document_from_itself_and_keeps_k(documents):
 def test_a_search_becomes_a_run_by_ids():
     run = V.as_run([[(1, 0.9), (0, 0.5)], [(2, 0.7)]], ["q1", "q2"], ["d0", "d1", "d2"])
     assert run == {"q1": {"d1": 0.9, "d0": 0.5}, "q2": {"d2": 0.7}}
+
+
+def test_the_int8_float_copy_is_made_once_and_unknown_precisions_are_refused(documents):
+    index = index_of(documents)
+    V.coarse_scores(index, documents[:2], "int8")
+    copy = index[V.FLOAT_COPY]
+    V.coarse_scores(index, documents[2:4], "int8")
+    assert index[V.FLOAT_COPY] is copy  # reused, not converted again for every query
+    for call in (
+        lambda: V.coarse_scores(index, documents[:1], "fp8"),
+        lambda: V.quantize_query(index, documents, "int4"),
+    ):
+        with pytest.raises(ValueError, match="'int8' or 'binary'"):
+            call()
