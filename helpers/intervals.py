@@ -98,6 +98,20 @@ def seeds_and_queries_ci(
     return mean - float(np.hypot(mean - low, seed_part)), mean + float(np.hypot(high - mean, seed_part))
 
 
+def seeds_comparison(arm: Any, against: Any, n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """`arm` minus `against`, per-query scores with one row per training seed (one row, or a 1-D array, for a model
+    trained once, such as the base): the mean of `arm`, the mean difference over seeds and queries, its 95% interval
+    (`seeds_and_queries_ci`, rounded to 4 decimals) and the interval's verdict (`interval_verdict`)."""
+    differences = np.atleast_2d(arm) - np.atleast_2d(against)
+    low, high = (round(bound, 4) for bound in seeds_and_queries_ci(differences, n_resamples=n_resamples, seed=seed))
+    return {
+        "NDCG@10": float(np.mean(arm)),
+        "difference": float(differences.mean()),
+        "95% CI": (low, high),
+        "verdict": interval_verdict((low, high)),
+    }
+
+
 def bootstrap_statistic_ci(
     statistic: Callable[[np.ndarray], float],
     n_items: int,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import RetrievalData, subsample
+from .data import RetrievalData, corpus_sample, subsample
 from .evaluation import encode, ndcg_on_sample
 from .intervals import bootstrap_ci, bootstrap_statistic_ci
 from .sources import SimilarityPairs, build_dataset, load_stsb
@@ -85,6 +85,26 @@ def retrieval_task(
         list(sample.corpus),
         source.attribution,
     )
+
+
+def judged_sample(
+    data: RetrievalData,
+    split: str,
+    query_ids: Sequence[str],
+    corpus_size: int | None,
+    rng: random.Random,
+    documents: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """Queries `query_ids` of `split` with their judgements, and the documents they are searched among: `documents`
+    if given, else a random sample of `corpus_size` documents (None: all) that keeps every answer (`corpus_sample`,
+    drawn with `rng`), in the corpus's order either way. A dict: `query_ids`, `qrels`, `doc_ids`."""
+    qrels = {query_id: data.qrels[split][query_id] for query_id in query_ids}
+    answers = {doc_id for judged in qrels.values() for doc_id in judged}
+    if documents is not None:
+        doc_ids = [doc_id for doc_id in data.corpus if doc_id in documents]
+    else:
+        doc_ids = corpus_sample(data.corpus, answers, corpus_size, rng)
+    return {"query_ids": list(qrels), "qrels": qrels, "doc_ids": doc_ids}
 
 
 def pair_task(pairs: SimilarityPairs, size: int, seed: int) -> PairTask:

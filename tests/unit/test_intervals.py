@@ -110,3 +110,18 @@ def test_interval_verdict_calls_an_undefined_end_undecided_and_refuses_a_reverse
     assert I.interval_verdict((float("nan"), 0.1)) == "can't tell"  # e.g. a share of a gain that was 0 on a resample
     with pytest.raises(ValueError, match="low end"):
         I.interval_verdict((0.2, 0.1))
+
+
+def test_a_seeds_comparison_row_reads_its_interval():
+    from helpers.intervals import seeds_comparison
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.7, size=200)
+    better = np.vstack([base + 0.05 + rng.normal(0, 0.02, 200) for _ in range(3)])  # three seeds, each clearly above
+    row = seeds_comparison(better, base, n_resamples=500, seed=1)
+    assert row["NDCG@10"] == pytest.approx(better.mean()) and row["difference"] == pytest.approx((better - base).mean())
+    assert row["95% CI"][0] > 0 and row["verdict"] == "above zero"
+    assert all(bound == round(bound, 4) for bound in row["95% CI"])
+    noise = rng.normal(0, 0.05, 200)
+    same = seeds_comparison(base + noise - noise.mean(), base, n_resamples=500, seed=1)  # a mean difference of 0
+    assert same["95% CI"][0] <= 0 <= same["95% CI"][1] and same["verdict"] == "can't tell"

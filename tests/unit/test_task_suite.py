@@ -114,3 +114,16 @@ def test_forgetting_tasks_are_rebuilt_identically_from_their_settings():
             assert one.queries == other.queries and one.doc_ids == other.doc_ids
     reseeded = S.forgetting_tasks(DATA, **{**settings, "seed": 4})
     assert reseeded["hpo"].queries != first["hpo"].queries  # the seed chooses the items
+
+
+def test_a_judged_sample_keeps_every_answer_or_searches_the_documents_given():
+    import random
+
+    sample = S.judged_sample(DATA, "dev", ["q2", "q1"], 4, random.Random(0))
+    assert sample["query_ids"] == ["q2", "q1"] and sample["qrels"] == {"q2": {"d2": 1}, "q1": {"d1": 1}}
+    assert len(sample["doc_ids"]) == 4 and {"d1", "d2"} <= set(sample["doc_ids"])
+    assert sample["doc_ids"] == [doc_id for doc_id in CORPUS if doc_id in sample["doc_ids"]]  # the corpus's order
+    rng = random.Random(0)
+    given = S.judged_sample(DATA, "test", ["q3"], 4, rng, documents={"d6", "d5"})
+    assert given["doc_ids"] == ["d5", "d6"] and rng.random() == random.Random(0).random()  # no draw when given
+    assert S.judged_sample(DATA, "dev", ["q1"], None, random.Random(0))["doc_ids"] == list(CORPUS)  # None: all
