@@ -120,3 +120,11 @@ def part_of(name: str) -> str:
 def merge_name(alpha: float, method: str = "linear") -> str:
     """A merged model's name in notebooks 11 and 12's score tables: "linear α=0.5", "ties α=0.75"."""
     return f"{method} α={alpha:g}"
+
+
+def model_at(base: SentenceTransformer, tuned: SentenceTransformer, alpha: float) -> SentenceTransformer:
+    """The linear merge at `alpha`, or one of the two models themselves at α = 0 (the base) and α = 1 (the fine-tune):
+    the model notebooks 11 and 12 deploy once their rule has chosen α."""
+    if alpha in (0.0, 1.0):
+        return base if alpha == 0.0 else tuned
+    return merge(base, tuned, alpha)

@@ -113,3 +113,11 @@ def test_each_weight_belongs_to_one_part_of_the_network(base_model):
     assert merging.part_of("1.linear.weight") == "other"
     parts = {merging.part_of(name) for name in base_model.state_dict()}
     assert "embeddings" in parts and any(part.startswith("layer ") for part in parts)
+
+
+def test_the_model_at_alpha_is_an_end_model_itself_or_the_merge(base_model, tuned_copy):
+    assert merging.model_at(base_model, tuned_copy, 0.0) is base_model
+    assert merging.model_at(base_model, tuned_copy, 1.0) is tuned_copy
+    halfway = merging.model_at(base_model, tuned_copy, 0.5).state_dict()
+    expected = merging.merge(base_model, tuned_copy, 0.5).state_dict()
+    assert all(torch.equal(halfway[name], expected[name]) for name in expected)
