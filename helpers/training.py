@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +259,33 @@ def train_with_recipe(
         "seconds": time.perf_counter() - started,
         "examples_per_second": output.metrics["train_samples_per_second"],
     }
+
+
+def train_copy(
+    model_name: str,
+    args: Any,
+    train_dataset: Any,
+    make_loss: Callable[[Any], Any],
+    output_dir: str | Path,
+    device: str | None = None,
+    precision: str | None = None,
+    **changes: Any,
+) -> tuple[Any, Any, dict[str, float]]:
+    """Train a fresh copy of `model_name` on all of `train_dataset` for a comparison of short runs (notebook 04's
+    batch sizes and precisions): `args` (the main run's training arguments) changed by `changes`, with no evaluation,
+    checkpoint, log or progress bar during the run. `make_loss(model)` builds the loss; `precision` (bf16, fp16,
+    fp32; None: the device's choice, `choose_precision`) sets both the copy's encoding precision and the trainer's
+    mixed-precision flags. Returns the trained model, its trainer and the trainer's metrics."""
+    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+
+    from .models import load_model
+
+    network = load_model(model_name, device=device, precision=precision)
+    flags = precision_flags(precision) if precision is not None else {}
+    quiet = {"max_steps": -1, "eval_strategy": "no", "save_strategy": "no", "logging_steps": 1000, "disable_tqdm": True}
+    copy_args = replace(args, output_dir=str(output_dir), **{**quiet, **flags, **changes})
+    trainer = quiet_trainer(SentenceTransformerTrainer(network, copy_args, train_dataset, loss=make_loss(network)))
+    return network, trainer, trainer.train().metrics
 
 
 def recipe_runs_dir(work_dir: str | Path, dataset: str) -> Path:

@@ -339,6 +339,31 @@ def test_intervals_are_written_one_way_everywhere():
     assert with_interval(0.97, (0.94, 1.0), digits=0, percent=True) == "97% [94%, 100%]"
 
 
+def test_interval_bars_draws_each_interval_from_its_low_to_its_high_end_and_refuses_one_that_misses_its_point():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers.outputs import interval_bars
+
+    fig, ax = plt.subplots()
+    bars = interval_bars(ax, [16, 64], [0.01, -0.02], [(-0.01, 0.04), (-0.05, -0.01)], label="difference")
+    low_and_high = bars.lines[2][0].get_segments()  # one vertical segment per point
+    assert [tuple(map(float, segment[:, 1])) for segment in low_and_high] == [(-0.01, 0.04), (-0.05, -0.01)]
+    assert [float(x) for x in bars.lines[0].get_xdata()] == [16.0, 64.0]
+    forest = interval_bars(ax, range(2), [0.01, -0.02], [(-0.01, 0.04), (-0.05, -0.01)], horizontal=True)
+    assert [tuple(map(float, segment[:, 0])) for segment in forest.lines[2][0].get_segments()] == [
+        (-0.01, 0.04),
+        (-0.05, -0.01),
+    ]
+    with pytest.raises(ValueError, match=r"point 1: its interval \(-0.05, -0.03\) does not hold its centre -0.02"):
+        interval_bars(ax, [16, 64], [0.01, -0.02], [(-0.01, 0.04), (-0.05, -0.03)])
+    with pytest.raises(ValueError, match="2 positions, 2 centres, 1 intervals"):
+        interval_bars(ax, [16, 64], [0.01, -0.02], [(-0.01, 0.04)])
+    plt.close(fig)
+
+
 def test_render_page_redraws_only_the_blocks(tmp_path):
     from helpers.results import render_page
 
