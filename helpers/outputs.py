@@ -67,24 +67,28 @@ def with_interval(value: float, ci: Any, digits: int = 3, percent: bool = False)
     return f"{number} {interval_text(ci, digits, percent)}"
 
 
-def interval_bars(ax: Any, positions: Any, centres: Any, intervals: Any, horizontal: bool = False, **style: Any) -> Any:
-    """Draw measured differences with their 95% intervals on a matplotlib `ax`: a point at each of `centres`, a bar
-    from its interval's low end to its high end (`intervals`: one (low, high) per point), placed at `positions` on
-    the other axis (`horizontal`: differences along x, one row per position, as in a forest plot). `style` goes to
-    `ax.errorbar` (default: points with caps). An interval that does not hold its centre is refused."""
-    centres = [float(centre) for centre in centres]
+def interval_bars(
+    ax: Any, positions: Any, centres: Any, intervals: Any, horizontal: bool = False, slack: float = 1e-4, **style: Any
+) -> Any:
+    """Draw measured differences with their 95% intervals on a matplotlib `ax` and return the errorbar container: a
+    point at each of `centres`, a bar from its interval's low end to its high end (`intervals`: one (low, high) per
+    point), placed at `positions` on the other axis (`horizontal`: differences along x, one row per position, as in a
+    forest plot). `style` goes to `ax.errorbar` (default: points with caps). An interval that misses its centre by
+    more than `slack` (the rounding of an interval printed to 4 decimals) is refused; within it, the bar ends at the
+    point."""
+    positions, centres = list(positions), [float(centre) for centre in centres]
     ends = [(float(low), float(high)) for low, high in intervals]
-    if len(ends) != len(centres) or len(list(positions)) != len(centres):
+    if not len(positions) == len(centres) == len(ends):
         raise ValueError(
-            f"{len(list(positions))} positions, {len(centres)} centres, {len(ends)} intervals: one of each per point"
+            f"{len(positions)} positions, {len(centres)} centres, {len(ends)} intervals: one of each per point"
         )
-    if bad := [i for i, (centre, (low, high)) in enumerate(zip(centres, ends)) if not low <= centre <= high]:
+    if bad := [
+        i for i, (centre, (low, high)) in enumerate(zip(centres, ends)) if not low - slack <= centre <= high + slack
+    ]:
         raise ValueError(f"point {bad[0]}: its interval {ends[bad[0]]} does not hold its centre {centres[bad[0]]}")
-    errors = [
-        [centre - low for centre, (low, _) in zip(centres, ends)],
-        [high - centre for centre, (_, high) in zip(centres, ends)],
-    ]
+    below = [max(0.0, centre - low) for centre, (low, _) in zip(centres, ends)]
+    above = [max(0.0, high - centre) for centre, (_, high) in zip(centres, ends)]
     style = {"fmt": "o", "capsize": 4, **style}
     if horizontal:
-        return ax.errorbar(centres, list(positions), xerr=errors, **style)
-    return ax.errorbar(list(positions), centres, yerr=errors, **style)
+        return ax.errorbar(centres, positions, xerr=[below, above], **style)
+    return ax.errorbar(positions, centres, yerr=[below, above], **style)

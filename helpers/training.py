@@ -1,9 +1,10 @@
 """Components for contrastive fine-tuning with sentence-transformers' own trainer.
 
-Notebook 04 builds the training arguments, the loss and the trainer in its own cells: that is the lesson. Here:
-the batch sampler it uses (no text twice in a batch, texts of similar length), its dev evaluator, and its recipe
-(the defaults of its parameters cell) applied for notebooks 01 and 07, which use fine-tuning rather than teach it,
-and the record that lets notebook 07 reuse a run notebook 04 already trained with that recipe.
+Notebook 04 builds the training arguments, the loss and the trainer of its main run in its own cells: that is the
+lesson. Here: the batch sampler it uses (no text twice in a batch, texts of similar length), its dev evaluator, the
+short runs of its comparisons (`train_copy`), and its recipe (the defaults of its parameters cell) applied for
+notebooks 01 and 07, which use fine-tuning rather than teach it, and the record that lets notebook 07 reuse a run
+notebook 04 already trained with that recipe.
 """
 
 from __future__ import annotations
@@ -271,11 +272,11 @@ def train_copy(
     precision: str | None = None,
     **changes: Any,
 ) -> tuple[Any, Any, dict[str, float]]:
-    """Train a fresh copy of `model_name` on all of `train_dataset` for a comparison of short runs (notebook 04's
-    batch sizes and precisions): `args` (the main run's training arguments) changed by `changes`, with no evaluation,
-    checkpoint, log or progress bar during the run. `make_loss(model)` builds the loss; `precision` (bf16, fp16,
-    fp32; None: the device's choice, `choose_precision`) sets both the copy's encoding precision and the trainer's
-    mixed-precision flags. Returns the trained model, its trainer and the trainer's metrics."""
+    """Train a fresh copy of `model_name` on all of `train_dataset` for notebook 04's short comparison runs: `args`
+    (the main run's arguments) changed by `changes`, with no evaluation, checkpoint, progress bar or logged loss
+    after the first step. `make_loss(model)` builds the loss. `precision` (bf16, fp16, fp32) sets the copy's encoding
+    precision and the trainer's mixed-precision flags; None keeps `args`' flags and encodes in `choose_precision`'s
+    choice. Returns the trained model, its trainer and the trainer's metrics."""
     from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
 
     from .models import load_model

@@ -17,6 +17,7 @@ import pytest
 from helpers import cli, serving
 from helpers.decision import RECOMMENDATIONS
 from helpers.exercises import checked_exercises, write_learner_copies
+from helpers.intervals import interval_verdict
 from helpers.committed_runs import committed_default_run
 from helpers.training import recipe, recipe_arguments
 from helpers.workbook import incomplete, list_notebooks, load_preset, run_notebook
@@ -166,6 +167,16 @@ def test_04_training(smoke_run):
         set(metrics["batch_size_sweep"]) == {"8", "16"} and metrics["sweep_steps"]["16"] < metrics["sweep_steps"]["8"]
     )
     assert 0 <= metrics["padding_share"]["length-grouped"] < metrics["padding_share"]["random batches"] < 1
+    sweep = metrics["batch_size_sweep_comparison"]  # the largest batch minus the smallest, read by one rule
+    assert sweep["comparison"] == "batch 16 minus batch 8" and sweep["seeds"] == [42]
+    assert sweep["ci"][0] - 1e-4 <= sweep["mean difference"] <= sweep["ci"][1] + 1e-4
+    assert sweep["mean difference"] == pytest.approx(
+        metrics["batch_size_sweep"]["16"] - metrics["batch_size_sweep"]["8"], abs=1e-9
+    )
+    expected = interval_verdict(
+        sweep["ci"], above="the larger batch scored higher", below="the larger batch scored lower"
+    )
+    assert sweep["verdict"] == expected
     final = Path(metrics["model_dir"])
     assert (final / "model.safetensors").exists()
     assert json.loads((final / "training.json").read_text())["train_examples"] == 48

@@ -83,11 +83,13 @@ def test_train_with_recipe_changes_the_model_and_refuses_a_single_example(tmp_pa
 
 
 def test_train_copy_trains_a_fresh_copy_with_the_changes_and_no_evaluation_or_checkpoint(tmp_path):
+    from dataclasses import replace
+
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     settings = T.recipe(batch_size=4, epochs=1.0, learning_rate=5e-4, group_by_length=False)
-    args = T.recipe_arguments(tmp_path / "main", settings, "cpu", seed=1)
-    args = T.replace(args, max_steps=2, eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1)
+    args = T.recipe_arguments(tmp_path / "main", settings, "cpu", seed=1)  # fp32 flags: conftest pins fp32
+    args = replace(args, max_steps=2, eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1)
     off_the_shelf = load_model(device="cpu").encode(PROBE, convert_to_tensor=True)
     model, trainer, metrics = T.train_copy(
         "all-MiniLM-L6-v2",
@@ -96,17 +98,22 @@ def test_train_copy_trains_a_fresh_copy_with_the_changes_and_no_evaluation_or_ch
         MultipleNegativesRankingLoss,
         tmp_path / "copy",
         "cpu",
-        precision="fp32",
+        precision="bf16",
         per_device_train_batch_size=2,
         seed=7,
     )
-    # the change applied, and the whole set trained once (8 pairs, 2 a batch: 4 steps, not max_steps' 2)
+    # the changes applied, and the whole set trained once (8 pairs, 2 a batch: 4 steps, not max_steps' 2)
     assert (trainer.args.per_device_train_batch_size, trainer.args.seed, trainer.state.global_step) == (2, 7, 4)
     assert (trainer.args.eval_strategy, trainer.args.save_strategy, trainer.args.disable_tqdm) == ("no", "no", True)
-    assert not (tmp_path / "copy").exists() or not any((tmp_path / "copy").glob("checkpoint-*"))
-    assert (trainer.args.bf16, trainer.args.fp16, model.encoding_precision) == (False, False, "fp32")
-    assert metrics["train_loss"] > 0 and args.per_device_train_batch_size == 4, "the main run's arguments are untouched"
-    assert not torch.allclose(off_the_shelf, model.encode(PROBE, convert_to_tensor=True), atol=1e-4)
+    assert not any((tmp_path / "copy").glob("checkpoint-*"))
+    assert (trainer.args.bf16, trainer.args.fp16, model.encoding_precision) == (True, False, "bf16"), "precision set"
+    assert args.per_device_train_batch_size == 4 and not args.bf16, "the main run's arguments are untouched"
+    assert metrics["train_loss"] > 0
+    assert not torch.allclose(off_the_shelf, model.encode(PROBE, convert_to_tensor=True), atol=1e-3)
+    _, kept, _ = T.train_copy(
+        "all-MiniLM-L6-v2", args, pairs_to_dataset(PAIRS[:4]), MultipleNegativesRankingLoss, tmp_path
+    )
+    assert (kept.args.bf16, kept.args.fp16) == (args.bf16, args.fp16), "precision None keeps the main run's flags"
 
 
 def test_the_dev_evaluator_keeps_every_relevant_document():
