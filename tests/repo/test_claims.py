@@ -54,9 +54,11 @@ def _full_size(by_dims):
 
 CLAIMS = {
     "default_real_pairs_below_base": (
-        "13: in the committed default run, real pairs (a few dozen, 16 steps, one seed) scored below the base model on test (interval below 0)",
+        "13: in the committed default run, real pairs (a few dozen, 16 steps, one seed), and real and generated pairs "
+        "together, scored below the base model on test (intervals below 0)",
         lambda m: (
             m["13_synthetic_pairs"]["comparisons"]["test: real - base"]["95% CI"][1] < 0
+            and m["13_synthetic_pairs"]["comparisons"]["test: both - base"]["95% CI"][1] < 0
             and len(m["13_synthetic_pairs"]["training_seeds"]) == 1
         ),
     ),
@@ -459,6 +461,10 @@ REFERENCE_CLAIMS = {
     "synthetic_below_real": (
         "13: generated pairs score below as many real ones (same documents, count and steps)",
         _verdict("13_synthetic_pairs", "test: synthetic - real", "below zero"),
+    ),
+    "both_pairs_above_base": (
+        "13: generated and real pairs together score above the base model on test",
+        _verdict("13_synthetic_pairs", "test: both - base", "above zero"),
     ),
     "both_minus_real_cannot_tell": (
         "13: generated pairs mixed into the real ones change nothing the run can see",
