@@ -76,3 +76,23 @@ def test_a_bar_is_shown_as_asked_or_where_someone_watches(monkeypatch):
     assert progress.bar_shown(True) and not progress.bar_shown(False) and not progress.bar_shown(None)
     monkeypatch.setenv(progress.BATCH_RUN_ENVIRONMENT, "0")
     assert progress.bar_shown(None)
+
+
+@pytest.mark.parametrize("set_by_user", [None, "64"])
+def test_importing_the_helpers_caps_onednns_kernel_cache_unless_the_user_set_it(set_by_user):
+    import subprocess
+    import sys
+
+    import helpers
+
+    environment = {key: value for key, value in os.environ.items() if key != helpers.ONEDNN_CACHE_VARIABLE}
+    if set_by_user:
+        environment[helpers.ONEDNN_CACHE_VARIABLE] = set_by_user
+    shown = subprocess.run(
+        [sys.executable, "-c", f"import os, helpers; print(os.environ[{helpers.ONEDNN_CACHE_VARIABLE!r}])"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert shown == (set_by_user or "16")
