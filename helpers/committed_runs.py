@@ -159,6 +159,20 @@ _OFF_THE_SHELF = (
 )
 
 
+def batch_sweep_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Notebook 04's batch-size sweep from its `metrics`, one row per batch size (smallest first): the steps of a
+    run, the dev NDCG@10 of each training seed and their mean, and the off-the-shelf model's dev score beside them."""
+    rows = []
+    for batch in sorted(metrics["batch_size_sweep"], key=int):
+        by_seed = dict(zip((f"seed {seed}" for seed in metrics["sweep_seeds"]), metrics["sweep_by_seed"][batch]))
+        rows.append(
+            {"batch size": int(batch), "steps": metrics["sweep_steps"].get(batch)}
+            | {"dev NDCG@10, mean over seeds": metrics["batch_size_sweep"][batch], **by_seed}
+            | {"off the shelf": metrics["base_dev_ndcg@10"]}
+        )
+    return rows
+
+
 def off_the_shelf_rows(metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The off-the-shelf model's ICD-10-CM NDCG@10 in every notebook of a run that measures it, with the number of
     documents searched, and notebook 04's model's score where the same notebook scored it on the same documents

@@ -110,6 +110,17 @@ def ndcg_per_query(
     return ndcg_on_sample(model, corpus, queries, qrels, list(corpus), cache_dir, show_progress_bar=False)
 
 
+def evaluator_ndcg_per_query(evaluator: Any, model: Any) -> np.ndarray:
+    """Per-query NDCG@10 of `model` on the queries and corpus of a sentence-transformers
+    `InformationRetrievalEvaluator` (in its query order): the evaluator's mean, query by query, for paired intervals."""
+    queries, corpus = (
+        dict(zip(evaluator.queries_ids, evaluator.queries)),
+        dict(zip(evaluator.corpus_ids, evaluator.corpus)),
+    )
+    qrels = {query_id: {doc_id: 1 for doc_id in docs} for query_id, docs in evaluator.relevant_docs.items()}
+    return per_query_scores(qrels, retrieve(model, queries, corpus), ["ndcg@10"])["ndcg@10"]
+
+
 # metric name (as this workbook writes it, e.g. "ndcg@10") -> trec_eval's measure computed with a cutoff
 TREC_EVAL_MEASURES = {"ndcg": "ndcg_cut", "recall": "recall", "map": "map_cut", "precision": "P"}
 

@@ -166,3 +166,17 @@ def test_ndcg_on_a_sample_ranks_only_the_sample_and_can_reuse_the_whole_corpus_c
     assert len(cached_files) == 2  # the whole corpus and the queries
     ndcg_on_sample(base_model, corpus, queries, qrels, ["d1", "d4"], cache_dir=tmp_path)
     assert set(tmp_path.glob("*.npy")) == cached_files  # another sample of the same corpus: nothing encoded again
+
+
+def test_an_evaluators_ndcg_per_query_averages_to_its_own_score(base_model):
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    from helpers.evaluation import evaluator_ndcg_per_query
+
+    corpus = {"d1": "Fracture of the femur", "d2": "Type 2 diabetes mellitus", "d3": "Acute bronchitis"}
+    queries = {"q2": "adult-onset diabetes", "q1": "broken thigh bone", "q3": "acute bronchitis"}
+    relevant = {"q1": {"d1"}, "q2": {"d2"}, "q3": {"d1"}}  # q3's judged answer is not the text it matches
+    evaluator = InformationRetrievalEvaluator(queries, corpus, relevant, ndcg_at_k=[10], name="dev", write_csv=False)
+    scores = evaluator_ndcg_per_query(evaluator, base_model)
+    assert len(scores) == 3 and scores[2] < 1  # in the evaluator's query order: q3 last
+    assert scores.mean() == pytest.approx(evaluator(base_model)["dev_cosine_ndcg@10"], abs=1e-6)

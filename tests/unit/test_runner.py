@@ -293,6 +293,27 @@ def test_off_the_shelf_rows_line_up_each_notebooks_figure_with_its_corpus():
     assert committed_default_run(W.PROJECT_ROOT / "no-such-file.json") == {}
 
 
+def test_batch_sweep_rows_put_each_batch_size_in_numeric_order_with_its_seeds():
+    from helpers.committed_runs import batch_sweep_rows, reference_run
+
+    metrics = {
+        "batch_size_sweep": {"64": 0.71, "16": 0.70, "128": 0.72},  # keys as JSON writes them: "128" sorts before "16"
+        "sweep_seeds": [1, 2],
+        "sweep_by_seed": {"64": [0.70, 0.72], "16": [0.69, 0.71], "128": [0.71, 0.73]},
+        "sweep_steps": {"16": 40, "64": 10, "128": 6},
+        "base_dev_ndcg@10": 0.6,
+    }
+    rows = batch_sweep_rows(metrics)
+    assert [(row["batch size"], row["steps"], row["seed 2"]) for row in rows] == [
+        (16, 40, 0.71),
+        (64, 10, 0.72),
+        (128, 6, 0.73),
+    ]
+    assert list(rows[0]) == ["batch size", "steps", "dev NDCG@10, mean over seeds", "seed 1", "seed 2", "off the shelf"]
+    committed = reference_run("04_training")["metrics"]  # the reference run's three seeds and three batch sizes
+    assert len(batch_sweep_rows(committed)) == len(committed["batch_size_sweep"]) >= 3
+
+
 def test_reindex_rate_rows_say_what_each_rate_includes():
     from helpers.committed_runs import committed_default_run, reindex_rate_rows
 
