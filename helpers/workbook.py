@@ -35,7 +35,7 @@ from .paths import (
     prepared_dir,
     rankings_dir,  # noqa: F401
 )
-from .progress import batch_run
+from .progress import batch_run, elapsed_line
 from .storage import (
     MANIFEST,  # noqa: F401
     begin_output,  # noqa: F401
@@ -65,9 +65,8 @@ def ensure_prepared(
     folder = prepared_dir(work_dir, dataset)
     if problem := incomplete(folder):
         parameters, scale = prerequisite_parameters("03_data_preparation", caller, caller_settings)
-        _run_prerequisite(
-            "03_data_preparation", work_dir, {**parameters, "dataset": dataset, "model": model}, folder, problem, scale
-        )
+        parameters = {**parameters, "dataset": dataset, "model": model}
+        _run_prerequisite("03_data_preparation", work_dir, parameters, folder, problem, scale)
     return folder
 
 
@@ -199,10 +198,11 @@ def _run_prerequisite(
 
 
 def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any], settings: Mapping[str, Any]) -> Path:
-    """Write `metrics.json` (a notebook's figures, its settings under "parameters", and the precision models encode
-    in on this machine under "numeric_precision") into `output_dir` in one step; return its path."""
+    """Write `metrics.json` (a notebook's figures, its settings under "parameters", the precision models encode in
+    here under "numeric_precision") into `output_dir` in one step; print how long the notebook has run."""
     from .models import choose_device, choose_precision
 
+    print(elapsed_line(), flush=True)
     numeric = {"numeric_precision": choose_precision(choose_device())}  # what load_model encodes in, here
     return write_atomically(
         Path(output_dir) / "metrics.json",

@@ -726,7 +726,10 @@ def test_a_wrong_answer_is_reported_as_failed(smoke_run, learner_work, tmp_path,
     nbformat.write(notebook, copy)
     status, printed = run_check(copy, learner_work, tmp_path / "check", capsys)
     assert status == 1
-    assert "Exercise 03.2: failed: expected the copies t1 and t3 only, got []" in printed, printed
+    expected = (
+        "Exercise 03.2: failed: expected the copies t1, t3 and t6 only (a hyphen is a space, not nothing), got []"
+    )
+    assert expected in printed, printed
     assert "Exercise 03.1: not done" in printed
 
 
