@@ -21,17 +21,22 @@ RECORDED_AS = {"10_smaller_indexes": "09_serving", "12_remedies_across_seeds": "
 
 
 def provenance(run: Mapping[str, Any]) -> str:
-    """Where a committed reference run's figures come from: "reference run: COMMAND on MACHINE, DATE (commit C)"; a
-    command recorded before the presets moved out of benchmarks/ says where the preset is now, and one typed with
-    another notebook number than the notebook that reads it (before a renumbering or a split) says so."""
-    moved = " (that preset is now presets/reference.yaml)" if "benchmarks/presets/" in run["command"] else ""
-    typed = re.match(r"workbook run (\d\d)\b", run["command"])
-    if typed and run.get("read_as") and not run["read_as"].startswith(typed.group(1)):
-        moved += (
-            f" (typed as notebook {typed.group(1)}, before the notebooks were split and renumbered: "
-            "benchmarks/results/reference-cpu/README.md)"
-        )
-    return f"reference run: {run['command']}{moved} on {run['machine']}, {run['date']} (commit {run['commit']})"
+    """Where a committed reference run's figures come from, in one line a learner can act on: the command that runs
+    that notebook at the reference settings now, the machine, the date and the commit. The command as it was typed
+    (with its prerequisites, and a notebook number or preset path from before a renumbering) stays in
+    `reference.json`, which the line names, and the README beside it."""
+    notebook = run.get("read_as") or re.match(r"workbook run (\d\d)\b", run["command"]).group(1)
+    return (
+        f"reference run: `workbook run {notebook[:2]} -f presets/reference.yaml` on {run['machine']}, {run['date']} "
+        f"(commit {run['commit']}; the command as typed: benchmarks/results/reference-cpu/reference.json)"
+    )
+
+
+def provenance_notes(run: Mapping[str, Any]) -> str:
+    """The notes recorded with a reference run's command (its prerequisites: which run, at which commit, prepared
+    the data and models it read), without the parentheses; empty when it has none."""
+    command = run["command"]
+    return command[command.index(" (") + 2 : -1] if " (" in command and command.endswith(")") else ""
 
 
 def reference_run(notebook: str, path: str | Path = REFERENCE_FILE) -> dict[str, Any] | None:

@@ -53,6 +53,22 @@ def _full_size(by_dims):
 
 
 CLAIMS = {
+    "no_default_gain_inside_chapter_range": (
+        "01: in the committed default run, no brief run's relative-gain interval lies inside the source chapter's "
+        "+30% to +70%, nor does the full recipe's (05)",
+        lambda m: (
+            not any(
+                0.30 <= row["ci95_diff"][0] / row["base_ndcg@10"] and row["ci95_diff"][1] / row["base_ndcg@10"] <= 0.70
+                for row in [
+                    *(r for r in m["01_why_finetune"]["measured"].values() if "ci95_diff" in r),
+                    {
+                        "ci95_diff": m["05_evaluation"]["ci95_ndcg@10_diff"],
+                        "base_ndcg@10": m["05_evaluation"]["base_ndcg@10"],
+                    },
+                ]
+            )
+        ),
+    ),
     "default_real_pairs_below_base": (
         "13: in the committed default run, real pairs (a few dozen, 16 steps, one seed) scored below the base model "
         "on test (interval below 0)",

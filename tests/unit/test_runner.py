@@ -237,14 +237,15 @@ def test_reference_run_records_finished_notebooks_with_provenance(tmp_path):
     recorded = reference_run("13_synthetic_pairs", path)
     assert recorded["metrics"] == {"kept": 400} and recorded["date"] == "2026-12-05" and recorded["seconds"] == 1200.0
     assert provenance_line(recorded) == (
-        "reference run: workbook run 13 -f presets/reference.yaml on 2-core EPYC, 2026-12-05 (commit abc1234)"
+        "reference run: `workbook run 13 -f presets/reference.yaml` on 2-core EPYC, 2026-12-05 (commit abc1234; "
+        "the command as typed: benchmarks/results/reference-cpu/reference.json)"
     )  # the line every notebook prints above its figures
     typed_before = {**finished, "notebook": "09_serving", "metrics": {"matryoshka_vs_mnrl": {}}}
     add_to_reference([typed_before], {**provenance, "command": "workbook run 09 -f presets/reference.yaml"}, path)
     half = reference_run("10_smaller_indexes", path)  # a split half without a record reads the notebook it came from
     assert half["metrics"] == {"matryoshka_vs_mnrl": {}} and half["read_as"] == "10_smaller_indexes"
-    assert "(typed as notebook 09, before the notebooks were split and renumbered" in provenance_line(half)
-    assert "typed as" not in provenance_line(reference_run("09_serving", path))
+    assert "`workbook run 10 -f presets/reference.yaml`" in provenance_line(half)  # typed as 09: the number now
+    assert "`workbook run 09 -f" in provenance_line(reference_run("09_serving", path))
     assert reference_run("12_remedies_across_seeds", path) is None  # neither it nor 11_forgetting_and_merging recorded
     add_to_reference([{**finished, "notebook": "07_decision"}], {**provenance, "date": "2026-12-06"}, path)
     assert reference_run("13_synthetic_pairs", path)["date"] == "2026-12-05"  # notebooks recorded before are kept
@@ -433,20 +434,22 @@ def test_reranking_line_gives_the_chosen_k_and_the_fusion_when_measured():
     assert reranking_line({"rerank": {}}) is None
 
 
-def test_provenance_says_where_a_moved_preset_is_now():
-    from helpers.committed_runs import provenance
+def test_provenance_gives_the_command_to_type_now_and_where_the_typed_one_is_kept():
+    from helpers.committed_runs import provenance, provenance_notes
 
     old = {
-        "command": "workbook run 10 -f benchmarks/presets/reference.yaml",
+        "command": "workbook run 10 -f benchmarks/presets/reference.yaml -p work_dir runs/ref/work (a long note)",
         "machine": "EPYC",
         "date": "2026-12-05",
         "commit": "abc",
+        "read_as": "12_remedies_across_seeds",  # typed as notebook 10 before a renumbering
     }
     assert provenance(old) == (
-        "reference run: workbook run 10 -f benchmarks/presets/reference.yaml (that preset is now "
-        "presets/reference.yaml) on EPYC, 2026-12-05 (commit abc)"
+        "reference run: `workbook run 12 -f presets/reference.yaml` on EPYC, 2026-12-05 "
+        "(commit abc; the command as typed: benchmarks/results/reference-cpu/reference.json)"
     )
-    assert "now" not in provenance({**old, "command": "workbook run 10 -f presets/reference.yaml"})
+    assert "workbook run 10 -f" in provenance({key: value for key, value in old.items() if key != "read_as"})
+    assert provenance_notes(old) == "a long note" and provenance_notes({**old, "command": "workbook run 10"}) == ""
 
 
 def test_architectures_line_pairs_scores_of_one_pipeline_and_labels_an_older_run():
