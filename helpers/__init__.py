@@ -10,6 +10,7 @@ from .progress import silence_widget_bars_in_batch_runs
 # 4.7 GB with the same metrics and about the same time (docs/troubleshooting.md). Set before the first kernel is built,
 # so importing the helpers first is enough; a value the user set is kept.
 ONEDNN_CACHE_VARIABLE, ONEDNN_CACHE_CAPACITY = "ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16"
-os.environ.setdefault(ONEDNN_CACHE_VARIABLE, ONEDNN_CACHE_CAPACITY)
+if "DNNL_PRIMITIVE_CACHE_CAPACITY" not in os.environ:  # oneDNN's older name for it, which the new one would override
+    os.environ.setdefault(ONEDNN_CACHE_VARIABLE, ONEDNN_CACHE_CAPACITY)
 
 silence_widget_bars_in_batch_runs()  # an executed copy keeps no frozen progress bar (see progress.py)

@@ -22,13 +22,16 @@ RECORDED_AS = {"10_smaller_indexes": "09_serving", "12_remedies_across_seeds": "
 
 def provenance(run: Mapping[str, Any]) -> str:
     """Where a committed reference run's figures come from, in one line a learner can act on: the command that runs
-    that notebook at the reference settings now, the machine, the date and the commit. The command as it was typed
-    (with its prerequisites, and a notebook number or preset path from before a renumbering) stays in
-    `reference.json`, which the line names, and the README beside it."""
-    notebook = run.get("read_as") or re.match(r"workbook run (\d\d)\b", run["command"]).group(1)
+    that notebook at the reference settings now, the machine, the date, the commit and the prerequisites recorded
+    with it (`provenance_notes`). The command as it was typed (a notebook number or preset path from before a
+    renumbering) stays in `reference.json`, which the line names; a record whose notebook cannot be told shows it."""
+    typed = re.match(r"workbook run (\d\d)\b", run["command"])
+    notebook = run.get("read_as") or (typed.group(1) if typed else "")
+    command = f"workbook run {notebook[:2]} -f presets/reference.yaml" if notebook else run["command"]
+    notes = f"; prerequisites, as recorded: {provenance_notes(run)}" if provenance_notes(run) else ""
     return (
-        f"reference run: `workbook run {notebook[:2]} -f presets/reference.yaml` on {run['machine']}, {run['date']} "
-        f"(commit {run['commit']}; the command as typed: benchmarks/results/reference-cpu/reference.json)"
+        f"reference run: `{command}` on {run['machine']}, {run['date']} "
+        f"(commit {run['commit']}; the command as typed: benchmarks/results/reference-cpu/reference.json{notes})"
     )
 
 

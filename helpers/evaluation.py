@@ -112,12 +112,13 @@ def ndcg_per_query(
 
 def evaluator_ndcg_per_query(evaluator: Any, model: Any) -> np.ndarray:
     """Per-query NDCG@10 of `model` on the queries and corpus of a sentence-transformers
-    `InformationRetrievalEvaluator` (in its query order): the evaluator's mean, query by query, for paired intervals."""
-    queries, corpus = (
-        dict(zip(evaluator.queries_ids, evaluator.queries)),
-        dict(zip(evaluator.corpus_ids, evaluator.corpus)),
-    )
-    qrels = {query_id: {doc_id: 1 for doc_id in docs} for query_id, docs in evaluator.relevant_docs.items()}
+    `InformationRetrievalEvaluator`, in its query order (the queries it scores: those with a relevant document): the
+    evaluator's mean, query by query, for paired intervals. The evaluator's prompts and `truncate_dim` are not used."""
+    queries = dict(zip(evaluator.queries_ids, evaluator.queries))
+    corpus = dict(zip(evaluator.corpus_ids, evaluator.corpus))
+    qrels = {
+        query_id: {doc_id: 1 for doc_id in evaluator.relevant_docs[query_id]} for query_id in evaluator.queries_ids
+    }
     return per_query_scores(qrels, retrieve(model, queries, corpus), ["ndcg@10"])["ndcg@10"]
 
 

@@ -174,9 +174,9 @@ def test_an_evaluators_ndcg_per_query_averages_to_its_own_score(base_model):
     from helpers.evaluation import evaluator_ndcg_per_query
 
     corpus = {"d1": "Fracture of the femur", "d2": "Type 2 diabetes mellitus", "d3": "Acute bronchitis"}
-    queries = {"q2": "adult-onset diabetes", "q1": "broken thigh bone", "q3": "acute bronchitis"}
-    relevant = {"q1": {"d1"}, "q2": {"d2"}, "q3": {"d1"}}  # q3's judged answer is not the text it matches
+    queries = {"q3": "acute bronchitis", "q2": "adult-onset diabetes", "q1": "broken thigh bone"}
+    relevant = {"q1": {"d1"}, "q2": {"d2"}, "q3": {"d1"}, "q9": {"d3"}}  # q3's judged answer is not the text it matches
     evaluator = InformationRetrievalEvaluator(queries, corpus, relevant, ndcg_at_k=[10], name="dev", write_csv=False)
     scores = evaluator_ndcg_per_query(evaluator, base_model)
-    assert len(scores) == 3 and scores[2] < 1  # in the evaluator's query order: q3 last
+    assert len(scores) == 3 and scores[0] < 1  # the evaluator's queries in its order (q3 first), q9 not among them
     assert scores.mean() == pytest.approx(evaluator(base_model)["dev_cosine_ndcg@10"], abs=1e-6)

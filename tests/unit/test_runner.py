@@ -446,8 +446,10 @@ def test_provenance_gives_the_command_to_type_now_and_where_the_typed_one_is_kep
     }
     assert provenance(old) == (
         "reference run: `workbook run 12 -f presets/reference.yaml` on EPYC, 2026-12-05 "
-        "(commit abc; the command as typed: benchmarks/results/reference-cpu/reference.json)"
+        "(commit abc; the command as typed: benchmarks/results/reference-cpu/reference.json; prerequisites, as "
+        "recorded: a long note)"
     )
+    assert "`make reference`" in provenance({**old, "command": "make reference", "read_as": ""})  # shown as typed
     assert "workbook run 10 -f" in provenance({key: value for key, value in old.items() if key != "read_as"})
     assert provenance_notes(old) == "a long note" and provenance_notes({**old, "command": "workbook run 10"}) == ""
 
