@@ -310,6 +310,24 @@ OUT_OF_DOMAIN = ("HPO lay phrases", "construction-law FAQ", "STS Benchmark (Spea
 
 # claims about the reference run: each names the comparison it rests on, whose verdict comes from its interval
 REFERENCE_CLAIMS = {
+    "reference_chapter_range_hpo_inside_others_below": (
+        "01: in the reference run, HPO's relative-gain interval lies inside the chapter's +30% to +70%, the legal "
+        "FAQ's and ICD-10-CM's brief runs' below it",
+        lambda m: (
+            lambda ends: (
+                0.30 <= ends["hpo"][0]
+                and ends["hpo"][1] <= 0.70
+                and ends["zaragoza"][1] < 0.30
+                and ends["icd10cm"][1] < 0.30
+            )
+        )(
+            {
+                d: [x / r["base_ndcg@10"] for x in r["ci95_diff"]]
+                for d, r in m["01_why_finetune"]["measured"].items()
+                if "ci95_diff" in r
+            }
+        ),
+    ),
     "reference_icd_brief_cant_tell": (
         "01: in the reference run, a brief run on every ICD-10-CM training query of the compact set (about 1,000 pairs) can't tell a gain",
         lambda m: (
