@@ -115,11 +115,8 @@ def evaluator_ndcg_per_query(evaluator: Any, model: Any) -> np.ndarray:
     `InformationRetrievalEvaluator`, in its query order (the queries it scores: those with a relevant document): the
     evaluator's mean, query by query, for paired intervals. The evaluator's prompts and `truncate_dim` are not used."""
     queries = dict(zip(evaluator.queries_ids, evaluator.queries))
-    corpus = dict(zip(evaluator.corpus_ids, evaluator.corpus))
-    qrels = {
-        query_id: {doc_id: 1 for doc_id in evaluator.relevant_docs[query_id]} for query_id in evaluator.queries_ids
-    }
-    return per_query_scores(qrels, retrieve(model, queries, corpus), ["ndcg@10"])["ndcg@10"]
+    qrels = {query_id: dict.fromkeys(evaluator.relevant_docs[query_id], 1) for query_id in evaluator.queries_ids}
+    return ndcg_per_query(model, queries, dict(zip(evaluator.corpus_ids, evaluator.corpus)), qrels)
 
 
 # metric name (as this workbook writes it, e.g. "ndcg@10") -> trec_eval's measure computed with a cutoff

@@ -16,14 +16,14 @@ from typing import Any
 from .environment import temporary_environment
 
 BATCH_RUN_ENVIRONMENT = "WORKBOOK_EXECUTED"
-STARTED = time.monotonic()  # when this process first imported the helpers: a notebook's first cell
+STARTED = time.monotonic()  # when this process first imported the helpers: in a notebook, the cell after its parameters
 
 
 def elapsed_line(now: float | None = None) -> str:
-    """How long this process has run since it imported the helpers: in a notebook, from its first cell to here
-    (the kernel's start, a few seconds, not included). `workbook run` notebooks print it when they write metrics."""
+    """How long this process has run since it imported the helpers: in a notebook, from the cell after its parameters
+    to here (the kernel's start, a few seconds, not included). `workbook run` notebooks print it when they write metrics."""
     seconds = (time.monotonic() if now is None else now) - STARTED
-    return f"this notebook has run {seconds / 60:.1f} minutes ({seconds:.0f} s) from its first cell to here"
+    return f"this notebook has run {seconds / 60:.1f} minutes ({seconds:.0f} s) since it imported the helpers"
 
 
 def batch_run_environment() -> dict[str, str]:

@@ -100,5 +100,5 @@ def test_importing_the_helpers_caps_onednns_kernel_cache_unless_the_user_set_it(
 
 def test_the_elapsed_line_counts_from_the_helpers_import():
     assert progress.elapsed_line(progress.STARTED + 95) == (
-        "this notebook has run 1.6 minutes (95 s) from its first cell to here"
+        "this notebook has run 1.6 minutes (95 s) since it imported the helpers"
     )
