@@ -9,7 +9,7 @@ a CPU that computes bf16 natively) in alternating rounds; the last line is `rati
 documents/s of bf16 over fp32's, with the smallest cosine between a text's two embeddings.
 
 `--prepared` reads the corpus notebook 03 wrote instead of building the data set (a machine without the data
-packages, such as a lent GPU, needs only that file); `--out` writes the figures as JSON (notebook 15 projects
+packages, such as a lent GPU, needs only that file); `--out` writes the figures as JSON (notebook 16 projects
 reindexing times on a GPU from such a file).
 """
 

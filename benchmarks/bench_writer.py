@@ -1,4 +1,4 @@
-"""The one writer's rate (documents/s) as the table grows: notebook 15's projection caps every reindex by it.
+"""The one writer's rate (documents/s) as the table grows: notebook 16's projection caps every reindex by it.
 
     python benchmarks/bench_writer.py [--sizes 10000 100000 1000000] [--batches 20] [--batch-size 128] [--out F]
 
@@ -6,7 +6,7 @@ For each size, a LanceDB table is filled with that many rows of the index's sche
 dimensions), then `--batches` batches of new rows are upserted by id, one commit each, exactly as
 `ray_sync_index`'s driver writes them; then the same on a second table of that size with a scalar index on `id`
 (built after filling, so the new rows are not in it). The figure is the rows of those batches over their seconds.
-Without an index an upsert scans every id in the table, so its rate falls as the table grows; notebook 15 timed
+Without an index an upsert scans every id in the table, so its rate falls as the table grows; notebook 16 timed
 the writer on tables of a couple of thousand rows.
 """
 

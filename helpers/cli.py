@@ -1,5 +1,5 @@
 """The `workbook` command: list the notebooks' parameters, run notebooks with papermill, write the learners'
-copies of the exercises and check a learner's notebook; and the two scale-out tools of notebooks 14 and 15,
+copies of the exercises and check a learner's notebook; and the two scale-out tools of notebooks 15 and 16,
 notebook 04's recipe on several processes (`train-ddp`) and the reindex on a Ray cluster (`reindex-ray`)."""
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     reference.set_defaults(handler=command_reference)
     ddp = commands.add_parser(
         "train-ddp",
-        help="notebook 04's recipe on several processes with PyTorch's launcher (torchrun); notebook 14",
+        help="notebook 04's recipe on several processes with PyTorch's launcher (torchrun); notebook 15",
         description="Runs `python -m torch.distributed.run --standalone --nproc_per_node=N -m helpers.distributed ARGS`. "
         "The script's arguments follow `--`: --data (a folder notebook 03 prepared) and --out are required; "
         "see `python -m helpers.distributed --help`. Notebook 05 evaluates the model it saves: "
@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     ddp.set_defaults(handler=command_train_ddp)
     reindex = commands.add_parser(
         "reindex-ray",
-        help="reindex a corpus into LanceDB on Ray workers and switch the live alias once verified; notebook 15",
+        help="reindex a corpus into LanceDB on Ray workers and switch the live alias once verified; notebook 16",
     )
     reindex.add_argument("--data", required=True, help="a folder notebook 03 prepared (its corpus.jsonl is indexed)")
     reindex.add_argument("--store", required=True, help="the LanceDB store: a folder, or any URI lancedb accepts")

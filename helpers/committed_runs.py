@@ -16,8 +16,14 @@ DEFAULT_SUMMARY = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 PROVENANCE_KEYS = ("command", "machine", "date", "commit")
 
 
-# a half of a notebook split on 2026-12-06 reads the record of the notebook it came from until it has its own
-RECORDED_AS = {"10_smaller_indexes": "09_serving", "12_remedies_across_seeds": "11_forgetting_and_merging"}
+# a half of a split notebook reads the record of the notebook it came from until it has its own (09 and 11 were split
+# on 2026-12-06; 04's batch-size and precision sections became notebook 14 on 2026-12-06, and scale-out moved to 15)
+RECORDED_AS = {
+    "10_smaller_indexes": "09_serving",
+    "12_remedies_across_seeds": "11_forgetting_and_merging",
+    "14_batch_size_and_precision": "04_training",
+    "15_scaling_out": "14_scaling_out",
+}
 
 
 def provenance(run: Mapping[str, Any]) -> str:
@@ -168,7 +174,7 @@ _OFF_THE_SHELF = (
 
 
 def batch_sweep_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Notebook 04's batch-size sweep from its `metrics`, one row per batch size (smallest first): the steps of a
+    """Notebook 14's batch-size sweep from its `metrics`, one row per batch size (smallest first): the steps of a
     run, the dev NDCG@10 of each training seed and their mean, and the off-the-shelf model's dev score beside them."""
     rows = []
     for batch in sorted(metrics["batch_size_sweep"], key=int):
@@ -242,21 +248,21 @@ _REINDEX_RATES = (
         lambda m: m["parameters"]["throughput_documents"],
     ),
     (
-        "15_ray_reindexing",
+        "16_ray_reindexing",
         "the same pipeline, one process, beside a running Ray",
         "off the shelf",
         lambda m: m["ray"]["single_process"]["docs_per_s"],
         lambda m: m["ray"]["documents"],
     ),
     (
-        "15_ray_reindexing",
+        "16_ray_reindexing",
         "encoding only, one Ray worker on one core (of 2 running)",
         "off the shelf",
         lambda m: m["projection"]["cpu_docs_per_s_per_worker"],
         lambda m: m["ray"]["documents"],
     ),
     (
-        "15_ray_reindexing",
+        "16_ray_reindexing",
         "the Ray pipeline end to end, 2 workers (start-up included)",
         "off the shelf",
         lambda m: m["ray"]["workers"]["2"]["docs_per_s"],

@@ -1,4 +1,4 @@
-"""Notebook 04's recipe on several processes with PyTorch DDP, started by an existing launcher (notebook 14).
+"""Notebook 04's recipe on several processes with PyTorch DDP, started by an existing launcher (notebook 15).
 
     python -m torch.distributed.run --nproc_per_node 2 -m helpers.distributed --data DIR --out DIR
 
@@ -13,7 +13,7 @@ process's candidates; with `--gather` it is then a false negative (`false_negati
 
 `--check-gathered-loss FILE` does no training: each process takes its half of the anchors, positives and negatives
 saved in FILE and computes sentence-transformers' MNRL with `gather_across_devices=True`; rank 0 writes every
-process's loss to FILE.json (notebook 14 compares them with its own by hand).
+process's loss to FILE.json (notebook 15 compares them with its own by hand).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Notebook 08's reindex as a Ray Data pipeline: the same guarantees, with the embedding spread over workers
-(notebook 15). Ray runs locally (`ray.init(num_cpus=...)`) or joins a cluster given its address; the code is the
+(notebook 16). Ray runs locally (`ray.init(num_cpus=...)`) or joins a cluster given its address; the code is the
 same.
 
 The pipeline: the driver plans what to embed as `indexing.sync_index` does (new, changed, or embedded by another

@@ -9,7 +9,6 @@ from typing import Any
 
 from .intervals import interval_verdict
 
-
 # the comparisons that answer notebook 13's two questions (its metrics hold more)
 SYNTHETIC_PAIRS_ANSWERS = (
     "test: synthetic - real",
@@ -67,7 +66,7 @@ def brief_runs_line(metrics: Mapping[str, Any]) -> str | None:
 
 
 def batch_sweep_line(metrics: Mapping[str, Any]) -> str | None:
-    """Notebook 04's batch-size sweep: dev NDCG@10 per batch size (mean over seeds) and the largest minus the smallest."""
+    """Notebook 14's sweep (04's record in the reference run): dev NDCG@10 by batch size, largest minus smallest."""
     comparison = metrics.get("batch_size_sweep_comparison")
     if not comparison:
         return None
@@ -77,7 +76,7 @@ def batch_sweep_line(metrics: Mapping[str, Any]) -> str | None:
     )
     low, high = comparison["ci"]
     return (
-        f"Notebook 04, batch-size sweep on {metrics['precision_comparison']['examples']:,} examples, {len(metrics['sweep_seeds'])} "
+        f"Notebook 14, batch-size sweep on {metrics['precision_comparison']['examples']:,} examples, {len(metrics['sweep_seeds'])} "
         f"training seed(s), dev NDCG@10 (off the shelf {metrics['base_dev_ndcg@10']:.3f}): {scores}; {comparison['comparison']} "
         f"{comparison['mean difference']:+.3f} [{low:+.3f}, {high:+.3f}] ({interval_verdict((low, high))})."
     )
@@ -109,13 +108,13 @@ def matryoshka_line(metrics: Mapping[str, Any]) -> str | None:
 
 
 def scale_out_line(metrics: Mapping[str, Any]) -> str | None:
-    """Notebook 14's distributed runs against one process at the same effective batch."""
+    """Notebook 15's distributed runs against one process at the same effective batch."""
     rows = metrics.get("dev_minus_one_process")
     if not rows or "training_seeds" not in metrics:
         return None
     cells = _comparisons((name, row) for name, row in rows.items() if "killed" not in name)
     return (
-        f"Notebook 14, {metrics['processes']}-process DDP against one process at the same effective batch, "
+        f"Notebook 15, {metrics['processes']}-process DDP against one process at the same effective batch, "
         f"{len(metrics['training_seeds'])} training seed(s), dev NDCG@10 ({metrics['dev_queries']} queries): {cells}."
     )
 
@@ -262,7 +261,7 @@ def merging_line(metrics: Mapping[str, Any]) -> str | None:
 
 
 def scaling_line(metrics: Mapping[str, Any]) -> str | None:
-    """Notebook 14 in the default run: the DDP runs against one process."""
+    """Notebook 15 in the default run: the DDP runs against one process."""
     rows = metrics.get("dev_minus_one_process")
     if not rows or not _has(metrics, "processes", "dev_queries"):
         return None
@@ -272,7 +271,7 @@ def scaling_line(metrics: Mapping[str, Any]) -> str | None:
         if name != "base" and "killed" not in name
     )
     return (
-        f"Notebook 14, scale-out training: {metrics['processes']}-process DDP on CPU (gloo), dev NDCG@10 against one process at "
+        f"Notebook 15, scale-out training: {metrics['processes']}-process DDP on CPU (gloo), dev NDCG@10 against one process at "
         f"the same effective batch ({metrics['dev_queries']} queries): {runs}."
     )
 
@@ -306,7 +305,7 @@ def _fusion_clause(fusion: Mapping[str, Any] | None) -> str:
 
 
 def ray_line(metrics: Mapping[str, Any]) -> str | None:
-    """Notebook 15 in the default run: the Ray reindex's rates, per CPU worker and for the one writer."""
+    """Notebook 16 in the default run: the Ray reindex's rates, per CPU worker and for the one writer."""
     projection = metrics.get("projection")
     if (
         not projection
@@ -315,7 +314,7 @@ def ray_line(metrics: Mapping[str, Any]) -> str | None:
     ):
         return None
     return (
-        f"Notebook 15, scale-out reindex: Ray Data, {projection['cpu_docs_per_s_per_worker']:.0f} documents/s per CPU worker "
+        f"Notebook 16, scale-out reindex: Ray Data, {projection['cpu_docs_per_s_per_worker']:.0f} documents/s per CPU worker "
         f"(encoding only), one writer {projection['writer_docs_per_s']:,.0f} documents/s on a table of "
         f"{metrics['ray']['documents']:,} rows."
     )
@@ -333,8 +332,9 @@ LINES = {
     "11_forgetting_and_merging": merging_line,
     "12_remedies_across_seeds": forgetting_line,
     "13_synthetic_pairs": synthetic_pairs_line,
-    "14_scaling_out": scaling_line,
-    "15_ray_reindexing": ray_line,
+    "14_batch_size_and_precision": batch_sweep_line,
+    "15_scaling_out": scaling_line,
+    "16_ray_reindexing": ray_line,
 }
 
 
@@ -346,5 +346,5 @@ REFERENCE_LINES = {
     "07_decision": learning_curve_line,
     "09_serving": matryoshka_line,
     "11_forgetting_and_merging": forgetting_line,
-    "14_scaling_out": scale_out_line,
+    "14_scaling_out": scale_out_line,  # notebook 15 now (its record keeps the name it was run under)
 }

@@ -2,9 +2,9 @@
 
 Notebook 04 builds the training arguments, the loss and the trainer of its main run in its own cells: that is the
 lesson. Here: the batch sampler it uses (no text twice in a batch, texts of similar length), its dev evaluator, the
-short runs of its comparisons (`train_copy`), and its recipe (the defaults of its parameters cell) applied for
-notebooks 01 and 07, which use fine-tuning rather than teach it, and the record that lets notebook 07 reuse a run
-notebook 04 already trained with that recipe.
+short comparison runs of notebook 14 (`train_copy`), and its recipe (the defaults of its parameters cell) applied
+for notebooks 01, 07 and 14, which use fine-tuning rather than teach it, and the record that lets notebook 07 reuse a
+run it already trained with that recipe.
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def train_copy(
     precision: str | None = None,
     **changes: Any,
 ) -> tuple[Any, Any, dict[str, float]]:
-    """Train a fresh copy of `model_name` on all of `train_dataset` for notebook 04's short comparison runs: `args`
+    """Train a fresh copy of `model_name` on all of `train_dataset` for notebook 14's short comparison runs: `args`
     (the main run's arguments) changed by `changes`, with no evaluation, checkpoint, progress bar or logged loss
     after the first step. `make_loss(model)` builds the loss. `precision` (bf16, fp16, fp32) sets the copy's encoding
     precision and the trainer's mixed-precision flags; None keeps `args`' flags and encodes in `choose_precision`'s

@@ -78,14 +78,14 @@ def ensure_finetuned(
     caller_settings: Mapping[str, Any] | None = None,
 ) -> Path:
     """The folder of the model notebook 04 fine-tuned on a data set; if it is not completely in this
-    `work_dir`, notebook 04 runs now (without its batch-size sweep), at the calling notebook's scale."""
+    `work_dir`, notebook 04 runs now, at the calling notebook's scale."""
     final = finetuned_dir(work_dir, dataset) / "final"
     if problem := incomplete(final):
         parameters, scale = prerequisite_parameters("04_training", caller, caller_settings)
         _run_prerequisite(
             "04_training",
             work_dir,
-            {**parameters, "dataset": dataset, "model": model, "sweep_batch_sizes": []},
+            {**parameters, "dataset": dataset, "model": model},
             final,
             problem,
             scale,
@@ -102,7 +102,7 @@ def finetuned_with_seed(
     caller_settings: Mapping[str, Any] | None = None,
 ) -> Path:
     """Notebook 04's model trained with training seed `seed` (for notebooks that compare fine-tunes across seeds),
-    into `work_dir`/seeds/seed-`seed` (notebook 04 without its sweep, at the caller's scale) when not complete there;
+    into `work_dir`/seeds/seed-`seed` (notebook 04 at the caller's scale) when not complete there;
     that folder links to `work_dir`'s prepared data and embedding cache: nothing is prepared or encoded twice."""
     seed_dir = Path(work_dir).resolve() / "seeds" / f"seed-{seed}"
     seed_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +119,7 @@ def finetuned_with_seed(
         _run_prerequisite(
             "04_training",
             seed_dir,
-            {**parameters, "dataset": dataset, "model": model, "sweep_batch_sizes": [], "seed": seed},
+            {**parameters, "dataset": dataset, "model": model, "seed": seed},
             final,
             problem,
             scale,

@@ -20,7 +20,7 @@ PAPERMILL = [sys.executable, "-m", "papermill"]
     [
         ("04_training", "epochs", "two", "epochs='two' must be a number > 0"),
         (
-            "04_training",
+            "14_batch_size_and_precision",
             "sweep_batch_sizes",
             "[16, 1]",
             "sweep_batch_sizes='[16, 1]' must be a list, each item an integer ≥ 2",

@@ -19,7 +19,7 @@ from helpers.decision import RECOMMENDATIONS
 from helpers.exercises import checked_exercises, write_learner_copies
 from helpers.intervals import interval_verdict
 from helpers.committed_runs import committed_default_run
-from helpers.training import recipe, recipe_arguments
+from helpers.training import read_recipe_record, recipe, recipe_arguments
 from helpers.workbook import incomplete, list_notebooks, load_preset, run_notebook
 
 pytestmark = pytest.mark.notebooks
@@ -163,29 +163,10 @@ def test_04_training(smoke_run):
     assert metrics["reload_max_difference"] < 1e-5
     curve = metrics["dev_curve"]
     assert curve["step"][0] == 0 and curve["step"][-1] == 6 and curve["ndcg@10"][-1] == metrics["finetuned_dev_ndcg@10"]
-    assert (
-        set(metrics["batch_size_sweep"]) == {"8", "16"} and metrics["sweep_steps"]["16"] < metrics["sweep_steps"]["8"]
-    )
     assert 0 <= metrics["padding_share"]["length-grouped"] < metrics["padding_share"]["random batches"] < 1
-    sweep = metrics["batch_size_sweep_comparison"]  # the largest batch minus the smallest, read by one rule
-    assert sweep["comparison"] == "batch 16 minus batch 8" and sweep["seeds"] == [42]
-    assert sweep["ci"][0] - 1e-4 <= sweep["mean difference"] <= sweep["ci"][1] + 1e-4
-    assert sweep["mean difference"] == pytest.approx(
-        metrics["batch_size_sweep"]["16"] - metrics["batch_size_sweep"]["8"], abs=1e-9
-    )
-    expected = interval_verdict(
-        sweep["ci"], above="the larger batch scored higher", below="the larger batch scored lower"
-    )
-    assert sweep["verdict"] == expected
     final = Path(metrics["model_dir"])
     assert (final / "model.safetensors").exists()
     assert json.loads((final / "training.json").read_text())["train_examples"] == 48
-    # section 8: the smoke run pins fp32 (WORKBOOK_PRECISION), and compares bf16 with it at equal settings
-    comparison = metrics["precision_comparison"]
-    assert metrics["numeric_precision"] == "fp32" and comparison["arms"] == ["bf16", "fp32"]
-    assert comparison["ci"][0] <= comparison["difference"] <= comparison["ci"][1]
-    assert 0 < comparison["bf16_matmul_max_error"] < 0.02  # three significant digits, not none
-    assert all(row["training examples/s"] > 0 and row["encoding texts/s"] > 0 for row in comparison["by_arm"].values())
 
 
 def test_04_builds_the_arguments_that_notebooks_01_and_07_train_with(smoke_run, tmp_path):
@@ -206,7 +187,7 @@ def test_04_resumes_an_interrupted_run_from_its_last_checkpoint(smoke_run):
     out, _ = smoke_run
     notebook = next(path for path in list_notebooks() if path.stem == "04_training")
     shutil.copytree(out / "work", out / "resume-work")  # the other notebooks' model stays as the smoke run left it
-    parameters = {**SMOKE["04_training"], "max_steps": 9, "resume": True, "eval_steps": 0, "sweep_batch_sizes": []}
+    parameters = {**SMOKE["04_training"], "max_steps": 9, "resume": True, "eval_steps": 0}
     result = run_notebook(notebook, out / "resumed", parameters, out / "resume-work")
     assert result.status == "ok", result.error
     assert result.metrics["steps"] == 9  # continued from checkpoint-6 of the smoke run, not from step 0
@@ -312,9 +293,9 @@ def test_07_decision(smoke_run):
     assert metrics["recommendation"] in RECOMMENDATIONS and metrics["seed_recommendation"] in RECOMMENDATIONS
     curve = metrics["learning_curve"]
     assert curve["examples"] == [8, 16, 32, 48]  # the smoke curve sizes, then notebook 04's 48 examples
-    assert curve["trained_by_04"] == [
-        32
-    ]  # 04's sweep ran the smoke recipe (batch 16) on 32 examples: scored, not retrained
+    assert curve["reused_saved_runs"] == []  # a first run trains every point, and saves it for the next run
+    saved = smoke_run[0] / "work" / "models" / "icd10cm" / "recipe-runs"
+    assert all(read_recipe_record(saved / f"{size}-seed42")["train_examples"] == size for size in (8, 16, 32))
     assert curve["seeds"] == [42]  # one training seed by default: notebook 04's
     # the committed reference curve was measured on all 7,598 triplets: the smoke run's 48 decide from their own curve
     assert (
@@ -733,8 +714,33 @@ def test_a_wrong_answer_is_reported_as_failed(smoke_run, learner_work, tmp_path,
     assert "Exercise 03.1: not done" in printed
 
 
-def test_14_scaling_out(smoke_run):
-    metrics = metrics_of(smoke_run, "14_scaling_out")
+def test_14_batch_size_and_precision(smoke_run):
+    metrics = metrics_of(smoke_run, "14_batch_size_and_precision")
+    assert metrics["recipe"] == recipe()  # notebook 04's recipe at its defaults, whatever 04 ran with
+    assert (
+        set(metrics["batch_size_sweep"]) == {"8", "16"} and metrics["sweep_steps"]["16"] < metrics["sweep_steps"]["8"]
+    )
+    sweep = metrics["batch_size_sweep_comparison"]  # the largest batch minus the smallest, read by one rule
+    assert sweep["comparison"] == "batch 16 minus batch 8" and sweep["seeds"] == [42]
+    assert sweep["ci"][0] - 1e-4 <= sweep["mean difference"] <= sweep["ci"][1] + 1e-4
+    assert sweep["mean difference"] == pytest.approx(
+        metrics["batch_size_sweep"]["16"] - metrics["batch_size_sweep"]["8"], abs=1e-9
+    )
+    expected = interval_verdict(
+        sweep["ci"], above="the larger batch scored higher", below="the larger batch scored lower"
+    )
+    assert sweep["verdict"] == expected
+    # section 2: the smoke run pins fp32 (WORKBOOK_PRECISION), and compares bf16 with it at equal settings
+    comparison = metrics["precision_comparison"]
+    assert metrics["numeric_precision"] == "fp32" and comparison["arms"] == ["bf16", "fp32"]
+    assert comparison["examples"] == 32 and comparison["ci"][0] <= comparison["difference"] <= comparison["ci"][1]
+    assert 0 < comparison["bf16_matmul_max_error"] < 0.02  # three significant digits, not none
+    assert all(row["training examples/s"] > 0 and row["encoding texts/s"] > 0 for row in comparison["by_arm"].values())
+    assert figure(smoke_run, "14_batch_size_and_precision", "batch_size_sweep.png") > 10_000
+
+
+def test_15_scaling_out(smoke_run):
+    metrics = metrics_of(smoke_run, "15_scaling_out")
     by_hand = metrics["by_hand"]
     assert by_hand["library_max_difference"] < 1e-5  # our MNRL equals the library's
     assert by_hand["negatives"] == {"one_process": 15, "own": 7, "gathered": 15}  # 2 x 4 triplets
@@ -770,11 +776,11 @@ def test_14_scaling_out(smoke_run):
     for name, row in metrics["dev_minus_one_process"].items():
         assert row["ci"][0] <= row["difference"] <= row["ci"][1], name
         assert row["seeds"] == 1, name
-    assert figure(smoke_run, "14_scaling_out", "ddp_runs.png") > 10_000
+    assert figure(smoke_run, "15_scaling_out", "ddp_runs.png") > 10_000
 
 
-def test_15_ray_reindexing(smoke_run):
-    metrics = metrics_of(smoke_run, "15_ray_reindexing")
+def test_16_ray_reindexing(smoke_run):
+    metrics = metrics_of(smoke_run, "16_ray_reindexing")
     ray = metrics["ray"]
     assert ray["address"] is None and ray["resources"]["CPU"] >= 1 and ray["documents"] == 300
     assert ray["workers"]["2"]["embedded"] == 300 and len(ray["workers"]["2"]["docs_per_worker"]) == 2

@@ -75,10 +75,8 @@ def test_pairs_without_negatives_get_mined_ones_and_train_in_notebook_04(tmp_pat
             "eval_steps": 0,
             "save_steps": 0,
             "dev_corpus_size": 100,
-            "sweep_batch_sizes": "[]",
-            "sweep_examples": 32,
         },
-    )  # section 8 trains 2 runs on these
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     trained = json.loads((tmp_path / "04_training" / "metrics.json").read_text())
     assert trained["train_examples"] == 48 and trained["finetuned_dev_ndcg@10"] > 0

@@ -130,10 +130,10 @@ CLAIMS = {
     "ray_worker_and_startup": (
         "08/15: a one-core Ray worker encodes at under 3/4 of one process's pipeline rate; two workers end to end are slower than one worker's encoding",
         lambda m: (
-            m["15_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]
-            < 0.75 * m["15_ray_reindexing"]["ray"]["single_process"]["docs_per_s"]
-            and m["15_ray_reindexing"]["ray"]["workers"]["2"]["docs_per_s"]
-            < m["15_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]
+            m["16_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]
+            < 0.75 * m["16_ray_reindexing"]["ray"]["single_process"]["docs_per_s"]
+            and m["16_ray_reindexing"]["ray"]["workers"]["2"]["docs_per_s"]
+            < m["16_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]
         ),
     ),
     "brief_run_breaks_some_queries": (
@@ -241,10 +241,10 @@ CLAIMS = {
         lambda m: m["13_synthetic_pairs"]["round_trip_pass"]["real"] < 0.9,
     ),
     "one_writer_caps_eight_gpus": (
-        "15: eight of the measured GPUs embed faster than the one writer commits, so the one-writer hours stop falling",
+        "16: eight of the measured GPUs embed faster than the one writer commits, so the one-writer hours stop falling",
         lambda m: (
-            8 * m["15_ray_reindexing"]["projection"]["gpu"]["docs_per_s"]
-            > m["15_ray_reindexing"]["projection"]["writer_docs_per_s"]
+            8 * m["16_ray_reindexing"]["projection"]["gpu"]["docs_per_s"]
+            > m["16_ray_reindexing"]["projection"]["writer_docs_per_s"]
         ),
     ),
     "slerp_close_to_linear": (
@@ -272,7 +272,7 @@ def _sweep(m):
     return m["04_training"]["batch_size_sweep_comparison"]
 
 
-def _ddp(m, name):
+def _ddp(m, name):  # notebook 15's comparison, recorded as 14_scaling_out in the reference run (before 04's split)
     row = m["14_scaling_out"]["dev_minus_one_process"][name]
     return row if row["seeds"] >= 3 else None
 
@@ -353,11 +353,11 @@ REFERENCE_CLAIMS = {
         ),
     ),
     "reference_ddp_runs_learn": (
-        "14: in the reference run, the base model scores below the one-process run (interval below 0)",
+        "15: in the reference run, the base model scores below the one-process run (interval below 0)",
         lambda m: (row := _ddp(m, "base")) is not None and row["ci"][1] < 0,
     ),
     "reference_gathering_cant_tell": (
-        "14: in the reference run, neither gathered nor own negatives can be told from one process (both intervals hold 0)",
+        "15: in the reference run, neither gathered nor own negatives can be told from one process (both intervals hold 0)",
         lambda m: (
             len(
                 names := [
@@ -371,7 +371,7 @@ REFERENCE_CLAIMS = {
         ),
     ),
     "reference_sweep_cant_tell": (
-        "04: the reference sweep cannot tell batch 128 from batch 16 (interval holds 0), though 128 scored higher with every seed",
+        "14 (04's record): the reference sweep cannot tell batch 128 from batch 16 (interval holds 0), though 128 scored higher with every seed",
         lambda m: (
             len(_sweep(m)["seeds"]) >= 3
             and _sweep(m)["ci"][0] <= 0 <= _sweep(m)["ci"][1]
@@ -384,7 +384,7 @@ REFERENCE_CLAIMS = {
         ),
     ),
     "reference_sweep_no_loss": (
-        "04: in the reference sweep, batch 128 loses at most a hair (interval low end above -0.005) with about a fifth of the steps",
+        "14 (04's record): in the reference sweep, batch 128 loses at most a hair (interval low end above -0.005) with about a fifth of the steps",
         lambda m: (
             len(_sweep(m)["seeds"]) >= 3
             and _sweep(m)["ci"][0] > -0.005

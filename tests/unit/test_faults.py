@@ -26,7 +26,7 @@ BAD_RUNS = {
     "unknown choice": (["04", "-p", "loss", "triplet"], "loss='triplet' must be one of: mnrl, cached_mnrl"),
     "None where a number is needed": (["04", "-p", "batch_size", "None"], "batch_size=None must be"),
     "a list item out of range": (
-        ["04", "-p", "sweep_batch_sizes", "[16, 1]"],
+        ["14", "-p", "sweep_batch_sizes", "[16, 1]"],
         "sweep_batch_sizes=[16, 1] must be a list, each item",
     ),
     "a list given as a number": (["07", "-p", "curve_sizes", "100"], "curve_sizes=100 must be a list"),
@@ -106,14 +106,11 @@ def test_a_learning_rate_far_outside_the_usual_range_warns():
 def test_papermill_text_is_converted_like_the_command_line():
     assert check_values(
         "04_training",
-        {
-            "sweep_batch_sizes": "[16, 32]",
-            "max_steps": "5",
-            "precision": "None",
-            "learning_rate": "1e-4",
-            "resume": "true",
-        },
-    ) == {"sweep_batch_sizes": [16, 32], "max_steps": 5, "precision": None, "learning_rate": 1e-4, "resume": True}
+        {"max_steps": "5", "precision": "None", "learning_rate": "1e-4", "resume": "true"},
+    ) == {"max_steps": 5, "precision": None, "learning_rate": 1e-4, "resume": True}
+    assert check_values("14_batch_size_and_precision", {"sweep_batch_sizes": "[16, 32]"}) == {
+        "sweep_batch_sizes": [16, 32]
+    }
 
 
 WRITER = """
@@ -283,7 +280,6 @@ def test_a_prerequisite_runs_with_the_preset_the_caller_runs_with(tmp_path, monk
         **smoke["04_training"],
         "dataset": "icd10cm",
         "model": "all-MiniLM-L6-v2",
-        "sweep_batch_sizes": [],
     }
     own = {**W.declared_defaults("04_training"), "dev_corpus_size": 300}  # the user's own values: the defaults
     W.ensure_prepared("icd10cm", tmp_path, "all-MiniLM-L6-v2", "04_training", own)
@@ -326,11 +322,11 @@ def test_a_dev_corpus_too_small_names_the_notebooks_own_parameter():
     "notebook, name",
     [
         ("01_why_finetune", "training_seeds"),
-        ("04_training", "sweep_seeds"),
+        ("14_batch_size_and_precision", "sweep_seeds"),
         ("07_decision", "curve_seeds"),
         ("10_smaller_indexes", "matryoshka_seeds"),
         ("13_synthetic_pairs", "training_seeds"),
-        ("14_scaling_out", "training_seeds"),
+        ("15_scaling_out", "training_seeds"),
     ],
 )
 def test_seed_lists_must_hold_distinct_seeds(notebook, name):

@@ -51,7 +51,7 @@ def test_a_missing_prerequisite_runs_its_notebook_with_the_defaults(tmp_path, mo
     monkeypatch.setattr(W, "run_notebook", fake_run)
     final = W.ensure_finetuned("hpo", tmp_path)
     assert final == tmp_path.resolve() / "models" / "hpo" / "final"
-    assert calls == [("04_training", {"dataset": "hpo", "model": "all-MiniLM-L6-v2", "sweep_batch_sizes": []})]
+    assert calls == [("04_training", {"dataset": "hpo", "model": "all-MiniLM-L6-v2"})]
     W.ensure_finetuned("hpo", tmp_path)
     assert len(calls) == 1, "a model already there is not trained again"
     (final / "model.safetensors").unlink()  # a model folder without its weights is trained again
@@ -81,9 +81,7 @@ def test_a_fine_tune_with_another_seed_is_trained_beside_the_data_it_shares(tmp_
     final = W.finetuned_with_seed("hpo", tmp_path, 7)
     seed_dir = tmp_path.resolve() / "seeds" / "seed-7"
     assert final == seed_dir / "models" / "hpo" / "final" and final.exists()
-    assert calls == [
-        ("04_training", {"dataset": "hpo", "model": "all-MiniLM-L6-v2", "sweep_batch_sizes": [], "seed": 7}, seed_dir)
-    ]
+    assert calls == [("04_training", {"dataset": "hpo", "model": "all-MiniLM-L6-v2", "seed": 7}, seed_dir)]
     assert (seed_dir / "data" / "hpo").is_dir() and (seed_dir / "embeddings").resolve() == (
         tmp_path / "embeddings"
     ).resolve()
@@ -311,7 +309,9 @@ def test_batch_sweep_rows_put_each_batch_size_in_numeric_order_with_its_seeds():
         (128, 6, 0.73),
     ]
     assert list(rows[0]) == ["batch size", "steps", "dev NDCG@10, mean over seeds", "seed 1", "seed 2", "off the shelf"]
-    committed = reference_run("04_training")["metrics"]  # the reference run's three seeds and three batch sizes
+    committed = reference_run("14_batch_size_and_precision")[
+        "metrics"
+    ]  # recorded as 04: three seeds, three batch sizes
     assert len(batch_sweep_rows(committed)) == len(committed["batch_size_sweep"]) >= 3
 
 
@@ -324,7 +324,7 @@ def test_reindex_rate_rows_say_what_each_rate_includes():
             "variants": {"pytorch fp32": {"docs_per_s": 250.0}},
             "parameters": {"throughput_documents": 500},
         },
-        "15_ray_reindexing": {"ray": {}},
+        "16_ray_reindexing": {"ray": {}},
     }  # keys missing: left out, not guessed
     rows = reindex_rate_rows(metrics)
     assert [(row["notebook"], row["precision"]) for row in rows] == [("07", "bf16"), ("09", "fp32")]

@@ -1,4 +1,4 @@
-"""Notebook 14's scale-out pieces: the DDP script's counts and checkpoints, the reindex projection, and the
+"""Notebook 15's scale-out pieces: the DDP script's counts and checkpoints, the reindex projection, and the
 `workbook reindex-ray` command joining a Ray cluster by its address (the notebook's smoke run covers the local
 Ray, the 2-process training runs, the killed run and the killed worker)."""
 
@@ -169,7 +169,7 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 120) ->
 def ray_cluster():
     """A Ray head node started like a cluster's (`ray start --head`), owned by this test: its own temporary
     folder and ports, in the foreground (`--block`) of a process group of its own, and stopped through that
-    handle, never by `ray stop` (which stops every Ray of the user on the machine: the smoke run's notebook 15
+    handle, never by `ray stop` (which stops every Ray of the user on the machine: the smoke run's notebook 16
     may have one running meanwhile, and a developer's own). Yields its address and the environment that joins
     it."""
     ray = shutil.which("ray", path=os.path.dirname(sys.executable))
@@ -285,7 +285,7 @@ def test_reindex_ray_joins_a_cluster_by_address(ray_cluster, tmp_path):
 
 
 def test_the_test_cluster_cannot_be_joined_by_a_local_ray_init(ray_cluster):
-    """The head above is this test's alone: a process that starts Ray without an address (notebook 15's local
+    """The head above is this test's alone: a process that starts Ray without an address (notebook 16's local
     Ray through `start_ray`, or a bare `ray.init()`) starts a cluster of its own instead of joining it."""
     address, environment = ray_cluster
     script = (
