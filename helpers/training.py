@@ -197,8 +197,8 @@ class StopOnNonFiniteLoss(TrainerCallback):
 
 
 def recipe(**changes: Any) -> dict[str, Any]:
-    """Notebook 04's training recipe (the defaults of its parameters cell), with `changes` applied: notebooks 01
-    and 07 train with it, so that a change to the recipe notebook 04 teaches reaches them."""
+    """Notebook 04's training recipe (the defaults of its parameters cell), with `changes` applied: notebooks 01,
+    07 and 14 train with it, so that a change to the recipe notebook 04 teaches reaches them."""
     declared = declared_parameters(RECIPE_NOTEBOOK)
     settings = {key: declared[key].default for key in RECIPE_KEYS}
     if unknown := sorted(set(changes) - set(RECIPE_KEYS)):
@@ -210,7 +210,7 @@ def recipe_arguments(
     output_dir: str | Path, settings: dict[str, Any], device: str, tokenizer: Any = None, seed: int = 42
 ):
     """`SentenceTransformerTrainingArguments` for a recipe, as notebook 04 builds them (no checkpoints, no
-    evaluation during training: the brief runs of notebooks 01 and 07 are scored afterwards)."""
+    evaluation during training: the short runs of notebooks 01, 07 and 14 are scored afterwards)."""
     from sentence_transformers.sentence_transformer.training_args import (
         BatchSamplers,
         SentenceTransformerTrainingArguments,
@@ -273,7 +273,7 @@ def train_copy(
     **changes: Any,
 ) -> tuple[Any, Any, dict[str, float]]:
     """Train a fresh copy of `model_name` on all of `train_dataset` for notebook 14's short comparison runs: `args`
-    (the main run's arguments) changed by `changes`, with no evaluation, checkpoint, progress bar or logged loss
+    (the recipe's arguments, `recipe_arguments`) changed by `changes`, with no evaluation, checkpoint, progress bar or logged loss
     after the first step. `make_loss(model)` builds the loss. `precision` (bf16, fp16, fp32) sets the copy's encoding
     precision and the trainer's mixed-precision flags; None keeps `args`' flags and encodes in `choose_precision`'s
     choice. Returns the trained model, its trainer and the trainer's metrics."""

@@ -102,7 +102,7 @@ CLAIMS = {
         ),
     ),
     "pipeline_rates_agree": (
-        "08: the three pipeline rates (07, 08, 15's single process) agree within a factor of 1.5",
+        "08: the three pipeline rates (07, 08, 16's single process) agree within a factor of 1.5",
         lambda m: (
             (
                 rates := [
@@ -128,7 +128,7 @@ CLAIMS = {
         ),
     ),
     "ray_worker_and_startup": (
-        "08/15: a one-core Ray worker encodes at under 3/4 of one process's pipeline rate; two workers end to end are slower than one worker's encoding",
+        "08/16: a one-core Ray worker encodes at under 3/4 of one process's pipeline rate; two workers end to end are slower than one worker's encoding",
         lambda m: (
             m["16_ray_reindexing"]["projection"]["cpu_docs_per_s_per_worker"]
             < 0.75 * m["16_ray_reindexing"]["ray"]["single_process"]["docs_per_s"]

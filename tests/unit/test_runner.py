@@ -330,7 +330,7 @@ def test_reindex_rate_rows_say_what_each_rate_includes():
     assert [(row["notebook"], row["precision"]) for row in rows] == [("07", "bf16"), ("09", "fp32")]
     assert rows[0]["minutes for 1,000,000"] == pytest.approx(1_000_000 / 500 / 60)
     assert "pipeline" in rows[0]["what is timed"] and "encoding only" in rows[1]["what is timed"]
-    assert len(reindex_rate_rows(committed_default_run())) == 7  # 07, 08, 09 twice, 13 three times
+    assert len(reindex_rate_rows(committed_default_run())) == 7  # 07, 08, 09 twice, 16 three times
     projected = reindex_rate_rows({"07_decision": {**metrics["07_decision"], "reindex_encoder": "onnx_int8"}})[0]
     assert projected["what is timed"].startswith("projected") and projected["precision"] == "int8"
 
