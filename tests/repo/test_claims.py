@@ -394,6 +394,15 @@ REFERENCE_CLAIMS = {
             )
         ),
     ),
+    "reference_bf16_loss_below_0005": (
+        "14 (04's record): in the reference run, bf16 minus fp32 on dev holds zero with its low end above -0.005, and "
+        "bf16 trained faster",
+        lambda m: (
+            (row := m["04_training"]["precision_comparison"])["ci"][0] > -0.005
+            and row["ci"][0] <= 0 <= row["ci"][1]
+            and row["by_arm"]["bf16"]["training examples/s"] > row["by_arm"]["fp32"]["training examples/s"]
+        ),
+    ),
     "reference_curve_rises": (
         "07: every size of the reference curve gains (interval above 0), every larger size gains more on average, and the "
         "smallest and the full set's intervals do not overlap",
