@@ -295,7 +295,7 @@ def test_07_decision(smoke_run):
     assert curve["examples"] == [8, 16, 32, 48]  # the smoke curve sizes, then notebook 04's 48 examples
     assert curve["reused_saved_runs"] == []  # a first run trains every point, and saves it for the next run
     saved = smoke_run[0] / "work" / "models" / "icd10cm" / "recipe-runs"
-    assert all(read_recipe_record(saved / f"{size}-seed42")["train_examples"] == size for size in (8, 16, 32))
+    assert all(read_recipe_record(saved / f"{size}-sample42-seed42")["train_examples"] == size for size in (8, 16, 32))
     assert curve["seeds"] == [42]  # one training seed by default: notebook 04's
     # the committed reference curve was measured on all 7,598 triplets: the smoke run's 48 decide from their own curve
     assert (
